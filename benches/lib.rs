@@ -1,0 +1,1 @@
+//! Criterion benchmarks of this workspace live in `benches/benches/`; run them with `cargo bench`.

@@ -1,0 +1,321 @@
+//! Support for tests, benches and developer tools of this workspace (not a user-facing library).
+//!
+//! - [`shared_data`] finds the read-only shared data folder (ImageNet devkit, sample photos, CLIP
+//!   vocabulary) through the `CLIP_SHARED_DATA` environment variable, which `.ci/run` sets.
+//! - [`Npy`] reads and writes little-endian `float32` / `int64` `.npy` files, the format of the
+//!   committed reference fixtures made by the Python scripts under `tools/reference`.
+//!
+//! ```
+//! use dev_support::Npy;
+//! let a = Npy::f32(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]);
+//! let bytes = a.to_bytes();
+//! let b = Npy::from_bytes(&bytes)?;
+//! assert_eq!(a, b);
+//! # Ok::<(), dev_support::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming the shared data folder (`../shared/data` beside the repository).
+pub const SHARED_DATA_ENV: &str = "CLIP_SHARED_DATA";
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The bytes are not a `.npy` file this crate supports.
+    #[error("not a supported .npy file: {0}")]
+    Npy(String),
+    /// The shared data folder could not be found.
+    #[error(
+        "shared data folder not found: set {SHARED_DATA_ENV} to the `shared/data` folder \
+         (CI sets it to ../shared/data); looked at {0}"
+    )]
+    SharedDataMissing(PathBuf),
+}
+
+/// The shared data folder: `$CLIP_SHARED_DATA`, else `../shared/data` beside the workspace root.
+///
+/// Returns an error naming the place looked at when neither exists. Tests that need the data
+/// should fail with this error when `CLIP_SHARED_DATA` is set (CI), and may skip with a loud
+/// message otherwise; [`shared_data_or_skip`] does exactly that.
+pub fn shared_data() -> Result<PathBuf, Error> {
+    let dir = match std::env::var_os(SHARED_DATA_ENV) {
+        Some(v) => PathBuf::from(v),
+        None => workspace_root().join("../shared/data"),
+    };
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(Error::SharedDataMissing(dir))
+    }
+}
+
+/// For tests: the shared data folder, or `None` after printing why the test is skipped.
+///
+/// Panics (fails the test) when `CLIP_SHARED_DATA` is set but the folder is missing, so CI
+/// can never silently skip.
+pub fn shared_data_or_skip(test: &str) -> Option<PathBuf> {
+    match shared_data() {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var_os(SHARED_DATA_ENV).is_some() => panic!("{test}: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: {e}");
+            None
+        }
+    }
+}
+
+/// The workspace root (the folder holding the root `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Element data of an [`Npy`] array.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NpyData {
+    /// Little-endian `float32` (`<f4`).
+    F32(Vec<f32>),
+    /// Little-endian `int64` (`<i8`).
+    I64(Vec<i64>),
+}
+
+/// A C-ordered array read from or written to a `.npy` file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Npy {
+    /// The shape.
+    pub shape: Vec<usize>,
+    /// The elements in C order.
+    pub data: NpyData,
+}
+
+impl Npy {
+    /// A `float32` array.
+    pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        Self {
+            shape,
+            data: NpyData::F32(data),
+        }
+    }
+
+    /// A `int64` array.
+    pub fn i64(shape: Vec<usize>, data: Vec<i64>) -> Self {
+        Self {
+            shape,
+            data: NpyData::I64(data),
+        }
+    }
+
+    /// The elements as `f32`, or an error when the array holds another dtype.
+    pub fn into_f32(self) -> Result<Vec<f32>, Error> {
+        match self.data {
+            NpyData::F32(v) => Ok(v),
+            NpyData::I64(_) => Err(Error::Npy("expected float32, found int64".into())),
+        }
+    }
+
+    /// The elements as `i64`, or an error when the array holds another dtype.
+    pub fn into_i64(self) -> Result<Vec<i64>, Error> {
+        match self.data {
+            NpyData::I64(v) => Ok(v),
+            NpyData::F32(_) => Err(Error::Npy("expected int64, found float32".into())),
+        }
+    }
+
+    /// Reads a `.npy` file.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_bytes(&bytes).map_err(|e| Error::Npy(format!("{}: {e}", path.display())))
+    }
+
+    /// Writes a `.npy` file (format version 1.0).
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_bytes()).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Serialises to `.npy` bytes (format version 1.0, header padded to 64 bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let descr = match self.data {
+            NpyData::F32(_) => "<f4",
+            NpyData::I64(_) => "<i8",
+        };
+        let shape = match self.shape.len() {
+            1 => format!("({},)", self.shape[0]),
+            _ => format!(
+                "({})",
+                self.shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        let unpadded = 10 + header.len() + 1;
+        header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+        header.push('\n');
+        let mut out = Vec::with_capacity(10 + header.len() + 8 * self.len());
+        out.extend_from_slice(b"\x93NUMPY\x01\x00");
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        match &self.data {
+            NpyData::F32(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            NpyData::I64(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        }
+        out
+    }
+
+    fn len(&self) -> usize {
+        match &self.data {
+            NpyData::F32(v) => v.len(),
+            NpyData::I64(v) => v.len(),
+        }
+    }
+
+    /// Parses `.npy` bytes: versions 1–3, C order, `<f4` or `<i8`.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let bad = |m: &str| Error::Npy(m.to_owned());
+        if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+            return Err(bad("missing \\x93NUMPY magic"));
+        }
+        let (hlen, hstart) = match bytes[6] {
+            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+            2 | 3 if bytes.len() >= 12 => (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            ),
+            v => return Err(Error::Npy(format!("unsupported version {v}"))),
+        };
+        let header = bytes
+            .get(hstart..hstart + hlen)
+            .ok_or_else(|| bad("truncated header"))?;
+        let header = std::str::from_utf8(header).map_err(|_| bad("header is not UTF-8"))?;
+        if header.contains("'fortran_order': True") {
+            return Err(bad("Fortran order is not supported"));
+        }
+        let descr = field(header, "descr").ok_or_else(|| bad("no descr"))?;
+        let shape_txt = field(header, "shape").ok_or_else(|| bad("no shape"))?;
+        let shape = shape_txt
+            .trim_matches(|c| c == '(' || c == ')')
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<usize>().map_err(|_| bad("bad shape")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let n: usize = shape.iter().product();
+        let body = &bytes[hstart + hlen..];
+        let descr = descr.trim_matches('\'');
+        let data = match descr {
+            "<f4" => NpyData::F32(chunks::<4>(body, n)?.map(f32::from_le_bytes).collect()),
+            "<i8" => NpyData::I64(chunks::<8>(body, n)?.map(i64::from_le_bytes).collect()),
+            other => return Err(Error::Npy(format!("unsupported dtype {other}"))),
+        };
+        Ok(Self { shape, data })
+    }
+}
+
+fn chunks<const N: usize>(
+    body: &[u8],
+    n: usize,
+) -> Result<impl Iterator<Item = [u8; N]> + '_, Error> {
+    if body.len() != n * N {
+        return Err(Error::Npy(format!(
+            "expected {} data bytes, found {}",
+            n * N,
+            body.len()
+        )));
+    }
+    Ok(body.chunks_exact(N).map(|c| {
+        let mut a = [0u8; N];
+        a.copy_from_slice(c);
+        a
+    }))
+}
+
+/// The text after `'key':` up to the next top-level comma (parentheses nest).
+fn field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let start = header.find(&format!("'{key}':"))? + key.len() + 3;
+    let rest = header[start..].trim_start();
+    let mut depth = 0i32;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' | '}' if depth == 0 => return Some(rest[..i].trim()),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_shapes_and_dtypes() {
+        for a in [
+            Npy::f32(vec![3], vec![1.5, -2.0, 0.25]),
+            Npy::f32(vec![1, 3, 2, 2], (0..12).map(|i| i as f32 * 0.5).collect()),
+            Npy::i64(vec![2, 2], vec![49406, 3306, 49407, 0]),
+            Npy::f32(vec![0, 4], vec![]),
+        ] {
+            assert_eq!(Npy::from_bytes(&a.to_bytes()).unwrap(), a);
+            let elem = if matches!(a.data, NpyData::I64(_)) {
+                8
+            } else {
+                4
+            };
+            assert_eq!(
+                (a.to_bytes().len() - a.len() * elem) % 64,
+                0,
+                "header is 64-aligned"
+            );
+        }
+    }
+
+    #[test]
+    fn numpy_written_header_parses() {
+        // Header exactly as numpy 2.x writes it for np.zeros((2, 3), np.float32).
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        let mut h = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }".to_string();
+        h.push_str(&" ".repeat(128 - 10 - h.len() - 1));
+        h.push('\n');
+        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        b.extend_from_slice(h.as_bytes());
+        b.extend_from_slice(&[0u8; 24]);
+        let a = Npy::from_bytes(&b).unwrap();
+        assert_eq!(a.shape, vec![2, 3]);
+        assert_eq!(a.into_f32().unwrap(), vec![0.0; 6]);
+    }
+
+    #[test]
+    fn rejects_truncated_and_foreign() {
+        let a = Npy::f32(vec![4], vec![1.0; 4]).to_bytes();
+        assert!(Npy::from_bytes(&a[..a.len() - 1]).is_err());
+        assert!(Npy::from_bytes(b"PK\x03\x04 not npy").is_err());
+        assert!(Npy::from_bytes(&a[..20]).is_err());
+    }
+}

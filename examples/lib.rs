@@ -1,0 +1,1 @@
+//! Shared glue for the examples of this workspace (kept empty until an example needs it).

@@ -1,0 +1,37 @@
+//! `cargo xtask <command>`: developer tools and the ImageNet evaluation.
+//!
+//! Each command lives in its own module; `main` only parses arguments and dispatches.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    about = "Developer tools and evaluations for the CLIP workspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the shared data folder the tests will use.
+    SharedData,
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::SharedData => {
+            println!("{}", dev_support::shared_data()?.display());
+            Ok(())
+        }
+    }
+}
