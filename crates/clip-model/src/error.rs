@@ -1,0 +1,161 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Errors of this crate.
+///
+/// Loading errors carry the file, the tensor name (as spelled in the file) and the expected and
+/// found values, so a user can tell which file is wrong and how.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not a safetensors file (bad header length or header that is not safetensors JSON).
+    #[error("{path}: not a safetensors file: {reason}")]
+    NotSafetensors {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The safetensors header promises more bytes than the file holds.
+    #[error("{path}: truncated safetensors file: header needs {expected} bytes, file has {found}")]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the header describes (header included).
+        expected: usize,
+        /// Bytes in the file.
+        found: usize,
+    },
+    /// The safetensors header is readable but inconsistent (overlapping or out-of-order tensor data, …).
+    #[error("{path}: corrupt safetensors file: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A tensor the model needs is not in the file.
+    #[error("missing tensor `{name}`{}", path_suffix(.path))]
+    MissingTensor {
+        /// Tensor name as the file would spell it.
+        name: String,
+        /// The file, when known.
+        path: Option<PathBuf>,
+    },
+    /// A tensor has another shape than the architecture needs.
+    #[error("tensor `{name}`: expected shape {expected:?}, found {found:?}")]
+    ShapeMismatch {
+        /// Tensor name as the file spells it.
+        name: String,
+        /// The shape the model needs.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor (or a requested model dtype) has a dtype this crate does not load.
+    #[error("tensor `{name}`: unsupported dtype {dtype} (supported: {supported})")]
+    UnsupportedDtype {
+        /// Tensor name (or `model dtype` for a requested dtype).
+        name: String,
+        /// The dtype found.
+        dtype: String,
+        /// The dtypes accepted here.
+        supported: &'static str,
+    },
+    /// The weights do not describe a model this crate knows (no vision tower found, …).
+    #[error("cannot infer the architecture: {0}")]
+    Architecture(String),
+    /// A config file cannot be read as the expected JSON.
+    #[error("{path}: invalid config: {reason}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A config value disagrees with what the weights imply.
+    #[error("{source_name}: `{field}` is {config} but the weights imply {weights}")]
+    ConfigMismatch {
+        /// Where the config value came from (a file path or a preset name).
+        source_name: String,
+        /// The field, e.g. `vision.layers`.
+        field: String,
+        /// The value in the config.
+        config: String,
+        /// The value inferred from the tensors.
+        weights: String,
+    },
+    /// An input tensor (pixels, token ids) has the wrong shape, dtype or values.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The hub could not provide a file (only with the `hub` feature).
+    #[error(
+        "could not get `{file}` of `{repo}` (revision {revision}) from the Hugging Face hub: {reason}\n\
+         Without network: download https://huggingface.co/{repo}/resolve/{revision}/{file} and pass its \
+         local path instead (or place it in the hub cache at {cache_hint})"
+    )]
+    Hub {
+        /// The repository id, e.g. `openai/clip-vit-base-patch32`.
+        repo: String,
+        /// The revision (branch, tag or commit).
+        revision: String,
+        /// The file looked for.
+        file: String,
+        /// What went wrong.
+        reason: String,
+        /// Where the cache expects the file.
+        cache_hint: String,
+    },
+    /// An error inside candle (tensor arithmetic, device).
+    #[error("candle: {0}")]
+    Candle(candle_core::Error),
+    /// A text has more tokens than the context length and truncation was not asked for.
+    #[error(
+        "text \"{start}\" has {tokens} tokens (start and end of text included), more than the context \
+         length {context_length}: shorten it or ask for truncation"
+    )]
+    TextTooLong {
+        /// The beginning of the text.
+        start: String,
+        /// Its number of tokens, `<|startoftext|>` and `<|endoftext|>` included.
+        tokens: usize,
+        /// The context length asked for.
+        context_length: usize,
+    },
+    /// A context length too small for `<|startoftext|>` and `<|endoftext|>`.
+    #[error(
+        "context length {context_length} is too small: it must hold at least the 2 special tokens"
+    )]
+    InvalidContextLength {
+        /// The context length asked for.
+        context_length: usize,
+    },
+    /// The tokenizer's vocabulary is unreadable, or the tokenizer failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+}
+
+fn path_suffix(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => format!(" in {}", p.display()),
+        None => String::new(),
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
