@@ -1,4 +1,65 @@
 //! Embedding library: image vectors mapped back to images, dedupe, persistence, exact top-k search.
 //!
-//! This crate is a documented skeleton: its API lands with the issue that fills it.
+//! - [`FeatureStore`] keeps one SQLite file (WAL) whose header records the model id, embedding
+//!   dimension, dtype and schema version; opening it for another model fails with
+//!   [`Error::ModelMismatch`] / [`Error::DimMismatch`]. Each distinct content (BLAKE3 hash of the
+//!   file bytes) is stored once with its vector; every path holding those bytes is recorded.
+//! - [`FeatureStore::sync`] indexes a folder incrementally in committed batches with any
+//!   [`ImageEmbedder`]; an interrupted sync resumes where it stopped.
+//! - Search is exact top-k by inner product over all vectors, held in memory in one contiguous
+//!   matrix ([`FlatIndex`], f32 or f16) and scanned by all rayon threads. The store talks to it only
+//!   through the [`VectorIndex`] trait, so another engine can take its place.
+//!
+//! The crate stores vectors produced by anyone: it does not decode images or run models.
+//!
+//! ```
+//! use feature_store::{FeatureStore, HashEmbedder, ModelInfo, OpenOptions, SyncOptions};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let photos = dir.path().join("photos");
+//! std::fs::create_dir(&photos)?;
+//! std::fs::write(photos.join("a.png"), b"first picture")?;
+//! std::fs::write(photos.join("b.png"), b"second picture")?;
+//! std::fs::write(photos.join("copy-of-a.png"), b"first picture")?;
+//!
+//! // A stand-in embedder; real code wraps a CLIP image encoder.
+//! let mut embedder = HashEmbedder::new("demo/hash", 8);
+//! let model = ModelInfo::new("demo/hash", 8);
+//! let mut store = FeatureStore::open(dir.path().join("library.db"), &model, &OpenOptions::new())?;
+//!
+//! let report = store.sync(&photos, &mut embedder, &SyncOptions::new())?;
+//! assert_eq!((report.added, report.duplicates), (2, 1));
+//! assert_eq!(store.len(), 2);
+//!
+//! // Text → image would pass a text embedding; here the query is an image's own vector.
+//! let query = embedder.embed(b"second picture");
+//! let hits = store.search(&query, 1)?;
+//! assert!(hits[0].path.ends_with("b.png"));
+//! assert!((hits[0].score - 1.0).abs() < 1e-5);
+//!
+//! // A second sync reads nothing: sizes and mtimes match.
+//! let again = store.sync(&photos, &mut embedder, &SyncOptions::new())?;
+//! assert_eq!((again.skipped, again.read), (3, 0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
+
+mod error;
+mod index;
+mod kernel;
+mod store;
+mod sync;
+mod types;
+
+pub use error::{Error, Result};
+pub use index::{FlatIndex, Precision, Scored, SearchBuffer, SearchOptions, VectorIndex};
+pub use store::{
+    Durability, FeatureStore, ModelInfo, OpenOptions, SCHEMA_VERSION, StoreHeader, VECTOR_DTYPE,
+};
+#[cfg(feature = "progress-bar")]
+pub use sync::TerminalProgress;
+pub use sync::{
+    EmbedInput, FailedImage, HashEmbedder, ImageEmbedder, NoProgress, ProgressSink, SyncOptions,
+    SyncProgress, SyncReport,
+};
+pub use types::{AddOutcome, AddStatus, ContentHash, ImageId, ImageRecord, NewImage, SearchHit};

@@ -1,0 +1,185 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+use crate::ImageId;
+
+/// Everything that can go wrong in this crate. Each variant names the file or item involved and,
+/// where it applies, what was expected and what was found.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// SQLite reported an error while working on `file`.
+    #[error("feature store {file}: SQLite error: {source}")]
+    Sqlite {
+        /// The store file.
+        file: PathBuf,
+        /// The underlying SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Reading or listing a file or folder failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store file does not exist and the options do not allow creating it.
+    #[error("feature store {file} does not exist")]
+    Missing {
+        /// The store file.
+        file: PathBuf,
+    },
+    /// The store was built with another model.
+    #[error(
+        "feature store {file} holds embeddings of model `{stored}`, not of the requested model `{requested}`"
+    )]
+    ModelMismatch {
+        /// The store file.
+        file: PathBuf,
+        /// The model id recorded in the file.
+        stored: String,
+        /// The model id asked for.
+        requested: String,
+    },
+    /// The store holds vectors of another dimension.
+    #[error("feature store {file} holds {stored}-d embeddings, but {requested}-d were requested")]
+    DimMismatch {
+        /// The store file.
+        file: PathBuf,
+        /// The dimension recorded in the file.
+        stored: usize,
+        /// The dimension asked for.
+        requested: usize,
+    },
+    /// The store's vectors are in an element type this version cannot read.
+    #[error("feature store {file} stores vectors as `{found}`, expected `{expected}`")]
+    UnsupportedDtype {
+        /// The store file.
+        file: PathBuf,
+        /// The dtype this version reads.
+        expected: &'static str,
+        /// The dtype recorded in the file.
+        found: String,
+    },
+    /// The store was written by an incompatible version of this crate.
+    #[error("feature store {file} has schema version {found}, this version reads {expected}")]
+    UnsupportedSchema {
+        /// The store file.
+        file: PathBuf,
+        /// The schema version this version reads.
+        expected: u32,
+        /// The schema version recorded in the file.
+        found: String,
+    },
+    /// A header entry is missing or cannot be parsed.
+    #[error("feature store {file}: header entry `{key}` is {problem}")]
+    BadHeader {
+        /// The store file.
+        file: PathBuf,
+        /// The header key.
+        key: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A stored vector blob has the wrong length.
+    #[error(
+        "feature store {file}: vector of image {id} has {found_bytes} bytes, expected {expected_bytes} ({dim} little-endian f32)"
+    )]
+    BadVectorBlob {
+        /// The store file.
+        file: PathBuf,
+        /// The image whose vector is malformed.
+        id: ImageId,
+        /// Bytes expected (`dim * 4`).
+        expected_bytes: usize,
+        /// Bytes found.
+        found_bytes: usize,
+        /// The store's dimension.
+        dim: usize,
+    },
+    /// A vector handed to the store (to add, or as a query) has the wrong length.
+    #[error("{item}: vector has {found} values, the store holds {expected}-d vectors")]
+    VectorDim {
+        /// What the vector belongs to (a path, or `query`).
+        item: String,
+        /// The store's dimension.
+        expected: usize,
+        /// The vector's length.
+        found: usize,
+    },
+    /// A vector holds NaN or an infinity.
+    #[error("{item}: vector value {index} is {value}, expected a finite number")]
+    NonFiniteVector {
+        /// What the vector belongs to (a path, `query`, or a stored image).
+        item: String,
+        /// Position of the first bad value.
+        index: usize,
+        /// The bad value.
+        value: f32,
+    },
+    /// A path cannot be stored because it is not valid UTF-8.
+    #[error("{path}: path is not valid UTF-8 and cannot be stored")]
+    NonUtf8Path {
+        /// The path, shown lossily.
+        path: PathBuf,
+    },
+    /// `sync` was given something that is not a folder.
+    #[error("{path} is not a folder")]
+    NotAFolder {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// No image with this id is stored.
+    #[error("no image with id {id} in the feature store")]
+    UnknownId {
+        /// The id asked for.
+        id: ImageId,
+    },
+    /// An embedder was used with a store of another model or dimension.
+    #[error(
+        "embedder produces {embedder_dim}-d vectors of model `{embedder_model}`, the feature store holds {store_dim}-d vectors of `{store_model}`"
+    )]
+    EmbedderMismatch {
+        /// The embedder's model id.
+        embedder_model: String,
+        /// The embedder's dimension.
+        embedder_dim: usize,
+        /// The store's model id.
+        store_model: String,
+        /// The store's dimension.
+        store_dim: usize,
+    },
+    /// An embedder returned a different number of results than it was given images.
+    #[error("embedder returned {found} results for a batch of {expected} images")]
+    EmbedderBatch {
+        /// Images in the batch.
+        expected: usize,
+        /// Results returned.
+        found: usize,
+    },
+    /// Embedding a single image failed (from [`FeatureStore::add_file`](crate::FeatureStore::add_file)).
+    #[error("{path}: cannot embed: {reason}")]
+    Embed {
+        /// The image file.
+        path: PathBuf,
+        /// The embedder's message.
+        reason: String,
+    },
+    /// A file is larger than the configured limit.
+    #[error("{path}: file has {size} bytes, the limit is {limit}")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

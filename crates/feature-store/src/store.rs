@@ -1,0 +1,958 @@
+//! [`FeatureStore`]: the SQLite file, its header checks, adding, browsing and searching.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+use crate::index::{
+    FlatIndex, Precision, Scored, SearchBuffer, SearchOptions, VectorIndex, check_vector,
+};
+use crate::types::{AddOutcome, AddStatus, ContentHash, ImageId, ImageRecord, NewImage, SearchHit};
+use crate::{Error, Result};
+
+/// Schema version written to and expected in the header.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Element type of stored vectors: little-endian IEEE f32, `dim * 4` bytes per blob.
+pub const VECTOR_DTYPE: &str = "f32le";
+
+/// The model whose embeddings a store holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// Identifies the model and its weights, e.g. `openai/clip-vit-base-patch32`.
+    pub model_id: String,
+    /// Embedding length.
+    pub dim: usize,
+}
+
+impl ModelInfo {
+    /// Model `model_id` producing `dim`-d embeddings.
+    pub fn new(model_id: impl Into<String>, dim: usize) -> Self {
+        ModelInfo {
+            model_id: model_id.into(),
+            dim,
+        }
+    }
+}
+
+/// The header of a store file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreHeader {
+    /// The model the vectors come from.
+    pub model: ModelInfo,
+    /// Element type of stored vectors ([`VECTOR_DTYPE`]).
+    pub dtype: String,
+    /// Schema version ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+}
+
+/// How hard commits push data to disk.
+///
+/// The store always runs SQLite in WAL mode. A committed transaction is in the write-ahead log
+/// before `commit` returns, so with either setting a killed *process* (SIGKILL, panic, OOM) loses
+/// nothing committed and never corrupts the file; the crash-safety test checks exactly that.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `synchronous=NORMAL`: the log is fsynced at checkpoints, not at every commit. After a
+    /// power loss or OS crash the last commits may be rolled back, but the file stays consistent.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced; it survives power loss too, at the cost of one
+    /// fsync per batch.
+    Full,
+}
+
+/// Options for opening a store.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// Element type of the in-memory matrix (the file always holds f32).
+    pub precision: Precision,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Create the file if it does not exist (default: yes).
+    pub create: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            precision: Precision::F32,
+            durability: Durability::Normal,
+            create: true,
+        }
+    }
+}
+
+impl OpenOptions {
+    /// The defaults: f32 matrix, `synchronous=NORMAL`, create if missing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Set the in-memory precision.
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+    /// Set the commit durability.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+    /// Whether a missing file is created.
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+}
+
+pub(crate) trait SqlContext<T> {
+    fn at(self, file: &Path) -> Result<T>;
+}
+
+impl<T> SqlContext<T> for rusqlite::Result<T> {
+    fn at(self, file: &Path) -> Result<T> {
+        self.map_err(|source| Error::Sqlite {
+            file: file.to_path_buf(),
+            source,
+        })
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS images (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    hash     BLOB NOT NULL UNIQUE,
+    path     TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    vector   BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS files (
+    path     TEXT PRIMARY KEY NOT NULL,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS files_by_image ON files(image_id);
+";
+
+/// An embedding library in one SQLite file, mirrored into an in-memory [`VectorIndex`].
+///
+/// Tables: `meta` (model id, dimension, dtype, schema version), `images` (one row per distinct
+/// content: id, hash, first path, size, mtime, vector blob) and `files` (every path known to hold
+/// an image's bytes, with its size and mtime, so unchanged files are skipped without reading).
+/// An image lives as long as at least one path holds its bytes.
+///
+/// Reads take `&self` and the type is `Sync`, so a server can keep it in an `RwLock`.
+pub struct FeatureStore<I: VectorIndex = FlatIndex> {
+    file: PathBuf,
+    conn: Mutex<Connection>,
+    model: ModelInfo,
+    index: I,
+}
+
+impl<I: VectorIndex> std::fmt::Debug for FeatureStore<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeatureStore")
+            .field("file", &self.file)
+            .field("model", &self.model)
+            .field("len", &self.index.len())
+            .finish()
+    }
+}
+
+fn connect(file: &Path, create: bool) -> Result<Connection> {
+    if !create && !file.exists() {
+        return Err(Error::Missing {
+            file: file.to_path_buf(),
+        });
+    }
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    Connection::open_with_flags(file, flags).at(file)
+}
+
+fn configure(conn: &Connection, file: &Path, durability: Durability) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .at(file)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .at(file)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::BadHeader {
+            file: file.to_path_buf(),
+            key: "journal_mode",
+            problem: format!("`{mode}`, WAL could not be enabled"),
+        });
+    }
+    let sync = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
+    ))
+    .at(file)?;
+    Ok(())
+}
+
+fn read_meta(conn: &Connection, file: &Path) -> Result<Option<StoreHeader>> {
+    let has_meta: bool = conn
+        .query_row(
+            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta')",
+            [],
+            |r| r.get(0),
+        )
+        .at(file)?;
+    if !has_meta {
+        return Ok(None);
+    }
+    let get = |key: &'static str| -> Result<Option<String>> {
+        conn.query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+            .optional()
+            .at(file)
+    };
+    let Some(version) = get("schema_version")? else {
+        return Ok(None);
+    };
+    let schema_version = match version.parse::<u32>() {
+        Ok(v) if v == SCHEMA_VERSION => v,
+        _ => {
+            return Err(Error::UnsupportedSchema {
+                file: file.to_path_buf(),
+                expected: SCHEMA_VERSION,
+                found: version,
+            });
+        }
+    };
+    let required = |key: &'static str| -> Result<String> {
+        get(key)?.ok_or_else(|| Error::BadHeader {
+            file: file.to_path_buf(),
+            key,
+            problem: "missing".into(),
+        })
+    };
+    let model_id = required("model_id")?;
+    let dim_text = required("dim")?;
+    let dim = match dim_text.parse::<usize>() {
+        Ok(d) if d > 0 => d,
+        _ => {
+            return Err(Error::BadHeader {
+                file: file.to_path_buf(),
+                key: "dim",
+                problem: format!("`{dim_text}`, expected a positive integer"),
+            });
+        }
+    };
+    let dtype = required("dtype")?;
+    if dtype != VECTOR_DTYPE {
+        return Err(Error::UnsupportedDtype {
+            file: file.to_path_buf(),
+            expected: VECTOR_DTYPE,
+            found: dtype,
+        });
+    }
+    Ok(Some(StoreHeader {
+        model: ModelInfo { model_id, dim },
+        dtype,
+        schema_version,
+    }))
+}
+
+/// Decodes a stored vector blob, checking its length.
+fn decode_vector(file: &Path, id: ImageId, blob: &[u8], dim: usize) -> Result<Vec<f32>> {
+    if blob.len() != dim * 4 {
+        return Err(Error::BadVectorBlob {
+            file: file.to_path_buf(),
+            id,
+            expected_bytes: dim * 4,
+            found_bytes: blob.len(),
+            dim,
+        });
+    }
+    Ok(blob
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+fn encode_vector(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+pub(crate) fn path_text(path: &Path) -> Result<&str> {
+    path.to_str().ok_or_else(|| Error::NonUtf8Path {
+        path: path.to_path_buf(),
+    })
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn hash_from_blob(file: &Path, id: ImageId, blob: &[u8]) -> Result<ContentHash> {
+    <[u8; 32]>::try_from(blob)
+        .map(ContentHash)
+        .map_err(|_| Error::BadHeader {
+            file: file.to_path_buf(),
+            key: "images.hash",
+            problem: format!("{} bytes for image {id}, expected 32", blob.len()),
+        })
+}
+
+/// One path to record, with its vector when its bytes may be new.
+pub(crate) struct Pending {
+    pub(crate) path: String,
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: i64,
+    pub(crate) hash: ContentHash,
+    pub(crate) vector: Option<Vec<f32>>,
+}
+
+/// Changes of one committed batch to mirror into the index.
+#[derive(Default)]
+pub(crate) struct BatchEffect {
+    /// (new image, index into the pending list whose vector it got)
+    pub(crate) inserted: Vec<(ImageId, usize)>,
+    pub(crate) removed: Vec<ImageId>,
+}
+
+/// Removes `path` from image `old`; deletes the image if no path holds it any more.
+fn detach(
+    tx: &Transaction<'_>,
+    file: &Path,
+    old: ImageId,
+    path: &str,
+    effect: &mut BatchEffect,
+) -> Result<Option<ImageId>> {
+    tx.execute("DELETE FROM files WHERE path=?1", [path])
+        .at(file)?;
+    let next: Option<(String, i64, i64)> = tx
+        .prepare_cached(
+            "SELECT path, size, mtime_ns FROM files WHERE image_id=?1 ORDER BY rowid LIMIT 1",
+        )
+        .at(file)?
+        .query_row([old.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+        .at(file)?;
+    match next {
+        None => {
+            tx.execute("DELETE FROM images WHERE id=?1", [old.0])
+                .at(file)?;
+            effect.removed.push(old);
+            Ok(Some(old))
+        }
+        Some((p, size, mtime)) => {
+            tx.execute(
+                "UPDATE images SET path=?2, size=?3, mtime_ns=?4 WHERE id=?1 AND path=?5",
+                params![old.0, p, size, mtime, path],
+            )
+            .at(file)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Records one path inside a transaction. `Ok(None)`: the bytes are new but no vector was given.
+fn apply_one(
+    tx: &Transaction<'_>,
+    file: &Path,
+    item: &Pending,
+    slot: usize,
+    effect: &mut BatchEffect,
+) -> Result<Option<AddOutcome>> {
+    let old: Option<ImageId> = tx
+        .prepare_cached("SELECT image_id FROM files WHERE path=?1")
+        .at(file)?
+        .query_row([&item.path], |r| r.get(0).map(ImageId))
+        .optional()
+        .at(file)?;
+    let same: Option<ImageId> = tx
+        .prepare_cached("SELECT id FROM images WHERE hash=?1")
+        .at(file)?
+        .query_row([&item.hash.0[..]], |r| r.get(0).map(ImageId))
+        .optional()
+        .at(file)?;
+    let (size, mtime) = (to_i64(item.size), item.mtime_ns);
+    match (old, same) {
+        (Some(o), Some(s)) if o == s => {
+            tx.execute(
+                "UPDATE files SET size=?2, mtime_ns=?3 WHERE path=?1",
+                params![item.path, size, mtime],
+            )
+            .at(file)?;
+            tx.execute(
+                "UPDATE images SET size=?3, mtime_ns=?4 WHERE id=?1 AND path=?2",
+                params![s.0, item.path, size, mtime],
+            )
+            .at(file)?;
+            Ok(Some(AddOutcome {
+                id: s,
+                status: AddStatus::Unchanged,
+                removed: None,
+            }))
+        }
+        (_, Some(s)) => {
+            let removed = match old {
+                Some(o) => detach(tx, file, o, &item.path, effect)?,
+                None => None,
+            };
+            tx.execute(
+                "INSERT INTO files (path, image_id, size, mtime_ns) VALUES (?1, ?2, ?3, ?4)",
+                params![item.path, s.0, size, mtime],
+            )
+            .at(file)?;
+            Ok(Some(AddOutcome {
+                id: s,
+                status: AddStatus::Duplicate,
+                removed,
+            }))
+        }
+        (_, None) => {
+            let Some(vector) = &item.vector else {
+                return Ok(None);
+            };
+            let removed = match old {
+                Some(o) => detach(tx, file, o, &item.path, effect)?,
+                None => None,
+            };
+            tx.prepare_cached(
+                "INSERT INTO images (hash, path, size, mtime_ns, vector) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .at(file)?
+            .execute(params![&item.hash.0[..], item.path, size, mtime, encode_vector(vector)])
+            .at(file)?;
+            let id = ImageId(tx.last_insert_rowid());
+            tx.prepare_cached(
+                "INSERT INTO files (path, image_id, size, mtime_ns) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .at(file)?
+            .execute(params![item.path, id.0, size, mtime])
+            .at(file)?;
+            effect.inserted.push((id, slot));
+            Ok(Some(AddOutcome {
+                id,
+                status: AddStatus::Added,
+                removed,
+            }))
+        }
+    }
+}
+
+/// A known path, as recorded.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KnownFile {
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: i64,
+}
+
+impl FeatureStore<FlatIndex> {
+    /// Opens (or creates) the store at `file` for embeddings of `model`, loading every vector
+    /// into an in-memory [`FlatIndex`].
+    ///
+    /// A new file records `model` in its header; an existing one must have been written for the
+    /// same model id and dimension, else [`Error::ModelMismatch`] / [`Error::DimMismatch`].
+    pub fn open(file: impl AsRef<Path>, model: &ModelInfo, options: &OpenOptions) -> Result<Self> {
+        let index = FlatIndex::new(model.dim, options.precision);
+        Self::open_with_index(file, model, options, index)
+    }
+
+    /// Opens an existing store with the model recorded in its header.
+    pub fn open_existing(file: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
+        let header = Self::read_header(&file)?;
+        let options = options.clone().create(false);
+        Self::open(file, &header.model, &options)
+    }
+}
+
+impl<I: VectorIndex> FeatureStore<I> {
+    /// Reads the header of an existing store without loading it.
+    pub fn read_header(file: impl AsRef<Path>) -> Result<StoreHeader> {
+        let file = file.as_ref();
+        let conn = connect(file, false)?;
+        read_meta(&conn, file)?.ok_or_else(|| Error::BadHeader {
+            file: file.to_path_buf(),
+            key: "schema_version",
+            problem: "missing: not a feature store".into(),
+        })
+    }
+
+    /// Like [`FeatureStore::open`], loading the vectors into `index` (which should be empty and
+    /// of dimension `model.dim`).
+    pub fn open_with_index(
+        file: impl AsRef<Path>,
+        model: &ModelInfo,
+        options: &OpenOptions,
+        mut index: I,
+    ) -> Result<Self> {
+        let file = file.as_ref().to_path_buf();
+        if index.dim() != model.dim {
+            return Err(Error::DimMismatch {
+                file,
+                stored: model.dim,
+                requested: index.dim(),
+            });
+        }
+        if model.dim == 0 {
+            return Err(Error::DimMismatch {
+                file,
+                stored: 0,
+                requested: 0,
+            });
+        }
+        let mut conn = connect(&file, options.create)?;
+        configure(&conn, &file, options.durability)?;
+        {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .at(&file)?;
+            match read_meta(&tx, &file)? {
+                Some(header) => {
+                    if header.model.model_id != model.model_id {
+                        return Err(Error::ModelMismatch {
+                            file,
+                            stored: header.model.model_id,
+                            requested: model.model_id.clone(),
+                        });
+                    }
+                    if header.model.dim != model.dim {
+                        return Err(Error::DimMismatch {
+                            file,
+                            stored: header.model.dim,
+                            requested: model.dim,
+                        });
+                    }
+                }
+                None => {
+                    tx.execute_batch(SCHEMA).at(&file)?;
+                    let mut put = tx
+                        .prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")
+                        .at(&file)?;
+                    put.execute(["schema_version", &SCHEMA_VERSION.to_string()])
+                        .at(&file)?;
+                    put.execute(["model_id", &model.model_id]).at(&file)?;
+                    put.execute(["dim", &model.dim.to_string()]).at(&file)?;
+                    put.execute(["dtype", VECTOR_DTYPE]).at(&file)?;
+                }
+            }
+            tx.commit().at(&file)?;
+        }
+        {
+            let mut stmt = conn
+                .prepare("SELECT id, vector FROM images ORDER BY id")
+                .at(&file)?;
+            let mut rows = stmt.query([]).at(&file)?;
+            while let Some(row) = rows.next().at(&file)? {
+                let id = ImageId(row.get(0).at(&file)?);
+                let blob = row.get_ref(1).at(&file)?;
+                let blob = blob.as_blob().map_err(|e| Error::Sqlite {
+                    file: file.clone(),
+                    source: e.into(),
+                })?;
+                let vector = decode_vector(&file, id, blob, model.dim)?;
+                check_vector(
+                    &format!("{} image {id}", file.display()),
+                    &vector,
+                    model.dim,
+                )?;
+                index.upsert(id, &vector)?;
+            }
+        }
+        Ok(FeatureStore {
+            file,
+            conn: Mutex::new(conn),
+            model: model.clone(),
+            index,
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held cannot leave a half-done transaction behind (rusqlite
+        // rolls back on drop), so a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        self.conn.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The store file.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The model whose embeddings are stored.
+    pub fn model(&self) -> &ModelInfo {
+        &self.model
+    }
+
+    /// The model id recorded in the header.
+    pub fn model_id(&self) -> &str {
+        &self.model.model_id
+    }
+
+    /// Embedding length.
+    pub fn dim(&self) -> usize {
+        self.model.dim
+    }
+
+    /// Number of images (distinct contents).
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no image is stored.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The in-memory index.
+    pub fn index(&self) -> &I {
+        &self.index
+    }
+
+    /// The image with key `id`.
+    pub fn get(&self, id: ImageId) -> Result<Option<ImageRecord>> {
+        let conn = self.conn();
+        let row: Option<(String, Vec<u8>, i64, i64)> = conn
+            .prepare_cached("SELECT path, hash, size, mtime_ns FROM images WHERE id=?1")
+            .at(&self.file)?
+            .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()
+            .at(&self.file)?;
+        row.map(|(path, hash, size, mtime_ns)| {
+            Ok(ImageRecord {
+                id,
+                path: PathBuf::from(path),
+                hash: hash_from_blob(&self.file, id, &hash)?,
+                size: u64::try_from(size).unwrap_or(0),
+                mtime_ns,
+            })
+        })
+        .transpose()
+    }
+
+    /// Every path known to hold the bytes of image `id`, first seen first.
+    pub fn paths(&self, id: ImageId) -> Result<Vec<PathBuf>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT path FROM files WHERE image_id=?1 ORDER BY rowid")
+            .at(&self.file)?;
+        let paths = stmt
+            .query_map([id.0], |r| r.get::<_, String>(0))
+            .at(&self.file)?
+            .map(|p| p.map(PathBuf::from))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .at(&self.file)?;
+        Ok(paths)
+    }
+
+    /// A page of the library in insertion order: images `offset..offset + limit`.
+    pub fn list(&self, offset: usize, limit: usize) -> Result<Vec<ImageRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, path, hash, size, mtime_ns FROM images ORDER BY id LIMIT ?1 OFFSET ?2",
+            )
+            .at(&self.file)?;
+        let rows = stmt
+            .query_map(params![to_i64(limit as u64), to_i64(offset as u64)], |r| {
+                Ok((
+                    ImageId(r.get(0)?),
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .at(&self.file)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .at(&self.file)?;
+        rows.into_iter()
+            .map(|(id, path, hash, size, mtime_ns)| {
+                Ok(ImageRecord {
+                    id,
+                    path: PathBuf::from(path),
+                    hash: hash_from_blob(&self.file, id, &hash)?,
+                    size: u64::try_from(size).unwrap_or(0),
+                    mtime_ns,
+                })
+            })
+            .collect()
+    }
+
+    /// The image holding exactly these bytes, if stored.
+    pub fn find_hash(&self, hash: &ContentHash) -> Result<Option<ImageId>> {
+        self.conn()
+            .prepare_cached("SELECT id FROM images WHERE hash=?1")
+            .at(&self.file)?
+            .query_row([&hash.0[..]], |r| r.get(0).map(ImageId))
+            .optional()
+            .at(&self.file)
+    }
+
+    /// The image recorded at `path`, if any.
+    pub fn find_path(&self, path: &Path) -> Result<Option<ImageId>> {
+        let text = path_text(path)?;
+        self.conn()
+            .prepare_cached("SELECT image_id FROM files WHERE path=?1")
+            .at(&self.file)?
+            .query_row([text], |r| r.get(0).map(ImageId))
+            .optional()
+            .at(&self.file)
+    }
+
+    /// The stored vector of `id` (as held in memory).
+    pub fn vector(&self, id: ImageId) -> Option<Vec<f32>> {
+        self.index.vector(id)
+    }
+
+    /// Top-`k` images by inner product with `query` (e.g. a text embedding), best first.
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<SearchHit>> {
+        let mut buf = SearchBuffer::new();
+        self.search_into(query, SearchOptions::top(k), &mut buf)?;
+        self.resolve(buf.hits())
+    }
+
+    /// Images most similar to the stored image `id`, leaving `id` itself out.
+    pub fn similar(&self, id: ImageId, k: usize) -> Result<Vec<SearchHit>> {
+        let query = self.index.vector(id).ok_or(Error::UnknownId { id })?;
+        let mut buf = SearchBuffer::new();
+        self.search_into(&query, SearchOptions::top(k).excluding(id), &mut buf)?;
+        self.resolve(buf.hits())
+    }
+
+    /// The hot path: ids and scores only, into a reusable buffer; no allocation once the buffer
+    /// has grown. Map results to paths with [`FeatureStore::resolve`].
+    pub fn search_into<'b>(
+        &self,
+        query: &[f32],
+        options: SearchOptions,
+        buf: &'b mut SearchBuffer,
+    ) -> Result<&'b [Scored]> {
+        self.index.search_into(query, options, buf)?;
+        Ok(buf.hits())
+    }
+
+    /// Maps scored ids to their paths.
+    pub fn resolve(&self, hits: &[Scored]) -> Result<Vec<SearchHit>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT path FROM images WHERE id=?1")
+            .at(&self.file)?;
+        hits.iter()
+            .map(|h| {
+                let path: Option<String> = stmt
+                    .query_row([h.id.0], |r| r.get(0))
+                    .optional()
+                    .at(&self.file)?;
+                let path = path.ok_or(Error::UnknownId { id: h.id })?;
+                Ok(SearchHit {
+                    id: h.id,
+                    path: PathBuf::from(path),
+                    score: h.score,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds one image if its bytes are new (see [`FeatureStore::add_batch`]).
+    pub fn add(&mut self, image: &NewImage) -> Result<AddOutcome> {
+        let mut out = self.add_batch(std::slice::from_ref(image))?;
+        out.pop().ok_or(Error::EmbedderBatch {
+            expected: 1,
+            found: 0,
+        })
+    }
+
+    /// Adds images in one transaction, each only if its bytes are new:
+    /// - bytes already stored (same hash, any path): the path is recorded as a further path of
+    ///   that image and the vector is not stored again;
+    /// - a known path with other bytes than before: the path moves to the new content; the old
+    ///   image is deleted if no other path holds it;
+    /// - otherwise a new image is stored.
+    ///
+    /// Every item is checked first (UTF-8 path, vector length, finite values); one bad item
+    /// fails the call and leaves the store unchanged, in the file and in memory.
+    pub fn add_batch(&mut self, images: &[NewImage]) -> Result<Vec<AddOutcome>> {
+        let mut pending = Vec::with_capacity(images.len());
+        for image in images {
+            let path = path_text(&image.path)?;
+            check_vector(&image.path.display(), &image.vector, self.model.dim)?;
+            pending.push(Pending {
+                path: path.to_owned(),
+                size: image.size,
+                mtime_ns: image.mtime_ns,
+                hash: image.hash,
+                vector: Some(image.vector.clone()),
+            });
+        }
+        let outcomes = self.commit_batch(&pending)?;
+        Ok(outcomes.into_iter().flatten().collect())
+    }
+
+    /// Records a batch in one transaction and mirrors it into the index after the commit.
+    /// `None` for items whose bytes are new but that carry no vector.
+    pub(crate) fn commit_batch(&mut self, pending: &[Pending]) -> Result<Vec<Option<AddOutcome>>> {
+        let file = self.file.clone();
+        let mut effect = BatchEffect::default();
+        let conn = self.conn_mut();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(&file)?;
+        let mut outcomes = Vec::with_capacity(pending.len());
+        for (slot, item) in pending.iter().enumerate() {
+            outcomes.push(apply_one(&tx, &file, item, slot, &mut effect)?);
+        }
+        tx.commit().at(&file)?;
+        self.mirror(pending, &effect)?;
+        Ok(outcomes)
+    }
+
+    fn mirror(&mut self, pending: &[Pending], effect: &BatchEffect) -> Result<()> {
+        for id in &effect.removed {
+            self.index.remove(*id);
+        }
+        for &(id, slot) in &effect.inserted {
+            if let Some(vector) = pending.get(slot).and_then(|p| p.vector.as_deref()) {
+                self.index.upsert(id, vector)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets `path`; the image behind it is deleted when no other path holds its bytes.
+    /// Returns the deleted image, if any.
+    pub fn remove_path(&mut self, path: &Path) -> Result<Option<ImageId>> {
+        let text = path_text(path)?.to_owned();
+        self.remove_paths(std::slice::from_ref(&text))
+            .map(|mut removed| removed.pop())
+    }
+
+    /// Forgets several paths in one transaction; returns the deleted images.
+    pub(crate) fn remove_paths(&mut self, paths: &[String]) -> Result<Vec<ImageId>> {
+        let file = self.file.clone();
+        let mut effect = BatchEffect::default();
+        let conn = self.conn_mut();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(&file)?;
+        for path in paths {
+            let old: Option<ImageId> = tx
+                .query_row("SELECT image_id FROM files WHERE path=?1", [path], |r| {
+                    r.get(0).map(ImageId)
+                })
+                .optional()
+                .at(&file)?;
+            if let Some(old) = old {
+                detach(&tx, &file, old, path, &mut effect)?;
+            }
+        }
+        tx.commit().at(&file)?;
+        self.mirror(&[], &effect)?;
+        Ok(effect.removed)
+    }
+
+    /// Deletes image `id` and all its paths. Returns whether it existed.
+    pub fn remove(&mut self, id: ImageId) -> Result<bool> {
+        let file = self.file.clone();
+        let conn = self.conn_mut();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(&file)?;
+        tx.execute("DELETE FROM files WHERE image_id=?1", [id.0])
+            .at(&file)?;
+        let n = tx
+            .execute("DELETE FROM images WHERE id=?1", [id.0])
+            .at(&file)?;
+        tx.commit().at(&file)?;
+        self.index.remove(id);
+        Ok(n > 0)
+    }
+
+    /// The image, size and mtime recorded for `path`.
+    pub(crate) fn known_file(&self, path: &str) -> Result<Option<(ImageId, KnownFile)>> {
+        self.conn()
+            .prepare_cached("SELECT image_id, size, mtime_ns FROM files WHERE path=?1")
+            .at(&self.file)?
+            .query_row([path], |r| {
+                Ok((
+                    ImageId(r.get(0)?),
+                    KnownFile {
+                        size: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(u64::MAX),
+                        mtime_ns: r.get(2)?,
+                    },
+                ))
+            })
+            .optional()
+            .at(&self.file)
+    }
+
+    /// Every recorded path with its size and mtime.
+    pub(crate) fn known_files(&self) -> Result<Vec<(String, KnownFile)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT path, size, mtime_ns FROM files")
+            .at(&self.file)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    KnownFile {
+                        size: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(u64::MAX),
+                        mtime_ns: r.get(2)?,
+                    },
+                ))
+            })
+            .at(&self.file)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .at(&self.file)?;
+        Ok(rows)
+    }
+
+    /// Runs SQLite's `PRAGMA integrity_check` and checks that the in-memory index matches the
+    /// `images` table; returns the problems found (empty when the store is sound).
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut problems: Vec<String> = conn
+            .prepare("PRAGMA integrity_check")
+            .at(&self.file)?
+            .query_map([], |r| r.get::<_, String>(0))
+            .at(&self.file)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .at(&self.file)?
+            .into_iter()
+            .filter(|line| line != "ok")
+            .collect();
+        let images: i64 = conn
+            .query_row("SELECT COUNT(*) FROM images", [], |r| r.get(0))
+            .at(&self.file)?;
+        if usize::try_from(images).ok() != Some(self.index.len()) {
+            problems.push(format!(
+                "{images} images in the file, {} vectors in memory",
+                self.index.len()
+            ));
+        }
+        let orphans: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM images WHERE NOT EXISTS (SELECT 1 FROM files WHERE files.image_id = images.id)",
+                [],
+                |r| r.get(0),
+            )
+            .at(&self.file)?;
+        if orphans > 0 {
+            problems.push(format!("{orphans} images without a path"));
+        }
+        Ok(problems)
+    }
+}
