@@ -1,0 +1,657 @@
+//! CLIP's ModifiedResNet image tower (RN50, RN101, RN50x4, RN50x16, RN50x64).
+//!
+//! The architecture of OpenAI's release (and open_clip's `ModifiedResNet`):
+//!
+//! * a stem of three 3×3 convolutions (the first with stride 2), each followed by batch norm and ReLU, then a
+//!   2×2 average pool;
+//! * four stages of bottleneck blocks (1×1 → 3×3 → 1×1 convolutions, expansion 4). Strided blocks
+//!   anti-alias: an average pool of the stride's size runs before the last 1×1 convolution, and the shortcut is
+//!   `downsample.-1` (average pool) → `downsample.0` (1×1 convolution) → `downsample.1` (batch norm);
+//! * attention pooling: the feature map is flattened, its mean is prepended as an extra token, a learned
+//!   positional embedding is added, and one multi-head attention (separate `q/k/v_proj`, output `c_proj`)
+//!   runs with the mean token as the query; its output is the image embedding.
+//!
+//! Batch norm runs in inference mode with the stored running statistics (eps 1e-5) and is folded into the
+//! preceding convolution when the weights are loaded, so each weight is held once, already fused.
+//!
+//! The checkpoint names are open_clip's / OpenAI's (`visual.conv1.weight`, `visual.layer3.4.bn2.running_var`,
+//! `visual.attnpool.q_proj.weight`, …); [`ModifiedResNet::new`] takes a `VarBuilder` already pointed at the
+//! tower (`vb.pp("visual")`). [`ResNetConfig::infer`] reads the architecture from tensor shapes.
+
+use candle_core::{DType, Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+use crate::error::{Error, Result};
+
+/// Batch-norm epsilon of every BN layer in the tower (PyTorch's default, used by OpenAI's models).
+pub const BATCH_NORM_EPS: f64 = 1e-5;
+
+/// Width of one attention head in the pool: open_clip and OpenAI both use `heads = width * 32 / 64`.
+pub const POOL_HEAD_WIDTH: usize = 64;
+
+/// Bottleneck expansion: a stage with `planes` inner channels outputs `4 * planes`.
+const EXPANSION: usize = 4;
+
+/// Architecture of a ModifiedResNet image tower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResNetConfig {
+    /// Input image side in pixels (square); a multiple of 32.
+    pub image_size: usize,
+    /// Bottleneck blocks in each of the four stages.
+    pub layers: [usize; 4],
+    /// Stem width (channels after the stem); stage `i` has `width * 2^i` inner channels.
+    pub width: usize,
+    /// Dimension of the image embedding (output of `attnpool.c_proj`).
+    pub output_dim: usize,
+    /// Attention heads of the pool.
+    pub heads: usize,
+}
+
+impl ResNetConfig {
+    /// A config with open_clip's head rule (`heads = width * 32 / 64`).
+    pub fn new(image_size: usize, layers: [usize; 4], width: usize, output_dim: usize) -> Self {
+        Self {
+            image_size,
+            layers,
+            width,
+            output_dim,
+            heads: width * 32 / POOL_HEAD_WIDTH,
+        }
+    }
+
+    /// OpenAI's RN50: 224 px, 1024-d embedding.
+    pub fn rn50() -> Self {
+        Self::new(224, [3, 4, 6, 3], 64, 1024)
+    }
+
+    /// OpenAI's RN101: 224 px, 512-d embedding.
+    pub fn rn101() -> Self {
+        Self::new(224, [3, 4, 23, 3], 64, 512)
+    }
+
+    /// OpenAI's RN50x4: 288 px, 640-d embedding.
+    pub fn rn50x4() -> Self {
+        Self::new(288, [4, 6, 10, 6], 80, 640)
+    }
+
+    /// OpenAI's RN50x16: 384 px, 768-d embedding.
+    pub fn rn50x16() -> Self {
+        Self::new(384, [6, 8, 18, 8], 96, 768)
+    }
+
+    /// OpenAI's RN50x64: 448 px, 1024-d embedding.
+    pub fn rn50x64() -> Self {
+        Self::new(448, [3, 15, 36, 10], 128, 1024)
+    }
+
+    /// The named presets, as `(name, config)`; names as OpenAI spells them.
+    pub fn presets() -> [(&'static str, Self); 5] {
+        [
+            ("RN50", Self::rn50()),
+            ("RN101", Self::rn101()),
+            ("RN50x4", Self::rn50x4()),
+            ("RN50x16", Self::rn50x16()),
+            ("RN50x64", Self::rn50x64()),
+        ]
+    }
+
+    /// The preset of that name (case-insensitive, `-` and `_` ignored: `rn50x64`, `RN50x64`, `RN-50`).
+    pub fn preset(name: &str) -> Option<Self> {
+        let key: String = name
+            .chars()
+            .filter(|c| *c != '-' && *c != '_')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        Self::presets()
+            .into_iter()
+            .find(|(n, _)| n.to_ascii_lowercase() == key)
+            .map(|(_, c)| c)
+    }
+
+    /// The name of the preset equal to this config, if any.
+    pub fn preset_name(&self) -> Option<&'static str> {
+        Self::presets()
+            .into_iter()
+            .find(|(_, c)| c == self)
+            .map(|(n, _)| n)
+    }
+
+    /// Channels entering the attention pool (`width * 32`).
+    pub fn embed_dim(&self) -> usize {
+        self.width * 32
+    }
+
+    /// Side of the final feature map (`image_size / 32`).
+    pub fn grid_size(&self) -> usize {
+        self.image_size / 32
+    }
+
+    /// Reads the architecture from tensor shapes.
+    ///
+    /// `prefix` is the tower's name prefix in the file (`"visual"` for open_clip / OpenAI files, `""` when the
+    /// names start at the tower); `shape_of` returns the shape of a tensor by its full name, or `None` when the
+    /// file lacks it. Heads follow open_clip's rule (64 channels per head).
+    pub fn infer(prefix: &str, shape_of: impl Fn(&str) -> Option<Vec<usize>>) -> Result<Self> {
+        let full = |name: &str| join(prefix, name);
+        let get = |name: &str| -> Result<Vec<usize>> {
+            let n = full(name);
+            shape_of(&n).ok_or(Error::MissingTensor {
+                name: n,
+                path: None,
+            })
+        };
+        let rank = |name: &str, shape: &[usize], rank: usize| -> Result<()> {
+            if shape.len() == rank {
+                Ok(())
+            } else {
+                Err(Error::Architecture(format!(
+                    "`{}` has shape {shape:?}, expected a rank-{rank} tensor",
+                    full(name)
+                )))
+            }
+        };
+
+        let stem = get("conv3.weight")?;
+        rank("conv3.weight", &stem, 4)?;
+        let width = stem[0];
+        if width == 0 || width % 2 != 0 {
+            return Err(Error::Architecture(format!(
+                "`{}` has shape {stem:?}: the stem width must be even and non-zero",
+                full("conv3.weight")
+            )));
+        }
+
+        let mut layers = [0usize; 4];
+        for (i, count) in layers.iter_mut().enumerate() {
+            while shape_of(&full(&format!("layer{}.{}.conv1.weight", i + 1, *count))).is_some() {
+                *count += 1;
+            }
+            if *count == 0 {
+                return Err(Error::MissingTensor {
+                    name: full(&format!("layer{}.0.conv1.weight", i + 1)),
+                    path: None,
+                });
+            }
+        }
+
+        let pos_name = "attnpool.positional_embedding";
+        let pos = get(pos_name)?;
+        rank(pos_name, &pos, 2)?;
+        let embed = width * 32;
+        if pos[1] != embed {
+            return Err(Error::ShapeMismatch {
+                name: full(pos_name),
+                expected: vec![pos[0], embed],
+                found: pos,
+            });
+        }
+        let tokens = pos[0];
+        let grid = (tokens.saturating_sub(1) as f64).sqrt().round() as usize;
+        if grid == 0 || grid * grid + 1 != tokens {
+            return Err(Error::Architecture(format!(
+                "`{}` has {tokens} rows; a ModifiedResNet needs (image_size / 32)^2 + 1",
+                full(pos_name)
+            )));
+        }
+
+        let c_proj = get("attnpool.c_proj.weight")?;
+        rank("attnpool.c_proj.weight", &c_proj, 2)?;
+        if c_proj[1] != embed {
+            return Err(Error::ShapeMismatch {
+                name: full("attnpool.c_proj.weight"),
+                expected: vec![c_proj[0], embed],
+                found: c_proj,
+            });
+        }
+        if embed % POOL_HEAD_WIDTH != 0 {
+            return Err(Error::Architecture(format!(
+                "pool width {embed} is not a multiple of the head width {POOL_HEAD_WIDTH}"
+            )));
+        }
+        Ok(Self::new(grid * 32, layers, width, c_proj[0]))
+    }
+
+    /// Reads the architecture from the tensors reachable through `vb` (already pointed at the tower).
+    ///
+    /// Loads the few small tensors it looks at; prefer [`ResNetConfig::infer`] with the file's shape table.
+    pub fn infer_from_var_builder(vb: &VarBuilder) -> Result<Self> {
+        Self::infer("", |name| {
+            if vb.contains_tensor(name) {
+                vb.get_unchecked(name).ok().map(|t| t.dims().to_vec())
+            } else {
+                None
+            }
+        })
+        .map_err(|e| prefix_names(e, &vb.prefix()))
+    }
+
+    /// Checks this (inferred) config against a named preset; a difference names the field.
+    pub fn check_against(&self, preset_name: &str, preset: &Self) -> Result<()> {
+        let fields: [(&str, String, String); 5] = [
+            (
+                "vision.image_size",
+                preset.image_size.to_string(),
+                self.image_size.to_string(),
+            ),
+            (
+                "vision.layers",
+                format!("{:?}", preset.layers),
+                format!("{:?}", self.layers),
+            ),
+            (
+                "vision.width",
+                preset.width.to_string(),
+                self.width.to_string(),
+            ),
+            (
+                "embed_dim",
+                preset.output_dim.to_string(),
+                self.output_dim.to_string(),
+            ),
+            (
+                "vision.heads",
+                preset.heads.to_string(),
+                self.heads.to_string(),
+            ),
+        ];
+        for (field, config, weights) in fields {
+            if config != weights {
+                return Err(Error::ConfigMismatch {
+                    source_name: preset_name.to_string(),
+                    field: field.to_string(),
+                    config,
+                    weights,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+fn prefix_names(e: Error, prefix: &str) -> Error {
+    match e {
+        Error::MissingTensor { name, path } => Error::MissingTensor {
+            name: join(prefix, &name),
+            path,
+        },
+        Error::ShapeMismatch {
+            name,
+            expected,
+            found,
+        } => Error::ShapeMismatch {
+            name: join(prefix, &name),
+            expected,
+            found,
+        },
+        other => other,
+    }
+}
+
+/// Carries one of this crate's errors through layer code that returns `candle_core::Result`.
+fn raise(e: Error) -> candle_core::Error {
+    candle_core::Error::WrappedContext {
+        wrapped: Box::new(e),
+        context: "ModifiedResNet".to_string(),
+    }
+}
+
+/// Turns an error from layer code back into this crate's error, recovering the typed ones [`raise`]d.
+fn lower(e: candle_core::Error) -> Error {
+    match e {
+        candle_core::Error::WrappedContext { wrapped, context } => {
+            match wrapped.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Error::from(candle_core::Error::WrappedContext {
+                    wrapped: other,
+                    context,
+                }),
+            }
+        }
+        candle_core::Error::WithBacktrace { inner, .. } => lower(*inner),
+        other => Error::from(other),
+    }
+}
+
+/// Loads `name` under `vb` as f32, with typed errors (missing tensor, wrong shape) whatever the backend.
+fn get_f32(vb: &VarBuilder, shape: &[usize], name: &str) -> candle_core::Result<Tensor> {
+    let full = join(&vb.prefix(), name);
+    if !vb.contains_tensor(name) {
+        return Err(raise(Error::MissingTensor {
+            name: full,
+            path: None,
+        }));
+    }
+    let t = vb.get_unchecked_dtype(name, DType::F32)?;
+    if t.dims() != shape {
+        return Err(raise(Error::ShapeMismatch {
+            name: full,
+            expected: shape.to_vec(),
+            found: t.dims().to_vec(),
+        }));
+    }
+    Ok(t)
+}
+
+/// A bias-free convolution followed by inference-mode batch norm, folded into one convolution with bias.
+#[derive(Debug, Clone)]
+struct ConvBn {
+    weight: Tensor,
+    /// Shape `(1, out, 1, 1)`.
+    bias: Tensor,
+    padding: usize,
+    stride: usize,
+}
+
+impl ConvBn {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        conv: VarBuilder,
+        bn: VarBuilder,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        padding: usize,
+        stride: usize,
+    ) -> candle_core::Result<Self> {
+        let dtype = conv.dtype();
+        let w = get_f32(&conv, &[c_out, c_in, kernel, kernel], "weight")?;
+        let gamma = get_f32(&bn, &[c_out], "weight")?;
+        let beta = get_f32(&bn, &[c_out], "bias")?;
+        let mean = get_f32(&bn, &[c_out], "running_mean")?;
+        let var = get_f32(&bn, &[c_out], "running_var")?;
+        // y = gamma * (conv(x) - mean) / sqrt(var + eps) + beta = conv_{w * s}(x) + (beta - mean * s)
+        let scale = (gamma / (var + BATCH_NORM_EPS)?.sqrt()?)?;
+        let bias = (beta - (mean * &scale)?)?;
+        let weight = w.broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?;
+        Ok(Self {
+            weight: weight.to_dtype(dtype)?,
+            bias: bias.reshape((1, c_out, 1, 1))?.to_dtype(dtype)?,
+            padding,
+            stride,
+        })
+    }
+}
+
+impl Module for ConvBn {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+/// A bottleneck block with anti-aliased striding.
+#[derive(Debug, Clone)]
+struct Bottleneck {
+    conv1: ConvBn,
+    conv2: ConvBn,
+    conv3: ConvBn,
+    stride: usize,
+    downsample: Option<ConvBn>,
+}
+
+impl Bottleneck {
+    fn new(
+        vb: VarBuilder,
+        inplanes: usize,
+        planes: usize,
+        stride: usize,
+    ) -> candle_core::Result<Self> {
+        let out = planes * EXPANSION;
+        let conv1 = ConvBn::new(vb.pp("conv1"), vb.pp("bn1"), inplanes, planes, 1, 0, 1)?;
+        let conv2 = ConvBn::new(vb.pp("conv2"), vb.pp("bn2"), planes, planes, 3, 1, 1)?;
+        let conv3 = ConvBn::new(vb.pp("conv3"), vb.pp("bn3"), planes, out, 1, 0, 1)?;
+        let downsample = if stride > 1 || inplanes != out {
+            let ds = vb.pp("downsample");
+            Some(ConvBn::new(ds.pp("0"), ds.pp("1"), inplanes, out, 1, 0, 1)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            conv1,
+            conv2,
+            conv3,
+            stride,
+            downsample,
+        })
+    }
+}
+
+impl Module for Bottleneck {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut out = self.conv1.forward(x)?.relu()?;
+        out = self.conv2.forward(&out)?.relu()?;
+        if self.stride > 1 {
+            out = out.avg_pool2d(self.stride)?;
+        }
+        out = self.conv3.forward(&out)?;
+        let identity = match &self.downsample {
+            Some(ds) if self.stride > 1 => ds.forward(&x.avg_pool2d(self.stride)?)?,
+            Some(ds) => ds.forward(x)?,
+            None => x.clone(),
+        };
+        (out + identity)?.relu()
+    }
+}
+
+/// Attention pooling over the final feature map; returns the mean token's output.
+#[derive(Debug, Clone)]
+struct AttentionPool2d {
+    positional_embedding: Tensor,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    c_proj: Linear,
+    heads: usize,
+}
+
+impl AttentionPool2d {
+    fn new(vb: VarBuilder, cfg: &ResNetConfig) -> candle_core::Result<Self> {
+        let embed = cfg.embed_dim();
+        let grid = cfg.grid_size();
+        let dtype = vb.dtype();
+        let linear = |name: &str, out: usize| -> candle_core::Result<Linear> {
+            let v = vb.pp(name);
+            let w = get_f32(&v, &[out, embed], "weight")?.to_dtype(dtype)?;
+            let b = get_f32(&v, &[out], "bias")?.to_dtype(dtype)?;
+            Ok(Linear::new(w, Some(b)))
+        };
+        let positional_embedding =
+            get_f32(&vb, &[grid * grid + 1, embed], "positional_embedding")?.to_dtype(dtype)?;
+        if cfg.heads == 0 || embed % cfg.heads != 0 {
+            return Err(raise(Error::Architecture(format!(
+                "pool width {embed} cannot be split into {} heads",
+                cfg.heads
+            ))));
+        }
+        Ok(Self {
+            positional_embedding,
+            q_proj: linear("q_proj", embed)?,
+            k_proj: linear("k_proj", embed)?,
+            v_proj: linear("v_proj", embed)?,
+            c_proj: linear("c_proj", cfg.output_dim)?,
+            heads: cfg.heads,
+        })
+    }
+}
+
+impl Module for AttentionPool2d {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let head_dim = c / self.heads;
+        // (B, C, H, W) -> (B, HW, C), mean token first, plus positions.
+        let x = x.reshape((b, c, h * w))?.transpose(1, 2)?;
+        let mean = x.mean_keepdim(1)?;
+        let x = Tensor::cat(&[&mean, &x], 1)?
+            .broadcast_add(&self.positional_embedding)?
+            .contiguous()?;
+        let t = h * w + 1;
+        // Only the mean token's output is used, so it is the only query.
+        let q = self
+            .q_proj
+            .forward(&x.narrow(1, 0, 1)?)?
+            .reshape((b, 1, self.heads, head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let split = |y: Tensor| -> candle_core::Result<Tensor> {
+            y.reshape((b, t, self.heads, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let k = split(self.k_proj.forward(&x)?)?;
+        let v = split(self.v_proj.forward(&x)?)?;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let att = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? * scale)?;
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let o = att.matmul(&v)?.transpose(1, 2)?.reshape((b, c))?;
+        self.c_proj.forward(&o)
+    }
+}
+
+/// CLIP's ModifiedResNet image tower with attention pooling.
+#[derive(Debug, Clone)]
+pub struct ModifiedResNet {
+    stem: [ConvBn; 3],
+    stages: Vec<Vec<Bottleneck>>,
+    attnpool: AttentionPool2d,
+    cfg: ResNetConfig,
+}
+
+impl ModifiedResNet {
+    /// Builds the tower from the weights under `vb` (pointed at the tower, e.g. `vb.pp("visual")`).
+    ///
+    /// Every batch norm is folded into its convolution here; the file's tensors are read once and not kept.
+    /// A missing tensor or a wrong shape is [`Error::MissingTensor`] / [`Error::ShapeMismatch`] naming it.
+    pub fn new(vb: VarBuilder, cfg: &ResNetConfig) -> Result<Self> {
+        Self::build(vb, cfg).map_err(lower)
+    }
+
+    fn build(vb: VarBuilder, cfg: &ResNetConfig) -> candle_core::Result<Self> {
+        let w = cfg.width;
+        let stem = [
+            ConvBn::new(vb.pp("conv1"), vb.pp("bn1"), 3, w / 2, 3, 1, 2)?,
+            ConvBn::new(vb.pp("conv2"), vb.pp("bn2"), w / 2, w / 2, 3, 1, 1)?,
+            ConvBn::new(vb.pp("conv3"), vb.pp("bn3"), w / 2, w, 3, 1, 1)?,
+        ];
+        let mut inplanes = w;
+        let mut stages = Vec::with_capacity(4);
+        for (i, &blocks) in cfg.layers.iter().enumerate() {
+            let planes = w << i;
+            let stride = if i == 0 { 1 } else { 2 };
+            let vs = vb.pp(format!("layer{}", i + 1));
+            let mut stage = Vec::with_capacity(blocks);
+            for j in 0..blocks {
+                let s = if j == 0 { stride } else { 1 };
+                stage.push(Bottleneck::new(vs.pp(j.to_string()), inplanes, planes, s)?);
+                inplanes = planes * EXPANSION;
+            }
+            stages.push(stage);
+        }
+        let attnpool = AttentionPool2d::new(vb.pp("attnpool"), cfg)?;
+        Ok(Self {
+            stem,
+            stages,
+            attnpool,
+            cfg: *cfg,
+        })
+    }
+
+    /// Infers the config from the tensors under `vb` ([`ResNetConfig::infer_from_var_builder`]) and builds
+    /// the tower, with this crate's typed errors.
+    pub fn load(vb: VarBuilder) -> Result<Self> {
+        let cfg = ResNetConfig::infer_from_var_builder(&vb)?;
+        Self::new(vb, &cfg)
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &ResNetConfig {
+        &self.cfg
+    }
+
+    /// Side of the square input image in pixels; preprocessing must resize and crop to it.
+    pub fn image_size(&self) -> usize {
+        self.cfg.image_size
+    }
+
+    /// Dimension of the image embeddings.
+    pub fn output_dim(&self) -> usize {
+        self.cfg.output_dim
+    }
+
+    /// Embeds a batch of preprocessed images `(batch, 3, image_size, image_size)` (CLIP-normalised) into
+    /// `(batch, output_dim)` embeddings (not L2-normalised). Checks the input shape first.
+    pub fn encode(&self, pixels: &Tensor) -> Result<Tensor> {
+        let s = self.cfg.image_size;
+        match pixels.dims() {
+            [b, 3, h, w] if *b > 0 && *h == s && *w == s => {}
+            dims => {
+                return Err(Error::InvalidInput(format!(
+                    "pixels must have shape (batch, 3, {s}, {s}) with batch > 0, found {dims:?}"
+                )));
+            }
+        }
+        self.forward(pixels).map_err(lower)
+    }
+}
+
+impl Module for ModifiedResNet {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let x = x.to_dtype(self.stem[0].weight.dtype())?;
+        let mut x = self.stem[0].forward(&x)?.relu()?;
+        x = self.stem[1].forward(&x)?.relu()?;
+        x = self.stem[2].forward(&x)?.relu()?;
+        x = x.avg_pool2d(2)?;
+        for stage in &self.stages {
+            for block in stage {
+                x = block.forward(&x)?;
+            }
+        }
+        self.attnpool.forward(&x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_match_open_clip_configs() {
+        // open_clip model_configs/RN*.json: image_size, layers, width, embed_dim; heads = width * 32 // 64.
+        let rn50 = ResNetConfig::rn50();
+        assert_eq!(
+            (
+                rn50.image_size,
+                rn50.layers,
+                rn50.width,
+                rn50.output_dim,
+                rn50.heads
+            ),
+            (224, [3, 4, 6, 3], 64, 1024, 32)
+        );
+        let x64 = ResNetConfig::rn50x64();
+        assert_eq!(
+            (
+                x64.image_size,
+                x64.layers,
+                x64.width,
+                x64.output_dim,
+                x64.heads
+            ),
+            (448, [3, 15, 36, 10], 128, 1024, 64)
+        );
+        assert_eq!(
+            ResNetConfig::preset("rn50x16"),
+            Some(ResNetConfig::rn50x16())
+        );
+        assert_eq!(ResNetConfig::preset("RN-101"), Some(ResNetConfig::rn101()));
+        assert_eq!(ResNetConfig::preset("vit-b-32"), None);
+        assert_eq!(ResNetConfig::rn50x4().preset_name(), Some("RN50x4"));
+    }
+}

@@ -1,0 +1,200 @@
+//! ModifiedResNet parity against open_clip on a tiny random model.
+//!
+//! Fixtures made by `tools/reference/resnet_parity.py`: a ModifiedResNet with layers [2, 2, 2, 1], width 4
+//! (two attention heads), 64 px input and a 32-d embedding, whose batch norms carry random affine parameters
+//! and non-trivial running statistics; two fixed random pre-normalised images and open_clip's embeddings.
+//!
+//! Tolerance: cosine >= 0.99999 and max abs <= 1e-4 per embedding (values up to ~8). Both sides run in f32;
+//! the differences come from summation order and from folding batch norm into the convolutions.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::VarBuilder;
+use clip_model::Error;
+use clip_model::resnet::{ModifiedResNet, ResNetConfig};
+use dev_support::Npy;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn tensors() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixtures().join("resnet_tiny.safetensors"), &Device::Cpu)
+        .unwrap()
+}
+
+fn npy(name: &str) -> Tensor {
+    let a = Npy::read(fixtures().join(name)).unwrap();
+    let shape = a.shape.clone();
+    Tensor::from_vec(a.into_f32().unwrap(), shape, &Device::Cpu).unwrap()
+}
+
+fn tiny_config() -> ResNetConfig {
+    ResNetConfig::new(64, [2, 2, 2, 1], 4, 32)
+}
+
+fn shapes(ts: &HashMap<String, Tensor>) -> HashMap<String, Vec<usize>> {
+    ts.iter()
+        .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+        .collect()
+}
+
+fn build(ts: HashMap<String, Tensor>) -> Result<ModifiedResNet, Error> {
+    let vb = VarBuilder::from_tensors(ts, DType::F32, &Device::Cpu);
+    ModifiedResNet::load(vb.pp("visual"))
+}
+
+#[test]
+fn config_is_inferred_from_shapes() {
+    let s = shapes(&tensors());
+    let cfg = ResNetConfig::infer("visual", |n| s.get(n).cloned()).unwrap();
+    assert_eq!(cfg, tiny_config());
+    assert_eq!(cfg.heads, 2);
+    // The same through a VarBuilder.
+    let vb = VarBuilder::from_tensors(tensors(), DType::F32, &Device::Cpu);
+    assert_eq!(
+        ResNetConfig::infer_from_var_builder(&vb.pp("visual")).unwrap(),
+        cfg
+    );
+    // Against a preset: names the differing field.
+    let err = cfg
+        .check_against("RN50", &ResNetConfig::rn50())
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ConfigMismatch { ref field, .. } if field == "vision.image_size"),
+        "{err}"
+    );
+    cfg.check_against("tiny", &tiny_config()).unwrap();
+}
+
+#[test]
+fn matches_open_clip() {
+    let model = build(tensors()).unwrap();
+    assert_eq!(model.image_size(), 64);
+    assert_eq!(model.output_dim(), 32);
+    let x = npy("resnet_tiny_input.npy");
+    let want = npy("resnet_tiny_expected.npy");
+    let got = model.encode(&x).unwrap();
+    assert_eq!(got.dims(), want.dims());
+    let got = got.to_vec2::<f32>().unwrap();
+    let want = want.to_vec2::<f32>().unwrap();
+    let mut worst_abs = 0f32;
+    let mut worst_cos = 1f64;
+    for (g, w) in got.iter().zip(&want) {
+        let max_abs = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let dot: f64 = g.iter().zip(w).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let ng: f64 = g.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
+        let nw: f64 = w.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
+        worst_abs = worst_abs.max(max_abs);
+        worst_cos = worst_cos.min(dot / (ng * nw));
+    }
+    println!("resnet tiny parity: max abs diff {worst_abs:.3e}, min cosine {worst_cos:.9}");
+    assert!(worst_cos >= 0.99999, "min cosine {worst_cos}");
+    assert!(worst_abs <= 1e-4, "max abs diff {worst_abs}");
+
+    // Batching does not mix images: the second image alone gives the same embedding.
+    let one = model
+        .encode(&x.narrow(0, 1, 1).unwrap())
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let d = one[0]
+        .iter()
+        .zip(&got[1])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(d <= 1e-5, "batch of 1 vs batch of 2 differ by {d}");
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let mut ts = tensors();
+    ts.remove("visual.layer3.1.bn2.running_var");
+    let err = build(ts).unwrap_err();
+    assert!(
+        matches!(err, Error::MissingTensor { ref name, .. } if name == "visual.layer3.1.bn2.running_var"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_stage_block_is_an_architecture_gap() {
+    // Without any block of stage 2 the layer count cannot be inferred.
+    let mut ts = tensors();
+    ts.retain(|k, _| !k.starts_with("visual.layer2."));
+    let err = build(ts).unwrap_err();
+    assert!(
+        matches!(err, Error::MissingTensor { ref name, .. } if name == "visual.layer2.0.conv1.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_shape_names_expected_and_found() {
+    let mut ts = tensors();
+    let name = "visual.layer2.0.downsample.0.weight";
+    // (out 32, in 16, 1, 1) in the file; replace with a 3x3 kernel.
+    ts.insert(
+        name.into(),
+        Tensor::zeros((32, 16, 3, 3), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let err = build(ts).unwrap_err();
+    match err {
+        Error::ShapeMismatch {
+            name: n,
+            expected,
+            found,
+        } => {
+            assert_eq!(n, name);
+            assert_eq!(expected, vec![32, 16, 1, 1]);
+            assert_eq!(found, vec![32, 16, 3, 3]);
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+
+    // A pool width that disagrees with the stem width.
+    let mut ts = tensors();
+    ts.insert(
+        "visual.attnpool.positional_embedding".into(),
+        Tensor::zeros((5, 64), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let err = build(ts).unwrap_err();
+    assert!(
+        matches!(err, Error::ShapeMismatch { ref name, ref expected, .. }
+            if name == "visual.attnpool.positional_embedding" && expected == &vec![5, 128]),
+        "{err}"
+    );
+
+    // A positional embedding whose row count is not a square grid plus one.
+    let mut ts = tensors();
+    ts.insert(
+        "visual.attnpool.positional_embedding".into(),
+        Tensor::zeros((6, 128), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let err = build(ts).unwrap_err();
+    assert!(matches!(err, Error::Architecture(_)), "{err}");
+}
+
+#[test]
+fn wrong_input_is_an_error() {
+    let model = build(tensors()).unwrap();
+    for dims in [
+        vec![1, 3, 224, 224],
+        vec![1, 1, 64, 64],
+        vec![3, 64, 64],
+        vec![0, 3, 64, 64],
+    ] {
+        let x = Tensor::zeros(dims.clone(), DType::F32, &Device::Cpu).unwrap();
+        let err = model.encode(&x).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{dims:?}: {err}");
+    }
+    // `Module::forward` on the raw tensor path refuses a wrong size too (candle error, no panic).
+    let x = Tensor::zeros((1, 3, 96, 96), DType::F32, &Device::Cpu).unwrap();
+    assert!(model.forward(&x).is_err());
+}
