@@ -37,9 +37,9 @@
 //! assert!(hits[0].path.ends_with("b.png"));
 //! assert!((hits[0].score - 1.0).abs() < 1e-5);
 //!
-//! // A second sync reads nothing: sizes and mtimes match.
+//! // A second sync embeds nothing (files older than 2 s are not even read again).
 //! let again = store.sync(&photos, &mut embedder, &SyncOptions::new())?;
-//! assert_eq!((again.skipped, again.read), (3, 0));
+//! assert_eq!((again.added, again.embedded), (0, 0));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]

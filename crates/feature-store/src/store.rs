@@ -139,7 +139,8 @@ CREATE TABLE IF NOT EXISTS files (
     path     TEXT PRIMARY KEY NOT NULL,
     image_id INTEGER NOT NULL REFERENCES images(id),
     size     INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL
+    mtime_ns INTEGER NOT NULL,
+    recorded_ns INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS files_by_image ON files(image_id);
 ";
@@ -387,8 +388,8 @@ fn apply_one(
     match (old, same) {
         (Some(o), Some(s)) if o == s => {
             tx.execute(
-                "UPDATE files SET size=?2, mtime_ns=?3 WHERE path=?1",
-                params![item.path, size, mtime],
+                "UPDATE files SET size=?2, mtime_ns=?3, recorded_ns=?4 WHERE path=?1",
+                params![item.path, size, mtime, now_ns()],
             )
             .at(file)?;
             tx.execute(
@@ -408,8 +409,8 @@ fn apply_one(
                 None => None,
             };
             tx.execute(
-                "INSERT INTO files (path, image_id, size, mtime_ns) VALUES (?1, ?2, ?3, ?4)",
-                params![item.path, s.0, size, mtime],
+                "INSERT INTO files (path, image_id, size, mtime_ns, recorded_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![item.path, s.0, size, mtime, now_ns()],
             )
             .at(file)?;
             Ok(Some(AddOutcome {
@@ -434,10 +435,10 @@ fn apply_one(
             .at(file)?;
             let id = ImageId(tx.last_insert_rowid());
             tx.prepare_cached(
-                "INSERT INTO files (path, image_id, size, mtime_ns) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO files (path, image_id, size, mtime_ns, recorded_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .at(file)?
-            .execute(params![item.path, id.0, size, mtime])
+            .execute(params![item.path, id.0, size, mtime, now_ns()])
             .at(file)?;
             effect.inserted.push((id, slot));
             Ok(Some(AddOutcome {
@@ -454,6 +455,28 @@ fn apply_one(
 pub(crate) struct KnownFile {
     pub(crate) size: u64,
     pub(crate) mtime_ns: i64,
+    pub(crate) recorded_ns: i64,
+}
+
+/// File systems stamp mtimes with a coarse clock (a few ms on Linux, 2 s on FAT). A file
+/// recorded less than this after its mtime could be rewritten with the same size and the same
+/// mtime, so it is re-hashed once more by the next sync (git's "racily clean" rule).
+const RACY_WINDOW_NS: i64 = 2_000_000_000;
+
+impl KnownFile {
+    /// Whether a file with this size and mtime can be skipped without reading it.
+    pub(crate) fn matches(&self, size: u64, mtime_ns: i64) -> bool {
+        self.size == size
+            && self.mtime_ns == mtime_ns
+            && self.recorded_ns.saturating_sub(self.mtime_ns) >= RACY_WINDOW_NS
+    }
+}
+
+pub(crate) fn now_ns() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
 }
 
 impl FeatureStore<FlatIndex> {
@@ -883,7 +906,7 @@ impl<I: VectorIndex> FeatureStore<I> {
     /// The image, size and mtime recorded for `path`.
     pub(crate) fn known_file(&self, path: &str) -> Result<Option<(ImageId, KnownFile)>> {
         self.conn()
-            .prepare_cached("SELECT image_id, size, mtime_ns FROM files WHERE path=?1")
+            .prepare_cached("SELECT image_id, size, mtime_ns, recorded_ns FROM files WHERE path=?1")
             .at(&self.file)?
             .query_row([path], |r| {
                 Ok((
@@ -891,6 +914,7 @@ impl<I: VectorIndex> FeatureStore<I> {
                     KnownFile {
                         size: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(u64::MAX),
                         mtime_ns: r.get(2)?,
+                        recorded_ns: r.get(3)?,
                     },
                 ))
             })
@@ -902,7 +926,7 @@ impl<I: VectorIndex> FeatureStore<I> {
     pub(crate) fn known_files(&self) -> Result<Vec<(String, KnownFile)>> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT path, size, mtime_ns FROM files")
+            .prepare("SELECT path, size, mtime_ns, recorded_ns FROM files")
             .at(&self.file)?;
         let rows = stmt
             .query_map([], |r| {
@@ -911,6 +935,7 @@ impl<I: VectorIndex> FeatureStore<I> {
                     KnownFile {
                         size: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(u64::MAX),
                         mtime_ns: r.get(2)?,
+                        recorded_ns: r.get(3)?,
                     },
                 ))
             })

@@ -192,7 +192,7 @@ pub struct SyncProgress<'a> {
     pub total: usize,
     /// Of those, how many are committed.
     pub done: usize,
-    /// The paths of the batch just committed (empty on the first call).
+    /// The paths of the batch just committed, failed ones included (empty on the first call).
     pub committed: &'a [PathBuf],
     /// The counts so far.
     pub report: &'a SyncReport,
@@ -403,7 +403,7 @@ impl<I: VectorIndex> FeatureStore<I> {
             source,
         })?;
         if let Some((id, known)) = self.known_file(&text)? {
-            if known.size == meta.len() && known.mtime_ns == mtime_ns(&meta) {
+            if known.matches(meta.len(), mtime_ns(&meta)) {
                 return Ok(AddOutcome {
                     id,
                     status: AddStatus::Unchanged,
@@ -469,7 +469,9 @@ impl<I: VectorIndex> FeatureStore<I> {
     }
 
     /// Indexes the image files under `dir`:
-    /// - files whose path is recorded with the same size and mtime are skipped unread;
+    /// - files whose path is recorded with the same size and mtime are skipped unread (files
+    ///   recorded within 2 s of their mtime are re-hashed once more, since a same-size rewrite
+    ///   inside the file system's timestamp granularity would keep the mtime);
     /// - other files are read and hashed; bytes already stored are recorded as a further path;
     ///   new bytes are embedded, `batch_size` files at a time, each batch committed in one
     ///   transaction, so an interrupted sync keeps its finished batches and the next one does only
@@ -525,9 +527,7 @@ impl<I: VectorIndex> FeatureStore<I> {
             };
             seen.insert(text.clone());
             match known.get(&text) {
-                Some(k) if k.size == meta.len() && k.mtime_ns == mtime_ns(&meta) => {
-                    report.skipped += 1
-                }
+                Some(k) if k.matches(meta.len(), mtime_ns(&meta)) => report.skipped += 1,
                 _ => todo.push(Candidate { path, text }),
             }
         }
