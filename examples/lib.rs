@@ -1,1 +1,192 @@
-//! Shared glue for the examples of this workspace (kept empty until an example needs it).
+//! Glue shared by the examples: finding the weights, loading CLIP, parsing labels, and the
+//! gallery web demo (whose server lives here so that tests can drive it).
+//!
+//! - [`weights`] turns `--weights FILE|HUB_ID`, `$CLIP_WEIGHTS` or the default path into a
+//!   safetensors file, with a message that says how to get the weights when none is found.
+//! - [`Embedder`] is what the demo needs from a model: L2-normalised image and text embeddings.
+//!   [`clip::Clip`] implements it with `clip-model` + `clip-preprocess`.
+//! - [`gallery`] is the library (feature store + media folder), the model worker and the web server.
+
+pub mod clip;
+pub mod gallery;
+pub mod labels;
+pub mod weights;
+
+/// Why an embedding could not be computed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmbedError {
+    /// The bytes are not an image we can decode (or exceed the decoder limits).
+    #[error("not a usable image: {0}")]
+    BadImage(String),
+    /// The text cannot be encoded (empty, or longer than the model's context).
+    #[error("unusable text: {0}")]
+    BadText(String),
+    /// The model failed.
+    #[error("model error: {0}")]
+    Model(String),
+}
+
+/// What the examples need from a CLIP model: L2-normalised embeddings in one shared space.
+pub trait Embedder: Send + Sync + 'static {
+    /// A short name of the model in use (shown by the demo, stored in the library header).
+    fn model_id(&self) -> &str;
+    /// The embedding dimension.
+    fn dim(&self) -> usize;
+    /// The learned temperature `exp(logit_scale)` applied to cosine similarities.
+    fn logit_scale(&self) -> f32;
+    /// Embeds encoded image files (JPEG, PNG, ...), one unit vector per input, in input order.
+    fn embed_images(&self, images: &[&[u8]]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// Embeds texts, one unit vector per input, in input order.
+    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+
+    /// Embeds one encoded image file.
+    fn embed_image(&self, image: &[u8]) -> Result<Vec<f32>, EmbedError> {
+        first(self.embed_images(&[image])?)
+    }
+
+    /// Embeds one text.
+    fn embed_text(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        first(self.embed_texts(&[text])?)
+    }
+}
+
+fn first(v: Vec<Vec<f32>>) -> Result<Vec<f32>, EmbedError> {
+    v.into_iter()
+        .next()
+        .ok_or_else(|| EmbedError::Model("the model returned no embedding".into()))
+}
+
+/// The demo photos shipped in `examples/photos`, sorted by name.
+pub fn demo_photos() -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("photos");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot list the demo photos in {}: {e}", dir.display()))?
+    {
+        let p = e?.path();
+        let ext = p.extension().and_then(|x| x.to_str()).unwrap_or("");
+        if ["png", "jpg", "jpeg"].contains(&ext.to_ascii_lowercase().as_str()) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Dot product of two equally long vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Zero-shot probabilities: `softmax(scale * <image, class_i>)` over the classes.
+pub fn zero_shot_probs(image: &[f32], classes: &[Vec<f32>], scale: f32) -> Vec<f32> {
+    let logits: Vec<f32> = classes.iter().map(|c| scale * dot(image, c)).collect();
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// Indices of `scores` sorted by decreasing score (ties: lower index first), at most `k`.
+pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+/// The image format recognised from the first bytes of a file (magic numbers), if any.
+pub fn sniff_image(bytes: &[u8]) -> Option<ImageKind> {
+    let kind = if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        ImageKind::Jpeg
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        ImageKind::Png
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        ImageKind::Gif
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        ImageKind::Webp
+    } else if bytes.starts_with(b"BM") {
+        ImageKind::Bmp
+    } else if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+        ImageKind::Tiff
+    } else {
+        return None;
+    };
+    Some(kind)
+}
+
+/// Image container formats recognised by [`sniff_image`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    /// JPEG / JFIF / EXIF.
+    Jpeg,
+    /// PNG.
+    Png,
+    /// GIF.
+    Gif,
+    /// WebP.
+    Webp,
+    /// Windows bitmap.
+    Bmp,
+    /// TIFF.
+    Tiff,
+}
+
+impl ImageKind {
+    /// The usual file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Jpeg => "jpg",
+            Self::Png => "png",
+            Self::Gif => "gif",
+            Self::Webp => "webp",
+            Self::Bmp => "bmp",
+            Self::Tiff => "tiff",
+        }
+    }
+
+    /// The MIME type.
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+            Self::Gif => "image/gif",
+            Self::Webp => "image/webp",
+            Self::Bmp => "image/bmp",
+            Self::Tiff => "image/tiff",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probs_sum_to_one_and_follow_scores() {
+        let img = vec![1.0, 0.0];
+        let classes = vec![vec![0.6, 0.8], vec![1.0, 0.0], vec![0.0, 1.0]];
+        let p = zero_shot_probs(&img, &classes, 100.0);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        // Independent check: e^{100*0.6} : e^{100} : e^0.
+        let denom = (-40f64).exp() + 1.0 + (-100f64).exp();
+        assert!((p[1] as f64 - 1.0 / denom).abs() < 1e-6);
+        assert_eq!(top_k(&p, 2), vec![1, 0]);
+    }
+
+    #[test]
+    fn top_k_breaks_ties_by_index() {
+        assert_eq!(top_k(&[0.5, 0.9, 0.5, 0.9], 3), vec![1, 3, 0]);
+        assert_eq!(top_k(&[], 3), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn sniffs_common_formats() {
+        assert_eq!(sniff_image(b"\xFF\xD8\xFF\xE0rest"), Some(ImageKind::Jpeg));
+        assert_eq!(sniff_image(b"\x89PNG\r\n\x1a\n...."), Some(ImageKind::Png));
+        assert_eq!(sniff_image(b"RIFF\0\0\0\0WEBPVP8 "), Some(ImageKind::Webp));
+        assert_eq!(sniff_image(b"<html>"), None);
+        assert_eq!(sniff_image(b""), None);
+    }
+}

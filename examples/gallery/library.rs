@@ -1,0 +1,177 @@
+//! The gallery's picture library: a [`FeatureStore`] file plus a content-addressed media folder
+//! beside it for uploaded pictures (`<db folder>/media/<blake3 hex>.<ext>`).
+//!
+//! Uploads are written to the media folder before their row is committed, under a name derived
+//! from their bytes, so a crash leaves at worst an unreferenced file, never a row without a file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use feature_store::{ContentHash, FeatureStore, ImageId, ModelInfo, NewImage, OpenOptions};
+
+use crate::ImageKind;
+
+/// A library entry as the server shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The key in the store.
+    pub id: i64,
+    /// The file name (no folders: the server never reveals paths).
+    pub name: String,
+}
+
+/// The store and its media folder.
+#[derive(Debug)]
+pub struct Library {
+    store: FeatureStore,
+    media: PathBuf,
+}
+
+impl Library {
+    /// Opens (or creates) the library at `db` for the model `model_id` with `dim`-d vectors;
+    /// fails if the file was made with another model or dimension.
+    pub fn open(db: &Path, model_id: &str, dim: usize) -> anyhow::Result<Self> {
+        let store = FeatureStore::open(db, &ModelInfo::new(model_id, dim), &OpenOptions::new())
+            .with_context(|| format!("cannot open the library {}", db.display()))?;
+        let folder = db
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let media = folder.join("media");
+        Ok(Self { store, media })
+    }
+
+    /// The store itself (indexing a folder goes through it).
+    pub fn store_mut(&mut self) -> &mut FeatureStore {
+        &mut self.store
+    }
+
+    /// The store, read-only.
+    pub fn store(&self) -> &FeatureStore {
+        &self.store
+    }
+
+    /// The folder uploads are written to.
+    pub fn media_dir(&self) -> &Path {
+        &self.media
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether the library is empty.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+
+    /// The id and vector of the image with these BLAKE3 bytes, if stored.
+    pub fn find(&self, hash: &[u8; 32]) -> Option<(i64, Vec<f32>)> {
+        let id = self.store.find_hash(&ContentHash(*hash)).ok().flatten()?;
+        let v = self.store.vector(id)?;
+        Some((id.0, v))
+    }
+
+    /// Stores an uploaded picture (file in the media folder + row) unless its bytes are known.
+    /// Returns its id and whether it was new.
+    pub fn add_upload(
+        &mut self,
+        bytes: &[u8],
+        kind: ImageKind,
+        vector: Vec<f32>,
+    ) -> anyhow::Result<(i64, bool)> {
+        let hash = ContentHash::of(bytes);
+        if let Some(id) = self.store.find_hash(&hash)? {
+            return Ok((id.0, false));
+        }
+        std::fs::create_dir_all(&self.media)
+            .with_context(|| format!("cannot create {}", self.media.display()))?;
+        let media = self
+            .media
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", self.media.display()))?;
+        let path = media.join(format!("{}.{}", hash.to_hex(), kind.extension()));
+        if !path.is_file() {
+            write_atomically(&path, bytes)?;
+        }
+        let meta = std::fs::metadata(&path)?;
+        let out = self.store.add(&NewImage {
+            path: path.clone(),
+            hash,
+            size: meta.len(),
+            mtime_ns: mtime_ns(&meta),
+            vector,
+        })?;
+        Ok((out.id.0, true))
+    }
+
+    /// Top `k` by inner product with `query`, best first, optionally leaving one image out.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        exclude: Option<i64>,
+    ) -> anyhow::Result<Vec<(Entry, f32)>> {
+        let hits = match exclude {
+            None => self.store.search(query, k)?,
+            Some(id) => self.store.similar(ImageId(id), k)?,
+        };
+        Ok(hits
+            .into_iter()
+            .map(|h| (entry(h.id, &h.path), h.score))
+            .collect())
+    }
+
+    /// The stored vector of `id`.
+    pub fn vector(&self, id: i64) -> anyhow::Result<Option<Vec<f32>>> {
+        Ok(self.store.vector(ImageId(id)))
+    }
+
+    /// Newest first: entries `offset..offset + limit` counted from the newest.
+    pub fn page(&self, offset: usize, limit: usize) -> anyhow::Result<Vec<Entry>> {
+        let total = self.store.len();
+        if offset >= total {
+            return Ok(Vec::new());
+        }
+        let end = total - offset;
+        let start = end.saturating_sub(limit);
+        let mut rows = self.store.list(start, end - start)?;
+        rows.reverse();
+        Ok(rows.iter().map(|r| entry(r.id, &r.path)).collect())
+    }
+
+    /// The file of image `id`, looked up in the store.
+    pub fn path(&self, id: i64) -> anyhow::Result<Option<PathBuf>> {
+        Ok(self.store.get(ImageId(id))?.map(|r| r.path))
+    }
+}
+
+fn entry(id: ImageId, path: &Path) -> Entry {
+    Entry {
+        id: id.0,
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    }
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

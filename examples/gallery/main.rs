@@ -1,0 +1,164 @@
+//! The gallery demo: index a folder of pictures, search it with English text, and serve a web page.
+//!
+//! ```text
+//! cargo run --release --example gallery -- index examples/photos --db gallery/lib.sqlite
+//! cargo run --release --example gallery -- search "a cat" --db gallery/lib.sqlite -k 3
+//! cargo run --release --example gallery -- similar examples/photos/chelsea.png --db gallery/lib.sqlite
+//! cargo run --release --example gallery -- serve --db gallery/lib.sqlite   # http://127.0.0.1:8080
+//! ```
+//! All sub-commands take `--weights FILE` (default: `$CLIP_WEIGHTS`, then
+//! `models/vit-b-32/open_clip_model.safetensors`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::exit;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use clip_examples::Embedder;
+use clip_examples::clip::Clip;
+use clip_examples::gallery::library::Library;
+use clip_examples::gallery::{self, server, worker::Worker};
+
+#[derive(Parser)]
+#[command(about = "Text-to-image search over a picture library, with a web page")]
+struct Cli {
+    /// CLIP weights: a safetensors file (or a hub id when built with `--features hub`).
+    /// Default: $CLIP_WEIGHTS, then models/vit-b-32/open_clip_model.safetensors.
+    #[arg(long, global = true)]
+    weights: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Add the pictures of a folder (recursively) to the library; only new or changed files are embedded.
+    Index {
+        /// The folder.
+        dir: PathBuf,
+        /// The library file (created if missing).
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// The library pictures best matching an English text.
+    Search {
+        /// The text, e.g. "a dog on a beach".
+        text: String,
+        /// The library file.
+        #[arg(long)]
+        db: PathBuf,
+        /// How many results.
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+    },
+    /// The library pictures most similar to a picture.
+    Similar {
+        /// The picture (need not be in the library).
+        image: PathBuf,
+        /// The library file.
+        #[arg(long)]
+        db: PathBuf,
+        /// How many results.
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+    },
+    /// Serve the web page.
+    Serve {
+        /// The library file (created if missing).
+        #[arg(long)]
+        db: PathBuf,
+        /// Address to listen on (loopback by default; anything else exposes the demo to the network).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// Model jobs allowed to wait; further requests get 503 until the queue drains.
+        #[arg(long, default_value_t = 16)]
+        queue: usize,
+    },
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let clip = Clip::load(cli.weights.as_deref())?;
+    match cli.cmd {
+        Cmd::Index { dir, db } => index(clip, &dir, &db),
+        Cmd::Search { text, db, k } => {
+            let lib = open(&clip, &db)?;
+            let q = clip.embed_text(&text)?;
+            print_hits(&lib.search(&q, k, None)?, &lib)
+        }
+        Cmd::Similar { image, db, k } => {
+            let lib = open(&clip, &db)?;
+            let bytes = std::fs::read(&image)
+                .with_context(|| format!("cannot read {}", image.display()))?;
+            let hits = match lib.find(blake3::hash(&bytes).as_bytes()) {
+                Some((id, v)) => lib.search(&v, k, Some(id))?,
+                None => lib.search(&clip.embed_image(&bytes)?, k, None)?,
+            };
+            print_hits(&hits, &lib)
+        }
+        Cmd::Serve { db, addr, queue } => serve(clip, &db, addr, queue),
+    }
+}
+
+fn open(clip: &Clip, db: &Path) -> anyhow::Result<Library> {
+    Library::open(db, clip.model_id(), clip.dim())
+}
+
+fn index(clip: Clip, dir: &Path, db: &Path) -> anyhow::Result<()> {
+    let mut lib = open(&clip, db)?;
+    let report = clip_examples::clip::sync_folder(&clip, &mut lib, dir)?;
+    println!(
+        "scanned {} files: {} added, {} duplicates, {} unchanged, {} failed",
+        report.scanned,
+        report.added,
+        report.duplicates,
+        report.skipped + report.unchanged,
+        report.failed.len()
+    );
+    println!("library {}: {} images", db.display(), lib.len());
+    Ok(())
+}
+
+fn print_hits(hits: &[(gallery::library::Entry, f32)], lib: &Library) -> anyhow::Result<()> {
+    if hits.is_empty() {
+        println!("the library is empty: add pictures with `gallery index DIR --db FILE`");
+    }
+    for (e, score) in hits {
+        let path = lib.path(e.id)?.unwrap_or_default();
+        println!("{score:7.4}  #{:<5} {}", e.id, path.display());
+    }
+    Ok(())
+}
+
+fn serve(clip: Clip, db: &Path, addr: SocketAddr, queue: usize) -> anyhow::Result<()> {
+    let lib = open(&clip, db)?;
+    let model = clip.model_id().to_owned();
+    let size = lib.len();
+    let worker = Worker::start(Arc::new(clip), queue);
+    let state = server::AppState::new(worker, lib, server::Settings::default());
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        if !gallery::is_loopback(&addr) {
+            eprintln!("warning: listening on {addr}, reachable from other machines");
+        }
+        println!("model {model}, library {} ({size} images)", db.display());
+        println!(
+            "serving on http://{} (Ctrl-C stops)",
+            listener.local_addr()?
+        );
+        gallery::serve(listener, state).await?;
+        Ok(())
+    })
+}
