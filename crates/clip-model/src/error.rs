@@ -152,10 +152,43 @@ fn path_suffix(path: &Option<PathBuf>) -> String {
 }
 
 impl From<candle_core::Error> for Error {
+    /// Recovers this crate's typed errors carried through candle; others become [`Error::Candle`].
     fn from(e: candle_core::Error) -> Self {
-        Error::Candle(e)
+        lower(e)
     }
 }
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Carries one of this crate's errors through layer code that returns `candle_core::Result`;
+/// [`lower`] recovers it at the public API.
+pub(crate) fn raise(e: Error) -> candle_core::Error {
+    candle_core::Error::WrappedContext {
+        wrapped: Box::new(e),
+        context: "clip-model".to_string(),
+    }
+}
+
+/// Turns an error from layer code into this crate's error, recovering the typed ones [`raise`]d.
+pub(crate) fn lower(e: candle_core::Error) -> Error {
+    match e {
+        candle_core::Error::WrappedContext { wrapped, context } => match wrapped.downcast::<Error>()
+        {
+            Ok(ours) => *ours,
+            Err(other) => Error::Candle(candle_core::Error::WrappedContext {
+                wrapped: other,
+                context,
+            }),
+        },
+        candle_core::Error::WithBacktrace { inner, .. } => lower(*inner),
+        candle_core::Error::Context { inner, context } => match lower(*inner) {
+            Error::Candle(c) => Error::Candle(candle_core::Error::Context {
+                inner: Box::new(c),
+                context,
+            }),
+            ours => ours,
+        },
+        other => Error::Candle(other),
+    }
+}

@@ -1,0 +1,592 @@
+//! Architecture descriptions, named presets, and inference of the architecture from tensor shapes.
+//!
+//! [`ClipConfig::infer`] reads every size from the weights: widths, layer counts, patch and image
+//! size, context length, vocabulary and embedding size. The attention head count is not visible in
+//! the tensors; it is `width / 64` as in all OpenAI models, unless a config file beside the weights
+//! (`open_clip_config.json`, or a Hugging Face `config.json`) says otherwise. A config file is also
+//! checked against the weights: any disagreement is [`Error::ConfigMismatch`].
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::weights::Weights;
+
+/// Width of one attention head in all OpenAI CLIP models (`heads = width / 64`).
+pub const HEAD_WIDTH: usize = 64;
+
+/// The MLP activation of the residual blocks.
+///
+/// OpenAI's CLIP models were trained with QuickGELU (`x * sigmoid(1.702 x)`); open_clip models
+/// trained from scratch mostly use the exact (erf) GELU. Using the wrong one silently costs accuracy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Activation {
+    /// `x * sigmoid(1.702 x)` (OpenAI weights; open_clip's `quick_gelu: true`).
+    #[default]
+    QuickGelu,
+    /// The exact GELU, `x * Φ(x)` with the error function (PyTorch's `nn.GELU()`).
+    Gelu,
+}
+
+/// A Vision Transformer image tower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VitConfig {
+    /// Input side in pixels (square).
+    pub image_size: usize,
+    /// Patch side in pixels.
+    pub patch_size: usize,
+    /// Token width.
+    pub width: usize,
+    /// Residual attention blocks.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Hidden width of each block's MLP.
+    pub mlp_width: usize,
+}
+
+impl VitConfig {
+    /// Patches per side.
+    pub fn grid_size(&self) -> usize {
+        self.image_size / self.patch_size.max(1)
+    }
+}
+
+/// The causal text transformer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextConfig {
+    /// Tokens per text (77 for OpenAI models).
+    pub context_length: usize,
+    /// Vocabulary size (49408 for OpenAI models).
+    pub vocab_size: usize,
+    /// Token width.
+    pub width: usize,
+    /// Residual attention blocks.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Hidden width of each block's MLP.
+    pub mlp_width: usize,
+}
+
+impl TextConfig {
+    /// The end-of-text token id: the last id of the vocabulary (49407 for OpenAI's).
+    ///
+    /// The text embedding is read at the first occurrence of this id in each row. open_clip
+    /// (and transformers for OpenAI's weights) read it at the position of the largest id, which
+    /// is the same position for every row a CLIP tokenizer makes, because end-of-text is the
+    /// largest id of the vocabulary.
+    pub fn eot_token_id(&self) -> u32 {
+        u32::try_from(self.vocab_size.saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+}
+
+/// The image tower's architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VisionConfig {
+    /// A Vision Transformer.
+    Vit(VitConfig),
+}
+
+impl VisionConfig {
+    /// Input side in pixels.
+    pub fn image_size(&self) -> usize {
+        match self {
+            VisionConfig::Vit(c) => c.image_size,
+        }
+    }
+}
+
+/// A whole CLIP model: image tower, text tower, shared embedding size and MLP activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClipConfig {
+    /// Dimension of the joint embedding space.
+    pub embed_dim: usize,
+    /// The image tower.
+    pub vision: VisionConfig,
+    /// The text tower.
+    pub text: TextConfig,
+    /// The MLP activation of both towers.
+    pub activation: Activation,
+}
+
+const OPENAI_TEXT_512: TextConfig = TextConfig {
+    context_length: 77,
+    vocab_size: 49408,
+    width: 512,
+    layers: 12,
+    heads: 8,
+    mlp_width: 2048,
+};
+
+impl ClipConfig {
+    /// OpenAI's ViT-B/32.
+    pub fn vit_b_32() -> Self {
+        Self::openai_vit(224, 32, 768, 12, 512, OPENAI_TEXT_512)
+    }
+
+    /// OpenAI's ViT-B/16.
+    pub fn vit_b_16() -> Self {
+        Self::openai_vit(224, 16, 768, 12, 512, OPENAI_TEXT_512)
+    }
+
+    /// OpenAI's ViT-L/14.
+    pub fn vit_l_14() -> Self {
+        Self::openai_vit(224, 14, 1024, 24, 768, Self::text_768())
+    }
+
+    /// OpenAI's ViT-L/14@336px.
+    pub fn vit_l_14_336() -> Self {
+        Self::openai_vit(336, 14, 1024, 24, 768, Self::text_768())
+    }
+
+    fn text_768() -> TextConfig {
+        TextConfig {
+            width: 768,
+            heads: 12,
+            mlp_width: 3072,
+            ..OPENAI_TEXT_512
+        }
+    }
+
+    fn openai_vit(
+        image_size: usize,
+        patch_size: usize,
+        width: usize,
+        layers: usize,
+        embed_dim: usize,
+        text: TextConfig,
+    ) -> Self {
+        Self {
+            embed_dim,
+            vision: VisionConfig::Vit(VitConfig {
+                image_size,
+                patch_size,
+                width,
+                layers,
+                heads: width / HEAD_WIDTH,
+                mlp_width: 4 * width,
+            }),
+            text,
+            activation: Activation::QuickGelu,
+        }
+    }
+
+    /// The named presets, by their usual names.
+    pub fn presets() -> Vec<(&'static str, Self)> {
+        vec![
+            ("ViT-B/32", Self::vit_b_32()),
+            ("ViT-B/16", Self::vit_b_16()),
+            ("ViT-L/14", Self::vit_l_14()),
+            ("ViT-L/14@336", Self::vit_l_14_336()),
+        ]
+    }
+
+    /// A preset by name (`"ViT-B/32"`, also accepted: `"vit-b-32"`, `"ViT-B-32"`).
+    pub fn preset(name: &str) -> Option<Self> {
+        let key = |s: &str| s.to_ascii_lowercase().replace(['/', '-', '@', '_'], "");
+        let want = key(name);
+        Self::presets()
+            .into_iter()
+            .find(|(n, _)| key(n) == want)
+            .map(|(_, c)| c)
+    }
+
+    /// The name of the preset this config equals (activation included), or `None` for a custom model.
+    pub fn preset_name(&self) -> Option<&'static str> {
+        Self::presets()
+            .into_iter()
+            .find(|(_, c)| c == self)
+            .map(|(n, _)| n)
+    }
+
+    /// The preset name, or `"custom"`.
+    pub fn name(&self) -> &'static str {
+        self.preset_name().unwrap_or("custom")
+    }
+
+    /// Reads the architecture from the tensor shapes of `weights`, taking head counts and the
+    /// activation from `hints` (a config file) where given and checking its other values.
+    ///
+    /// Without hints: `heads = width / 64` and QuickGELU (OpenAI weights).
+    pub fn infer(weights: &Weights, hints: Option<&ConfigHints>) -> Result<Self> {
+        let dims = |name: &str, rank: usize| -> Result<Vec<usize>> {
+            let s = weights.require_shape(name)?;
+            if s.len() != rank {
+                return Err(Error::Architecture(format!(
+                    "`{}` has shape {s:?}, expected a tensor of rank {rank}",
+                    weights.file_name(name)
+                )));
+            }
+            Ok(s)
+        };
+        let empty = ConfigHints::default();
+        let h = hints.unwrap_or(&empty);
+
+        // Image tower.
+        if !weights.contains("visual.conv1.weight")
+            && weights.contains("visual.attnpool.c_proj.weight")
+        {
+            return Err(Error::Architecture(
+                "ModifiedResNet image towers are not supported by this build".into(),
+            ));
+        }
+        let conv = dims("visual.conv1.weight", 4)?;
+        let (width, in_ch, patch, patch_w) = (conv[0], conv[1], conv[2], conv[3]);
+        if in_ch != 3 || patch != patch_w {
+            return Err(Error::ShapeMismatch {
+                name: weights.file_name("visual.conv1.weight"),
+                expected: vec![width, 3, patch, patch],
+                found: conv,
+            });
+        }
+        let pos = dims("visual.positional_embedding", 2)?;
+        let tokens = pos[0];
+        let grid = (1..=tokens).find(|g| g * g + 1 >= tokens).unwrap_or(0);
+        if grid * grid + 1 != tokens || pos[1] != width {
+            return Err(Error::Architecture(format!(
+                "`{}` has shape {pos:?}: expected [grid² + 1, {width}] for a square patch grid",
+                weights.file_name("visual.positional_embedding")
+            )));
+        }
+        let vlayers = count_layers(weights, "visual.transformer.resblocks");
+        let vmlp = if vlayers > 0 {
+            dims("visual.transformer.resblocks.0.mlp.c_fc.weight", 2)?[0]
+        } else {
+            4 * width
+        };
+        let vproj = dims("visual.proj", 2)?;
+        let embed_dim = vproj[1];
+        let vheads = heads_for(h.vision_heads, width, "vision", h)?;
+        let vision = VitConfig {
+            image_size: grid * patch,
+            patch_size: patch,
+            width,
+            layers: vlayers,
+            heads: vheads,
+            mlp_width: vmlp,
+        };
+
+        // Text tower.
+        let tok = dims("token_embedding.weight", 2)?;
+        let (vocab_size, twidth) = (tok[0], tok[1]);
+        let tpos = dims("positional_embedding", 2)?;
+        let tlayers = count_layers(weights, "transformer.resblocks");
+        let tmlp = if tlayers > 0 {
+            dims("transformer.resblocks.0.mlp.c_fc.weight", 2)?[0]
+        } else {
+            4 * twidth
+        };
+        let theads = heads_for(h.text_heads, twidth, "text", h)?;
+        let text = TextConfig {
+            context_length: tpos[0],
+            vocab_size,
+            width: twidth,
+            layers: tlayers,
+            heads: theads,
+            mlp_width: tmlp,
+        };
+        let activation = match h.quick_gelu {
+            Some(false) => Activation::Gelu,
+            _ => Activation::QuickGelu,
+        };
+        let cfg = Self {
+            embed_dim,
+            vision: VisionConfig::Vit(vision),
+            text,
+            activation,
+        };
+        h.check(&cfg)?;
+        Ok(cfg)
+    }
+
+    /// Checks that `other` (e.g. a preset the user asked for) describes the same architecture;
+    /// the first difference is [`Error::ConfigMismatch`] naming the field.
+    pub fn check_against(&self, source_name: &str, other: &Self) -> Result<()> {
+        let VisionConfig::Vit(a) = self.vision;
+        let VisionConfig::Vit(b) = other.vision;
+        let fields = [
+            ("embed_dim", other.embed_dim, self.embed_dim),
+            ("vision.image_size", b.image_size, a.image_size),
+            ("vision.patch_size", b.patch_size, a.patch_size),
+            ("vision.width", b.width, a.width),
+            ("vision.layers", b.layers, a.layers),
+            ("vision.heads", b.heads, a.heads),
+            ("vision.mlp_width", b.mlp_width, a.mlp_width),
+            (
+                "text.context_length",
+                other.text.context_length,
+                self.text.context_length,
+            ),
+            (
+                "text.vocab_size",
+                other.text.vocab_size,
+                self.text.vocab_size,
+            ),
+            ("text.width", other.text.width, self.text.width),
+            ("text.layers", other.text.layers, self.text.layers),
+            ("text.heads", other.text.heads, self.text.heads),
+            ("text.mlp_width", other.text.mlp_width, self.text.mlp_width),
+        ];
+        for (field, config, weights) in fields {
+            if config != weights {
+                return Err(mismatch(source_name, field, config, weights));
+            }
+        }
+        if self.activation != other.activation {
+            return Err(mismatch(
+                source_name,
+                "activation",
+                format!("{:?}", other.activation),
+                format!("{:?}", self.activation),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn mismatch(source: &str, field: &str, config: impl ToString, weights: impl ToString) -> Error {
+    Error::ConfigMismatch {
+        source_name: source.to_string(),
+        field: field.to_string(),
+        config: config.to_string(),
+        weights: weights.to_string(),
+    }
+}
+
+/// Number of consecutive `{prefix}.{i}` blocks present, counted by their `ln_1.weight`.
+fn count_layers(weights: &Weights, prefix: &str) -> usize {
+    (0..)
+        .take_while(|i| weights.contains(&format!("{prefix}.{i}.ln_1.weight")))
+        .count()
+}
+
+fn heads_for(hint: Option<usize>, width: usize, tower: &str, h: &ConfigHints) -> Result<usize> {
+    match hint {
+        Some(0) => Err(mismatch(
+            &h.source,
+            &format!("{tower}.heads"),
+            0,
+            "at least 1",
+        )),
+        Some(heads) if width % heads != 0 => Err(mismatch(
+            &h.source,
+            &format!("{tower}.heads"),
+            heads,
+            format!("a divisor of the width {width}"),
+        )),
+        Some(heads) => Ok(heads),
+        None if width % HEAD_WIDTH == 0 && width > 0 => Ok(width / HEAD_WIDTH),
+        None => Err(Error::Architecture(format!(
+            "the {tower} width {width} is not a multiple of {HEAD_WIDTH}, so the attention head \
+             count cannot be inferred; put an open_clip_config.json giving it beside the weights"
+        ))),
+    }
+}
+
+/// Values read from a config file beside the weights; every field is optional.
+///
+/// Sizes are checked against the tensors; head counts and the activation are taken from here
+/// because the tensors cannot show them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigHints {
+    /// Where the values came from (for messages).
+    pub source: String,
+    /// `quick_gelu` (open_clip) / `hidden_act == "quick_gelu"` (transformers).
+    pub quick_gelu: Option<bool>,
+    /// Attention heads of the image tower.
+    pub vision_heads: Option<usize>,
+    /// Attention heads of the text tower.
+    pub text_heads: Option<usize>,
+    /// `(field, value)` pairs to check against the inferred config, e.g. `("vision.layers", 12)`.
+    pub checks: Vec<(String, usize)>,
+}
+
+impl ConfigHints {
+    /// Reads `open_clip_config.json` (with or without its `model_cfg` wrapper) or a Hugging Face
+    /// CLIP `config.json`, told apart by their keys.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let bad = |reason: String| Error::Config {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        Self::from_json(&v, &path.display().to_string()).map_err(bad)
+    }
+
+    /// Reads hints from parsed JSON; `source` names it in messages.
+    pub fn from_json(v: &Value, source: &str) -> std::result::Result<Self, String> {
+        let mut h = ConfigHints {
+            source: source.to_string(),
+            ..Self::default()
+        };
+        let uint = |v: &Value, key: &str| -> std::result::Result<Option<usize>, String> {
+            match v.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(x) => x
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .map(Some)
+                    .ok_or_else(|| format!("`{key}` is {x}, expected a non-negative integer")),
+            }
+        };
+        if let Some(vision) = v.get("vision_config") {
+            // Hugging Face transformers CLIPConfig.
+            let text = v.get("text_config").unwrap_or(&Value::Null);
+            let act = |c: &Value| {
+                c.get("hidden_act")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            h.quick_gelu = match act(text).or_else(|| act(vision)).as_deref() {
+                Some("quick_gelu") => Some(true),
+                Some("gelu") => Some(false),
+                Some(other) => return Err(format!("unsupported hidden_act `{other}`")),
+                None => Some(true),
+            };
+            h.vision_heads = uint(vision, "num_attention_heads")?;
+            h.text_heads = uint(text, "num_attention_heads")?;
+            for (field, c, key) in [
+                ("embed_dim", v, "projection_dim"),
+                ("vision.width", vision, "hidden_size"),
+                ("vision.layers", vision, "num_hidden_layers"),
+                ("vision.image_size", vision, "image_size"),
+                ("vision.patch_size", vision, "patch_size"),
+                ("vision.mlp_width", vision, "intermediate_size"),
+                ("text.width", text, "hidden_size"),
+                ("text.layers", text, "num_hidden_layers"),
+                ("text.context_length", text, "max_position_embeddings"),
+                ("text.vocab_size", text, "vocab_size"),
+                ("text.mlp_width", text, "intermediate_size"),
+            ] {
+                if let Some(n) = uint(c, key)? {
+                    h.checks.push((field.to_string(), n));
+                }
+            }
+            return Ok(h);
+        }
+        // open_clip: the hub's open_clip_config.json wraps the model config in `model_cfg`.
+        let m = v.get("model_cfg").unwrap_or(v);
+        let vision = m
+            .get("vision_cfg")
+            .ok_or("no `vision_cfg` (open_clip) or `vision_config` (transformers)")?;
+        let text = m.get("text_cfg").unwrap_or(&Value::Null);
+        // open_clip builds exact GELU unless `quick_gelu` is true.
+        h.quick_gelu = Some(
+            m.get("quick_gelu")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        );
+        if vision.get("layers").is_some_and(Value::is_array) {
+            return Err("`vision_cfg.layers` is a list: a ModifiedResNet config".into());
+        }
+        if let Some(width) = uint(vision, "width")? {
+            let head_width = uint(vision, "head_width")?.unwrap_or(HEAD_WIDTH);
+            if head_width == 0 || width % head_width != 0 {
+                return Err(format!(
+                    "vision width {width} is not a multiple of head_width {head_width}"
+                ));
+            }
+            h.vision_heads = Some(width / head_width);
+            h.checks.push(("vision.width".into(), width));
+            if let Some(r) = vision.get("mlp_ratio").and_then(Value::as_f64) {
+                h.checks
+                    .push(("vision.mlp_width".into(), (width as f64 * r) as usize));
+            }
+        }
+        if let Some(width) = uint(text, "width")? {
+            h.checks.push(("text.width".into(), width));
+            h.text_heads = Some(uint(text, "heads")?.unwrap_or(8));
+            if let Some(r) = text.get("mlp_ratio").and_then(Value::as_f64) {
+                h.checks
+                    .push(("text.mlp_width".into(), (width as f64 * r) as usize));
+            }
+        } else {
+            h.text_heads = uint(text, "heads")?;
+        }
+        for (field, c, key) in [
+            ("embed_dim", m, "embed_dim"),
+            ("vision.layers", vision, "layers"),
+            ("vision.image_size", vision, "image_size"),
+            ("vision.patch_size", vision, "patch_size"),
+            ("text.layers", text, "layers"),
+            ("text.context_length", text, "context_length"),
+            ("text.vocab_size", text, "vocab_size"),
+        ] {
+            if let Some(n) = uint(c, key)? {
+                h.checks.push((field.to_string(), n));
+            }
+        }
+        Ok(h)
+    }
+
+    /// Checks the size fields against an inferred config.
+    fn check(&self, cfg: &ClipConfig) -> Result<()> {
+        let VisionConfig::Vit(v) = cfg.vision;
+        for (field, value) in &self.checks {
+            let actual = match field.as_str() {
+                "embed_dim" => cfg.embed_dim,
+                "vision.width" => v.width,
+                "vision.layers" => v.layers,
+                "vision.image_size" => v.image_size,
+                "vision.patch_size" => v.patch_size,
+                "vision.mlp_width" => v.mlp_width,
+                "text.width" => cfg.text.width,
+                "text.layers" => cfg.text.layers,
+                "text.context_length" => cfg.text.context_length,
+                "text.vocab_size" => cfg.text.vocab_size,
+                "text.mlp_width" => cfg.text.mlp_width,
+                _ => continue,
+            };
+            if actual != *value {
+                return Err(mismatch(&self.source, field, value, actual));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_have_openai_sizes() {
+        let b32 = ClipConfig::vit_b_32();
+        let VisionConfig::Vit(v) = b32.vision;
+        assert_eq!((v.heads, v.grid_size(), b32.text.heads), (12, 7, 8));
+        assert_eq!(b32.text.eot_token_id(), 49407);
+        assert_eq!(ClipConfig::preset("vit-b-32"), Some(b32));
+        assert_eq!(ClipConfig::vit_l_14_336().name(), "ViT-L/14@336");
+        let mut custom = b32;
+        custom.activation = Activation::Gelu;
+        assert_eq!(custom.name(), "custom");
+    }
+
+    #[test]
+    fn open_clip_config_hints() {
+        let v: Value = serde_json::json!({"model_cfg": {"embed_dim": 512, "quick_gelu": true,
+            "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 32},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12}}});
+        let h = ConfigHints::from_json(&v, "x").unwrap();
+        assert_eq!(
+            (h.quick_gelu, h.vision_heads, h.text_heads),
+            (Some(true), Some(12), Some(8))
+        );
+        h.check(&ClipConfig::vit_b_32()).unwrap();
+        let no_quick: Value = serde_json::json!({"vision_cfg": {"width": 64}});
+        assert_eq!(
+            ConfigHints::from_json(&no_quick, "x").unwrap().quick_gelu,
+            Some(false)
+        );
+        let rn: Value = serde_json::json!({"vision_cfg": {"layers": [3, 4, 6, 3]}});
+        assert!(ConfigHints::from_json(&rn, "x").is_err());
+    }
+}

@@ -1,0 +1,412 @@
+//! The whole CLIP model: loading, image and text encoding.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::VarBuilder;
+use candle_nn::var_builder::SimpleBackend;
+
+use crate::config::{Activation, ClipConfig, ConfigHints, VisionConfig};
+use crate::error::{Error, Result, lower, raise};
+use crate::layers::l2_normalize;
+use crate::text::TextTransformer;
+use crate::vit::VisionTransformer;
+use crate::weights::{Naming, Weights};
+
+/// The image tower, one variant per backbone family.
+///
+/// Each variant's type is built by `new(vb.pp("visual"), …)` and run by `forward(pixels)`, which
+/// returns `[batch, embed_dim]` (projection included).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum VisionTower {
+    /// A Vision Transformer (ViT-B/32, ViT-L/14, …).
+    Vit(VisionTransformer),
+}
+
+impl VisionTower {
+    /// Builds the tower `cfg` describes from `vb` pointed at the checkpoint root.
+    fn new(vb: VarBuilder, cfg: &ClipConfig) -> candle_core::Result<Self> {
+        match &cfg.vision {
+            VisionConfig::Vit(v) => Ok(VisionTower::Vit(VisionTransformer::new(
+                vb.pp("visual"),
+                v,
+                cfg.embed_dim,
+                cfg.activation,
+            )?)),
+        }
+    }
+
+    /// `pixels`: `[batch, 3, size, size]` in the model dtype → `[batch, embed_dim]`.
+    fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        match self {
+            VisionTower::Vit(v) => v.forward(pixels).map_err(lower),
+        }
+    }
+}
+
+/// How much of each token row the text tower runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TextLength {
+    /// Up to the batch's longest end-of-text position (exact, because attention is causal).
+    #[default]
+    UpToLongestEot,
+    /// All `context_length` positions, as open_clip does.
+    Full,
+}
+
+/// Options for [`ClipModel::load_with`].
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The dtype the model computes in: `F32` (default), `F16` or `BF16`.
+    pub dtype: DType,
+    /// The device (CPU by default; CUDA / Metal with the `cuda` / `metal` features).
+    pub device: Device,
+    /// Overrides the activation from the config file / the QuickGELU default.
+    pub activation: Option<Activation>,
+    /// A config file to use instead of the one found beside the weights.
+    pub config_file: Option<PathBuf>,
+    /// Look for `open_clip_config.json` (then a transformers `config.json`) beside the weights
+    /// when `config_file` is `None` (default: true).
+    pub sidecar_config: bool,
+    /// A preset the weights must match (e.g. `"ViT-B/32"`); a difference is an error.
+    pub expect_preset: Option<String>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            dtype: DType::F32,
+            device: Device::Cpu,
+            activation: None,
+            config_file: None,
+            sidecar_config: true,
+            expect_preset: None,
+        }
+    }
+}
+
+/// Names of config files looked for beside the weights, in order.
+pub const SIDECAR_CONFIGS: [&str; 2] = ["open_clip_config.json", "config.json"];
+
+/// A CLIP model: image tower, text tower and the learned logit scale.
+#[derive(Debug, Clone)]
+pub struct ClipModel {
+    config: ClipConfig,
+    vision: VisionTower,
+    text: TextTransformer,
+    logit_scale: f32,
+    dtype: DType,
+    device: Device,
+}
+
+impl ClipModel {
+    /// Loads a safetensors file (open_clip or Hugging Face naming) with default options:
+    /// f32 on the CPU, architecture inferred, `open_clip_config.json` beside it used if present.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Self::load_with(path, &LoadOptions::default())
+    }
+
+    /// Loads a safetensors file with `options`.
+    pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
+        let path = path.as_ref();
+        check_dtype(options.dtype)?;
+        let weights = Weights::open(path)?;
+        let config_file = match &options.config_file {
+            Some(p) => Some(p.clone()),
+            None if options.sidecar_config => sidecar_config(path, weights.naming()),
+            None => None,
+        };
+        let hints = config_file
+            .as_deref()
+            .map(ConfigHints::from_file)
+            .transpose()?;
+        let mut config = ClipConfig::infer(&weights, hints.as_ref())?;
+        if let Some(a) = options.activation {
+            config.activation = a;
+        }
+        if let Some(name) = &options.expect_preset {
+            let preset = ClipConfig::preset(name)
+                .ok_or_else(|| Error::Architecture(format!("unknown preset `{name}`")))?;
+            config.check_against(name, &preset)?;
+        }
+        let vb = VarBuilder::from_backend(Box::new(weights), options.dtype, options.device.clone());
+        Self::new(vb, &config)
+    }
+
+    /// Builds a model from tensors in memory, named as in open_clip checkpoints (the doc
+    /// example and the tests build tiny models this way). The tensors are converted to `dtype`.
+    pub fn from_tensors(
+        tensors: HashMap<String, Tensor>,
+        config: &ClipConfig,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        check_dtype(dtype)?;
+        let vb = VarBuilder::from_backend(Box::new(TensorMap(tensors)), dtype, device.clone());
+        Self::new(vb, config)
+    }
+
+    /// Builds a model from any `VarBuilder` whose names are open_clip's.
+    pub fn new(vb: VarBuilder, config: &ClipConfig) -> Result<Self> {
+        let build = || -> candle_core::Result<Self> {
+            let vision = VisionTower::new(vb.clone(), config)?;
+            let text = TextTransformer::new(
+                vb.clone(),
+                &config.text,
+                config.embed_dim,
+                config.activation,
+            )?;
+            let logit_scale = vb
+                .get((), "logit_scale")?
+                .to_dtype(DType::F32)?
+                .to_scalar::<f32>()?
+                .exp();
+            Ok(Self {
+                config: *config,
+                vision,
+                text,
+                logit_scale,
+                dtype: vb.dtype(),
+                device: vb.device().clone(),
+            })
+        };
+        build().map_err(lower)
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    /// The preset name (`"ViT-B/32"`, …) or `"custom"`.
+    pub fn name(&self) -> &'static str {
+        self.config.name()
+    }
+
+    /// The image tower.
+    pub fn vision(&self) -> &VisionTower {
+        &self.vision
+    }
+
+    /// The dtype the model computes in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The factor applied to cosine similarities to get logits: `exp(logit_scale)` of the
+    /// checkpoint (100 for OpenAI's models).
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale
+    }
+
+    /// Image embeddings (not normalised), `[batch, embed_dim]` in f32.
+    ///
+    /// `pixels`: `[batch, 3, image_size, image_size]`, any float dtype, already preprocessed
+    /// (resized, cropped, normalised with CLIP's mean and std).
+    pub fn encode_image(&self, pixels: &Tensor) -> Result<Tensor> {
+        let size = self.config.vision.image_size();
+        match pixels.dims() {
+            [_, 3, h, w] if *h == size && *w == size => {}
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "pixels have shape {other:?}, expected [batch, 3, {size}, {size}]"
+                )));
+            }
+        }
+        if !pixels.dtype().is_float() {
+            return Err(Error::InvalidInput(format!(
+                "pixels have dtype {:?}, expected a float dtype",
+                pixels.dtype()
+            )));
+        }
+        let x = pixels
+            .to_device(&self.device)?
+            .to_dtype(self.dtype)?
+            .contiguous()?;
+        Ok(self.vision.forward(&x)?.to_dtype(DType::F32)?)
+    }
+
+    /// L2-normalised image embeddings, `[batch, embed_dim]` in f32.
+    pub fn encode_image_normalized(&self, pixels: &Tensor) -> Result<Tensor> {
+        Ok(l2_normalize(&self.encode_image(pixels)?)?)
+    }
+
+    /// Text embeddings (not normalised), `[batch, embed_dim]` in f32.
+    ///
+    /// `ids`: `[batch, len]` token ids (`u32` or `i64`), `len <= context_length`, each row
+    /// holding an end-of-text token ([`crate::TextConfig::eot_token_id`]); the embedding is read
+    /// at its first occurrence. Runs only up to the batch's longest end-of-text position.
+    pub fn encode_text(&self, ids: &Tensor) -> Result<Tensor> {
+        self.encode_text_with(ids, TextLength::UpToLongestEot)
+    }
+
+    /// [`ClipModel::encode_text`] with a choice of how many positions to run.
+    pub fn encode_text_with(&self, ids: &Tensor, length: TextLength) -> Result<Tensor> {
+        let (rows, len) = match ids.dims() {
+            [b, l] => (*b, *l),
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "token ids have shape {other:?}, expected [batch, length]"
+                )));
+            }
+        };
+        let flat: Vec<u32> = match ids.dtype() {
+            DType::U32 => ids.flatten_all()?.to_vec1::<u32>()?,
+            DType::I64 => ids
+                .flatten_all()?
+                .to_vec1::<i64>()?
+                .into_iter()
+                .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+                .collect(),
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "token ids have dtype {other:?}, expected u32 or i64"
+                )));
+            }
+        };
+        self.encode_tokens_with(&flat, rows, len, length)
+    }
+
+    /// Text embeddings from a flat row-major slice of `rows` rows of token ids (the layout of a
+    /// tokenizer batch).
+    pub fn encode_tokens(&self, ids: &[u32], rows: usize) -> Result<Tensor> {
+        let len = if rows == 0 { 0 } else { ids.len() / rows };
+        if rows * len != ids.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} token ids do not split into {rows} equal rows",
+                ids.len()
+            )));
+        }
+        self.encode_tokens_with(ids, rows, len, TextLength::UpToLongestEot)
+    }
+
+    /// L2-normalised text embeddings, `[batch, embed_dim]` in f32 (see [`ClipModel::encode_text`]).
+    pub fn encode_text_normalized(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(l2_normalize(&self.encode_text(ids)?)?)
+    }
+
+    fn encode_tokens_with(
+        &self,
+        ids: &[u32],
+        rows: usize,
+        len: usize,
+        length: TextLength,
+    ) -> Result<Tensor> {
+        let cfg = &self.config.text;
+        if rows == 0 {
+            return Err(Error::InvalidInput("empty batch of token ids".into()));
+        }
+        if len == 0 || len > cfg.context_length {
+            return Err(Error::InvalidInput(format!(
+                "token rows have length {len}, expected 1..={}",
+                cfg.context_length
+            )));
+        }
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+            return Err(Error::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary (size {})",
+                cfg.vocab_size
+            )));
+        }
+        let eot_id = cfg.eot_token_id();
+        let eot = ids
+            .chunks(len)
+            .enumerate()
+            .map(|(i, row)| {
+                row.iter().position(|&t| t == eot_id).ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "token row {i} has no end-of-text token ({eot_id})"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let run = match length {
+            TextLength::UpToLongestEot => eot.iter().copied().max().unwrap_or(0) + 1,
+            TextLength::Full => cfg.context_length,
+        };
+        // Cut (or zero-pad, as a tokenizer would) every row to `run` tokens.
+        let mut cut = vec![0u32; rows * run];
+        for (dst, src) in cut.chunks_mut(run).zip(ids.chunks(len)) {
+            let n = run.min(len);
+            dst[..n].copy_from_slice(&src[..n]);
+        }
+        let t = Tensor::from_vec(cut, (rows, run), &self.device)?;
+        let out = self.text.forward(&t, &eot).map_err(lower)?;
+        Ok(out.to_dtype(DType::F32)?)
+    }
+}
+
+fn check_dtype(dtype: DType) -> Result<()> {
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => Ok(()),
+        other => Err(Error::UnsupportedDtype {
+            name: "model dtype".into(),
+            dtype: format!("{other:?}"),
+            supported: "F32, F16, BF16",
+        }),
+    }
+}
+
+/// The config file beside the weights, if any.
+fn sidecar_config(weights: &Path, naming: Naming) -> Option<PathBuf> {
+    let dir = weights.parent()?;
+    SIDECAR_CONFIGS
+        .iter()
+        .map(|n| dir.join(n))
+        .filter(|p| p.is_file())
+        .find(|p| {
+            // A transformers `config.json` only describes transformers-named weights.
+            naming == Naming::HuggingFace || p.file_name().is_some_and(|n| n != "config.json")
+        })
+}
+
+/// Tensors in memory as a `VarBuilder` backend with this crate's typed errors.
+struct TensorMap(HashMap<String, Tensor>);
+
+impl TensorMap {
+    fn find(&self, name: &str) -> candle_core::Result<&Tensor> {
+        self.0.get(name).ok_or_else(|| {
+            raise(Error::MissingTensor {
+                name: name.to_string(),
+                path: None,
+            })
+        })
+    }
+}
+
+impl SimpleBackend for TensorMap {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let t = self.find(name)?;
+        if t.dims() != s.dims() {
+            return Err(raise(Error::ShapeMismatch {
+                name: name.to_string(),
+                expected: s.dims().to_vec(),
+                found: t.dims().to_vec(),
+            }));
+        }
+        t.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.find(name)?.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+}
