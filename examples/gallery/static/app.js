@@ -3,7 +3,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const PER_PAGE = 12;
+const PER_PAGE = Math.min(100, Math.max(1,
+  parseInt(new URLSearchParams(location.search).get("per_page") || "12", 10) || 12));
 let page = 1;
 let pages = 1;
 
@@ -138,6 +139,8 @@ $("classify-form").addEventListener("submit", async (ev) => {
     await loadPage(1);
   } catch (e) {
     $("classify-note").textContent = "";
+    $("classify-results").replaceChildren();
+    $("preview").hidden = true;
     showError(e.message);
   } finally { btn.disabled = false; }
 });
