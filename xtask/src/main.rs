@@ -4,6 +4,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod tokenize;
+
 #[derive(Parser)]
 #[command(
     name = "xtask",
@@ -18,6 +20,8 @@ struct Cli {
 enum Command {
     /// Print the shared data folder the tests will use.
     SharedData,
+    /// OpenAI CLIP token ids of texts, one JSON array per line.
+    Tokenize(tokenize::Args),
 }
 
 fn main() {
@@ -33,5 +37,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", dev_support::shared_data()?.display());
             Ok(())
         }
+        Command::Tokenize(args) => tokenize::run(args),
     }
 }
