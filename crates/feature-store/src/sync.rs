@@ -389,7 +389,8 @@ fn check_embedder<E: ImageEmbedder, I: VectorIndex>(
 
 impl<I: VectorIndex> FeatureStore<I> {
     /// Adds one file if new: skipped without reading when its path is recorded with the same size
-    /// and mtime; embedded only when its bytes are not stored yet.
+    /// and mtime; embedded only when its bytes are not stored yet. Files over 64 MiB are refused
+    /// ([`Error::TooLarge`]).
     pub fn add_file<E: ImageEmbedder>(
         &mut self,
         path: impl AsRef<Path>,
@@ -411,7 +412,7 @@ impl<I: VectorIndex> FeatureStore<I> {
                 });
             }
         }
-        let (bytes, size, mtime) = read_file(path, u64::MAX)?;
+        let (bytes, size, mtime) = read_file(path, SyncOptions::default().max_file_bytes)?;
         let hash = ContentHash::of(&bytes);
         let vector = if self.find_hash(&hash)?.is_some() {
             None

@@ -1,0 +1,290 @@
+//! Exact top-k search checked against a brute-force reference (f64 dot products, full sort).
+
+use std::path::PathBuf;
+
+use feature_store::{
+    ContentHash, FeatureStore, FlatIndex, ImageId, ModelInfo, NewImage, OpenOptions, Precision,
+    SearchBuffer, SearchOptions, VectorIndex,
+};
+use half::f16;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Reference: every score in f64, sorted by score (descending) then id (ascending).
+fn brute_force(
+    data: &[(ImageId, Vec<f32>)],
+    query: &[f32],
+    k: usize,
+    exclude: Option<ImageId>,
+) -> Vec<(ImageId, f64)> {
+    let mut all: Vec<(ImageId, f64)> = data
+        .iter()
+        .filter(|(id, _)| Some(*id) != exclude)
+        .map(|(id, v)| {
+            (
+                *id,
+                v.iter()
+                    .zip(query)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum(),
+            )
+        })
+        .collect();
+    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    all.truncate(k);
+    all
+}
+
+/// Our results must be the reference's up to rounding: same scores position by position
+/// (tolerance `tol`), and each returned id's own reference score equal to its returned score.
+fn check(
+    ours: &[feature_store::Scored],
+    reference: &[(ImageId, f64)],
+    all: &[(ImageId, Vec<f32>)],
+    query: &[f32],
+    tol: f64,
+    what: &str,
+) -> f64 {
+    assert_eq!(ours.len(), reference.len(), "{what}: result count");
+    let mut max_err: f64 = 0.0;
+    for (pos, (hit, want)) in ours.iter().zip(reference).enumerate() {
+        let err = (f64::from(hit.score) - want.1).abs();
+        max_err = max_err.max(err);
+        assert!(
+            err <= tol,
+            "{what}: position {pos} score {} vs reference {}",
+            hit.score,
+            want.1
+        );
+        let v = &all.iter().find(|(id, _)| *id == hit.id).unwrap().1;
+        let own: f64 = v
+            .iter()
+            .zip(query)
+            .map(|(a, b)| f64::from(*a) * f64::from(*b))
+            .sum();
+        assert!(
+            (own - f64::from(hit.score)).abs() <= tol,
+            "{what}: id {} score",
+            hit.id
+        );
+        if hit.id != want.0 {
+            // Only allowed where the reference itself cannot separate them.
+            assert!(
+                (own - want.1).abs() <= 2.0 * tol,
+                "{what}: position {pos} id {} vs {}",
+                hit.id,
+                want.0
+            );
+        }
+    }
+    let ids: std::collections::HashSet<ImageId> = ours.iter().map(|h| h.id).collect();
+    assert_eq!(ids.len(), ours.len(), "{what}: duplicate ids");
+    max_err
+}
+
+#[test]
+fn random_data_matches_brute_force_for_several_k() {
+    // More rows than one parallel chunk (4096), a dimension that is not a multiple of 16.
+    let (n, dim) = (9_000, 37);
+    let mut rng = Rng(1);
+    let data: Vec<(ImageId, Vec<f32>)> = (0..n)
+        .map(|i| {
+            (
+                ImageId(10 * i as i64 + 3),
+                (0..dim).map(|_| rng.uniform()).collect(),
+            )
+        })
+        .collect();
+    let mut f32_index = FlatIndex::new(dim, Precision::F32);
+    let mut f16_index = FlatIndex::new(dim, Precision::F16);
+    for (id, v) in &data {
+        f32_index.upsert(*id, v).unwrap();
+        f16_index.upsert(*id, v).unwrap();
+    }
+    // f16-rounded copy of the data: the reference for the f16 index.
+    let data16: Vec<(ImageId, Vec<f32>)> = data
+        .iter()
+        .map(|(id, v)| (*id, v.iter().map(|&x| f16::from_f32(x).to_f32()).collect()))
+        .collect();
+    let mut buf = SearchBuffer::new();
+    let (mut worst32, mut worst16) = (0.0f64, 0.0f64);
+    for trial in 0..5 {
+        let query: Vec<f32> = (0..dim).map(|_| rng.uniform()).collect();
+        for k in [1, 5, 10, 100, 1000, n, n + 7] {
+            let exclude = (trial % 2 == 1).then(|| data[rng.below(n)].0);
+            let opts = SearchOptions { k, exclude };
+            let reference = brute_force(&data, &query, k, exclude);
+            f32_index.search_into(&query, opts, &mut buf).unwrap();
+            // f32 sums of 37 products of magnitude <= 1: rounding stays far below 1e-4.
+            worst32 = worst32.max(check(
+                buf.hits(),
+                &reference,
+                &data,
+                &query,
+                1e-4,
+                &format!("f32 k={k}"),
+            ));
+            let reference16 = brute_force(&data16, &query, k, exclude);
+            f16_index.search_into(&query, opts, &mut buf).unwrap();
+            worst16 = worst16.max(check(
+                buf.hits(),
+                &reference16,
+                &data16,
+                &query,
+                1e-4,
+                &format!("f16 k={k}"),
+            ));
+            if let Some(x) = exclude {
+                assert!(buf.hits().iter().all(|h| h.id != x));
+            }
+        }
+    }
+    println!("max |score - f64 reference|: f32 index {worst32:.2e}, f16 index {worst16:.2e}");
+}
+
+#[test]
+fn ties_are_broken_by_smaller_id_deterministically() {
+    // Small integer coordinates: every dot product is exact in f32, so many scores tie exactly
+    // and the expected order (score desc, id asc) is known without rounding doubt.
+    let (n, dim) = (10_000, 20);
+    let mut rng = Rng(7);
+    let mut index = FlatIndex::new(dim, Precision::F32);
+    let mut data: Vec<(ImageId, Vec<f32>)> = Vec::new();
+    // Insert in shuffled id order so ids do not follow row positions.
+    let mut ids: Vec<i64> = (0..n as i64).collect();
+    for i in (1..ids.len()).rev() {
+        ids.swap(i, rng.below(i + 1));
+    }
+    for &id in &ids {
+        let v: Vec<f32> = (0..dim).map(|_| rng.below(3) as f32 - 1.0).collect();
+        index.upsert(ImageId(id), &v).unwrap();
+        data.push((ImageId(id), v));
+    }
+    // Remove some rows (moves others into their slots), re-insert a few with new vectors.
+    for _ in 0..500 {
+        let i = rng.below(data.len());
+        let (id, _) = data.swap_remove(i);
+        assert!(index.remove(id));
+    }
+    for id in n as i64..n as i64 + 50 {
+        let v: Vec<f32> = (0..dim).map(|_| rng.below(3) as f32 - 1.0).collect();
+        index.upsert(ImageId(id), &v).unwrap();
+        data.push((ImageId(id), v));
+    }
+    assert_eq!(index.len(), data.len());
+    let mut buf = SearchBuffer::new();
+    for _ in 0..10 {
+        let query: Vec<f32> = (0..dim).map(|_| rng.below(3) as f32 - 1.0).collect();
+        for k in [1, 3, 10, 64, 500] {
+            let reference = brute_force(&data, &query, k, None);
+            index
+                .search_into(&query, SearchOptions::top(k), &mut buf)
+                .unwrap();
+            let ours: Vec<(ImageId, f64)> = buf
+                .hits()
+                .iter()
+                .map(|h| (h.id, f64::from(h.score)))
+                .collect();
+            assert_eq!(ours, reference, "k={k}");
+        }
+    }
+}
+
+#[test]
+fn store_search_and_similar_map_back_to_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lib.db");
+    let dim = 16;
+    let model = ModelInfo::new("test/random", dim);
+    let mut rng = Rng(3);
+    let mut data = Vec::new();
+    let items: Vec<NewImage> = (0..300)
+        .map(|i| {
+            let mut v: Vec<f32> = (0..dim).map(|_| rng.uniform()).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter_mut().for_each(|x| *x /= norm);
+            NewImage {
+                path: PathBuf::from(format!("/lib/{i}.png")),
+                hash: ContentHash::of(format!("{i}").as_bytes()),
+                size: 1,
+                mtime_ns: 0,
+                vector: v,
+            }
+        })
+        .collect();
+    {
+        let mut store = FeatureStore::open(&db, &model, &OpenOptions::new()).unwrap();
+        for (o, item) in store.add_batch(&items).unwrap().iter().zip(&items) {
+            data.push((o.id, item.vector.clone()));
+        }
+    }
+    for precision in [Precision::F32, Precision::F16] {
+        let store =
+            FeatureStore::open(&db, &model, &OpenOptions::new().precision(precision)).unwrap();
+        let query: Vec<f32> = (0..dim).map(|_| rng.uniform()).collect();
+        let hits = store.search(&query, 10).unwrap();
+        let reference = brute_force(&data, &query, 10, None);
+        // f16 storage: each value off by <= 2^-11 relative, |q| <= 4, |v| = 1: error < 4e-3.
+        let tol = if precision == Precision::F32 {
+            1e-5
+        } else {
+            4e-3
+        };
+        for (h, r) in hits.iter().zip(&reference) {
+            assert!((f64::from(h.score) - r.1).abs() < tol);
+            assert_eq!(store.get(h.id).unwrap().unwrap().path, h.path);
+        }
+        if precision == Precision::F32 {
+            assert_eq!(
+                hits.iter().map(|h| h.id).collect::<Vec<_>>(),
+                reference.iter().map(|r| r.0).collect::<Vec<_>>()
+            );
+        }
+        // Image → image: the query image is left out, the rest is the brute-force order.
+        let (qid, qv) = &data[42];
+        let similar = store.similar(*qid, 5).unwrap();
+        assert!(similar.iter().all(|h| h.id != *qid));
+        let reference = brute_force(&data, qv, 5, Some(*qid));
+        if precision == Precision::F32 {
+            assert_eq!(
+                similar.iter().map(|h| h.id).collect::<Vec<_>>(),
+                reference.iter().map(|r| r.0).collect::<Vec<_>>()
+            );
+        }
+        // Without exclusion the image finds itself first (unit vectors).
+        let mut buf = SearchBuffer::new();
+        let own = store.vector(*qid).unwrap();
+        let top = store
+            .search_into(&own, SearchOptions::top(1), &mut buf)
+            .unwrap();
+        assert_eq!(top[0].id, *qid);
+        // Wrong query length: typed error.
+        assert!(matches!(
+            store.search(&[1.0; 3], 5),
+            Err(feature_store::Error::VectorDim {
+                expected: 16,
+                found: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            store.similar(ImageId(999_999), 5),
+            Err(feature_store::Error::UnknownId { .. })
+        ));
+    }
+}
