@@ -4,6 +4,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod preprocess;
+
 mod tokenize;
 
 #[derive(Parser)]
