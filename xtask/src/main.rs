@@ -5,7 +5,6 @@
 use clap::{Parser, Subcommand};
 
 mod preprocess;
-
 mod tokenize;
 
 #[derive(Parser)]
@@ -22,6 +21,8 @@ struct Cli {
 enum Command {
     /// Print the shared data folder the tests will use.
     SharedData,
+    /// OpenAI CLIP preprocessing of one image, written as a [1, 3, N, N] float32 .npy.
+    Preprocess(preprocess::Args),
     /// OpenAI CLIP token ids of texts, one JSON array per line.
     Tokenize(tokenize::Args),
 }
@@ -39,6 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", dev_support::shared_data()?.display());
             Ok(())
         }
+        Command::Preprocess(args) => preprocess::run(args),
         Command::Tokenize(args) => tokenize::run(args),
     }
 }
