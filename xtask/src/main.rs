@@ -5,6 +5,8 @@
 use clap::{Parser, Subcommand};
 
 mod preprocess;
+
+mod eval_imagenet;
 mod tokenize;
 
 #[derive(Parser)]
@@ -21,8 +23,8 @@ struct Cli {
 enum Command {
     /// Print the shared data folder the tests will use.
     SharedData,
-    /// OpenAI CLIP preprocessing of one image, written as a [1, 3, N, N] float32 .npy.
-    Preprocess(preprocess::Args),
+    /// Zero-shot ImageNet top-1 / top-5 accuracy and timing of a CLIP model.
+    EvalImagenet(Box<eval_imagenet::Args>),
     /// OpenAI CLIP token ids of texts, one JSON array per line.
     Tokenize(tokenize::Args),
 }
@@ -40,7 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", dev_support::shared_data()?.display());
             Ok(())
         }
-        Command::Preprocess(args) => preprocess::run(args),
+        Command::EvalImagenet(args) => eval_imagenet::run(*args).map(|_| ()),
         Command::Tokenize(args) => tokenize::run(args),
     }
 }

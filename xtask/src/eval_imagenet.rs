@@ -1,0 +1,458 @@
+//! `cargo xtask eval-imagenet`: zero-shot ImageNet top-1 / top-5 accuracy and timing of a CLIP model.
+//!
+//! Reads a folder of ImageNet validation photos (the official flat layout labelled by the devkit, or files /
+//! folders named by wnid), builds the zero-shot classifier from class names × prompt templates (cached on disk),
+//! then decodes and preprocesses images on worker threads while the model encodes the previous batches
+//! (bounded queue, see [`pipeline`]). Writes to `--out`:
+//!
+//! - `summary.json`: model, weights SHA-256, split, counts, top-1/top-5 accuracy, class-name and template sets,
+//!   timings (end to end and model alone), machine, and the skipped images with their errors;
+//! - `predictions.jsonl`: one line per evaluated image: image, target, top-5 class ids and cosine scores;
+//! - `eval.log`: the human log: per image the most likely class and the time, then the totals.
+//!
+//! A bad image (unreadable, truncated, not an image) is skipped, counted and listed; it never stops the run.
+
+pub mod dataset;
+pub mod model;
+pub mod pipeline;
+pub mod report;
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+
+use dataset::{Labels, Layout};
+use report::{Prediction, Skipped, Summary, Timing, Writers};
+
+/// Class-name sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClassNameSet {
+    /// OpenAI's 1000 curated names (the published results use these).
+    Openai,
+    /// The first word of each devkit synset's `words` (the course report's choice).
+    Devkit,
+}
+
+impl ClassNameSet {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::Devkit => "devkit",
+        }
+    }
+}
+
+/// Arguments of `cargo xtask eval-imagenet`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// CLIP weights: a safetensors file (open_clip / OpenAI or transformers naming), or a Hugging Face hub id
+    /// such as `timm/vit_base_patch32_clip_224.openai` when built with `--features hub`.
+    #[arg(long)]
+    pub weights: String,
+    /// The images folder: `ILSVRC2012_val_XXXXXXXX.JPEG` files, or files / folders named by wnid.
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Folder layout; `auto` decides from the file names.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub layout: Layout,
+    /// The devkit's `ILSVRC2012_validation_ground_truth.txt` (official layout; defaults to the shared data
+    /// folder's copy when there is one).
+    #[arg(long)]
+    pub ground_truth: Option<PathBuf>,
+    /// The devkit's `meta.mat` (defaults to the shared data folder's copy when there is one).
+    #[arg(long)]
+    pub meta: Option<PathBuf>,
+    /// Class names: `openai` (curated, default) or `devkit` (first word of each synset).
+    #[arg(long, value_enum, default_value = "openai")]
+    pub classnames: ClassNameSet,
+    /// Prompt templates: `openai80` (default), `single` ("a photo of a {}."), or a file (one template per line
+    /// with `{}` for the class name, or a JSON array of strings).
+    #[arg(long, default_value = "openai80")]
+    pub templates: String,
+    /// Images per model call.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Evaluate only the first N images (in name order).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Output folder (created if needed).
+    #[arg(long, default_value = "eval-imagenet-out")]
+    pub out: PathBuf,
+    /// Worker threads for the model and for decoding (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where to cache zero-shot classifiers (default: `<out>/classifier-cache`).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Also write the classifier matrix (classes × embed dim, float32) to this `.npy` file.
+    #[arg(long)]
+    pub save_classifier: Option<PathBuf>,
+    /// Split name recorded in the summary (default: `val` for the official layout, else the folder name).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Prepared batches allowed to wait for the model.
+    #[arg(long, default_value_t = 2)]
+    pub queue_depth: usize,
+}
+
+/// Runs the evaluation and returns the summary it wrote.
+pub fn run(args: Args) -> anyhow::Result<Summary> {
+    let started_unix_s = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    model::set_threads(threads);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating output folder {}", args.out.display()))?;
+
+    // Labels.
+    let meta_path = default_shared(args.meta.clone(), "imagenet-devkit/meta.mat")
+        .context("no --meta given and no shared data folder holding imagenet-devkit/meta.mat")?;
+    let meta = imagenet_meta::Meta::from_mat(&meta_path)
+        .with_context(|| format!("reading {}", meta_path.display()))?;
+    let wnids: Vec<String> = meta.wnids().into_iter().map(str::to_owned).collect();
+    let devkit_to_class: HashMap<u32, usize> = meta
+        .synsets()
+        .iter()
+        .filter_map(|s| {
+            meta.class_index_of_id(s.ilsvrc2012_id)
+                .map(|c| (s.ilsvrc2012_id, c))
+        })
+        .collect();
+    let labels = Labels {
+        wnids: &wnids,
+        devkit_to_class: &devkit_to_class,
+    };
+    let layout = dataset::resolve_layout(&args.images, args.layout)?;
+    let ground_truth = if layout == Layout::Official {
+        let p = default_shared(
+            args.ground_truth.clone(),
+            "imagenet-devkit/ILSVRC2012_validation_ground_truth.txt",
+        )
+        .context("the official layout needs --ground-truth")?;
+        Some(
+            imagenet_meta::GroundTruth::from_file(&p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .ids()
+                .to_vec(),
+        )
+    } else {
+        None
+    };
+    let mut scan = dataset::scan(&args.images, layout, &labels, ground_truth.as_deref())?;
+    if let Some(limit) = args.limit {
+        scan.samples.truncate(limit);
+    }
+    let layout_name = match scan.layout {
+        Layout::Official => "official",
+        _ => "wnid",
+    };
+    let split = args.split.clone().unwrap_or_else(|| match scan.layout {
+        Layout::Official => "val".into(),
+        _ => args
+            .images
+            .file_name()
+            .map_or_else(|| "images".into(), |n| n.to_string_lossy().into_owned()),
+    });
+
+    let class_names = match args.classnames {
+        ClassNameSet::Openai => model::openai_class_names()?,
+        ClassNameSet::Devkit => meta.devkit_class_names(),
+    };
+    if class_names.len() != wnids.len() {
+        bail!(
+            "{} class names for {} classes",
+            class_names.len(),
+            wnids.len()
+        );
+    }
+    let templates = model::templates(&args.templates)?;
+
+    let mut writers = Writers::create(&args.out)?;
+    writers.log(&format!(
+        "eval-imagenet: {} images ({layout_name} layout, split {split}) from {}",
+        scan.samples.len(),
+        args.images.display()
+    ))?;
+    if !scan.ignored.is_empty() {
+        writers.log(&format!(
+            "ignored {} file(s) that are not part of the layout, e.g. {}",
+            scan.ignored.len(),
+            scan.ignored[0]
+        ))?;
+    }
+
+    // Model + classifier, hashing the weights meanwhile.
+    let weights_path = model::resolve_weights(&args.weights)?;
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| args.out.join("classifier-cache"));
+    let (hash, loaded) = std::thread::scope(|s| {
+        let hasher = s.spawn(|| report::sha256_file(&weights_path));
+        let t = Instant::now();
+        let loaded = model::load(&weights_path).map(|m| (m, t.elapsed().as_secs_f64()));
+        let hash = hasher
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("hashing thread panicked")));
+        (hash, loaded)
+    });
+    let (model, load_s) = loaded?;
+    let weights_sha256 = hash?;
+    let t = Instant::now();
+    let (classifier, classifier_cached) =
+        model.classifier(&weights_sha256, &class_names, &templates.list, &cache_dir)?;
+    let classifier_s = t.elapsed().as_secs_f64();
+    if let Some(p) = &args.save_classifier {
+        dev_support::Npy::f32(
+            vec![classifier.rows, classifier.dim],
+            classifier.data.clone(),
+        )
+        .write(p)
+        .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let model_info = report::ModelInfo {
+        name: model.name(),
+        preset: model.preset(),
+        weights: args.weights.clone(),
+        weights_sha256,
+        image_size: model.image_size(),
+        embed_dim: model.embed_dim(),
+        device: model.device(),
+    };
+    writers.log(&format!(
+        "model {} ({}), weights sha256 {}, loaded in {load_s:.2} s; classifier {} names × {} templates ({}) in {classifier_s:.2} s{}",
+        model_info.name,
+        args.weights,
+        model_info.weights_sha256,
+        class_names.len(),
+        templates.list.len(),
+        templates.name,
+        if classifier_cached { " (cached)" } else { "" },
+    ))?;
+
+    // The pipeline.
+    let n_found = scan.samples.len();
+    let progress = progress_bar(n_found as u64);
+    let mut predictions: Vec<Prediction> = Vec::with_capacity(n_found);
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let mut correct1 = 0usize;
+    let mut correct5 = 0usize;
+    let pixels_per_image = 3 * model.image_size() * model.image_size();
+    let preprocess = model.preprocessor()?;
+    let logit_scale = model.logit_scale();
+    let mut scorer = model::Scorer::new(&model, &classifier)?;
+    let cfg = pipeline::Config {
+        batch_size: args.batch_size,
+        queue_depth: args.queue_depth,
+        threads,
+        k: 5,
+        logit_scale,
+    };
+    let width = n_found.to_string().len();
+    let mut done = 0usize;
+    let totals = pipeline::run(
+        &scan.samples,
+        pixels_per_image,
+        |p: &Path| preprocess(p),
+        &mut scorer,
+        cfg,
+        |item| {
+            done += 1;
+            progress.inc(1);
+            match item {
+                pipeline::Item::Scored {
+                    sample,
+                    top,
+                    scores,
+                    preprocess,
+                    model,
+                    top1_prob,
+                } => {
+                    let hit1 = top.first() == Some(&sample.target);
+                    let hit5 = top.contains(&sample.target);
+                    correct1 += usize::from(hit1);
+                    correct5 += usize::from(hit5);
+                    let best = top.first().copied().unwrap_or(0);
+                    writers.log(&format!(
+                        "[{done:>width$}/{n_found}] {}  most likely: {} (class {best}, p={top1_prob:.3})  \
+                         target: {} (class {})  {}  time {:.1} ms (decode+preprocess {:.1}, model {:.1})",
+                        sample.name,
+                        class_names[best],
+                        class_names[sample.target],
+                        sample.target,
+                        if hit1 {
+                            "top-1 ✓"
+                        } else if hit5 {
+                            "top-5 ✓"
+                        } else {
+                            "✗"
+                        },
+                        ms(preprocess + model),
+                        ms(preprocess),
+                        ms(model),
+                    ))?;
+                    let p = Prediction {
+                        image: sample.name.clone(),
+                        target: sample.target,
+                        top5: top,
+                        scores,
+                    };
+                    writers.prediction(&p)?;
+                    predictions.push(p);
+                }
+                pipeline::Item::Skipped { sample, error } => {
+                    writers.log(&format!(
+                        "[{done:>width$}/{n_found}] {}  SKIPPED: {error}",
+                        sample.name
+                    ))?;
+                    progress.println(format!("skipped {}: {error}", sample.name));
+                    skipped.push(Skipped {
+                        image: sample.name.clone(),
+                        error,
+                    });
+                }
+            }
+            Ok(())
+        },
+    )?;
+    progress.finish_and_clear();
+
+    let n = predictions.len();
+    let per_image = |d: Duration| {
+        if n == 0 {
+            0.0
+        } else {
+            d.as_secs_f64() * 1000.0 / n as f64
+        }
+    };
+    let rate = |d: Duration| {
+        if d.is_zero() {
+            0.0
+        } else {
+            n as f64 / d.as_secs_f64()
+        }
+    };
+    let frac = |c: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
+    let summary = Summary {
+        model: model_info,
+        split,
+        layout: layout_name.into(),
+        images: args.images.display().to_string(),
+        found: n_found,
+        n,
+        correct_top1: correct1,
+        correct_top5: correct5,
+        top1_accuracy: frac(correct1),
+        top5_accuracy: frac(correct5),
+        mean_per_class_recall: report::mean_per_class_recall(&predictions, wnids.len()),
+        classnames: args.classnames.as_str().into(),
+        templates: templates.name.clone(),
+        templates_count: templates.list.len(),
+        batch_size: args.batch_size,
+        timing: Timing {
+            load_s,
+            classifier_s,
+            classifier_cached,
+            pipeline_s: totals.wall.as_secs_f64(),
+            avg_ms_per_image_end_to_end: per_image(totals.wall),
+            avg_ms_per_image_model: per_image(totals.model),
+            avg_ms_per_image_preprocess: if n_found == 0 {
+                0.0
+            } else {
+                totals.preprocess.as_secs_f64() * 1000.0 / n_found as f64
+            },
+            images_per_s: rate(totals.wall),
+            images_per_s_model: rate(totals.model),
+        },
+        machine: report::machine(threads),
+        skipped: skipped.len(),
+        skipped_images: skipped,
+        started_unix_s,
+    };
+    for line in final_lines(&summary) {
+        writers.log(&line)?;
+        eprintln!("{line}");
+    }
+    writers.flush()?;
+    report::write_json_atomic(&args.out.join("summary.json"), &summary)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(summary)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The closing lines of the log (and of the terminal output), in the seed's spirit.
+fn final_lines(s: &Summary) -> Vec<String> {
+    let mut v = vec![
+        format!(
+            "Top-1 correct: {} / {} = {:.2} %",
+            s.correct_top1,
+            s.n,
+            100.0 * s.top1_accuracy
+        ),
+        format!(
+            "Top-5 correct: {} / {} = {:.2} %",
+            s.correct_top5,
+            s.n,
+            100.0 * s.top5_accuracy
+        ),
+        format!(
+            "Average time per image: {:.1} ms end to end ({:.2} images/s), {:.1} ms in the model alone \
+             ({:.2} images/s); batch size {}, {} thread(s) on {}",
+            s.timing.avg_ms_per_image_end_to_end,
+            s.timing.images_per_s,
+            s.timing.avg_ms_per_image_model,
+            s.timing.images_per_s_model,
+            s.batch_size,
+            s.machine.threads,
+            s.machine.cpu,
+        ),
+    ];
+    if s.skipped > 0 {
+        v.push(format!(
+            "Skipped {} image(s) that could not be read: {}",
+            s.skipped,
+            s.skipped_images
+                .iter()
+                .map(|k| k.image.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    v
+}
+
+/// `given`, else `shared/data/<rel>` when that file exists.
+fn default_shared(given: Option<PathBuf>, rel: &str) -> Option<PathBuf> {
+    given.or_else(|| {
+        dev_support::shared_data()
+            .ok()
+            .map(|d| d.join(rel))
+            .filter(|p| p.is_file())
+    })
+}
+
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{wide_bar}] {pos}/{len} {per_sec} ETA {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
