@@ -303,6 +303,61 @@ impl ClipConfig {
         Ok(cfg)
     }
 
+    /// Every tensor of this architecture with its shape, by open_clip name, in checkpoint order.
+    ///
+    /// Handy to build models from tensors in memory ([`crate::ClipModel::from_tensors`]).
+    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut push = |name: String, shape: Vec<usize>| out.push((name, shape));
+        let blocks = |push: &mut dyn FnMut(String, Vec<usize>),
+                      prefix: &str,
+                      w: usize,
+                      mlp: usize,
+                      layers: usize| {
+            for i in 0..layers {
+                let p = format!("{prefix}transformer.resblocks.{i}");
+                push(format!("{p}.ln_1.weight"), vec![w]);
+                push(format!("{p}.ln_1.bias"), vec![w]);
+                push(format!("{p}.attn.in_proj_weight"), vec![3 * w, w]);
+                push(format!("{p}.attn.in_proj_bias"), vec![3 * w]);
+                push(format!("{p}.attn.out_proj.weight"), vec![w, w]);
+                push(format!("{p}.attn.out_proj.bias"), vec![w]);
+                push(format!("{p}.ln_2.weight"), vec![w]);
+                push(format!("{p}.ln_2.bias"), vec![w]);
+                push(format!("{p}.mlp.c_fc.weight"), vec![mlp, w]);
+                push(format!("{p}.mlp.c_fc.bias"), vec![mlp]);
+                push(format!("{p}.mlp.c_proj.weight"), vec![w, mlp]);
+                push(format!("{p}.mlp.c_proj.bias"), vec![w]);
+            }
+        };
+        let VisionConfig::Vit(v) = self.vision;
+        let (w, p) = (v.width, v.patch_size);
+        push("visual.class_embedding".into(), vec![w]);
+        push(
+            "visual.positional_embedding".into(),
+            vec![v.grid_size() * v.grid_size() + 1, w],
+        );
+        push("visual.proj".into(), vec![w, self.embed_dim]);
+        push("visual.conv1.weight".into(), vec![w, 3, p, p]);
+        push("visual.ln_pre.weight".into(), vec![w]);
+        push("visual.ln_pre.bias".into(), vec![w]);
+        blocks(&mut push, "visual.", w, v.mlp_width, v.layers);
+        push("visual.ln_post.weight".into(), vec![w]);
+        push("visual.ln_post.bias".into(), vec![w]);
+        let t = &self.text;
+        push(
+            "positional_embedding".into(),
+            vec![t.context_length, t.width],
+        );
+        push("text_projection".into(), vec![t.width, self.embed_dim]);
+        push("logit_scale".into(), vec![]);
+        push("token_embedding.weight".into(), vec![t.vocab_size, t.width]);
+        blocks(&mut push, "", t.width, t.mlp_width, t.layers);
+        push("ln_final.weight".into(), vec![t.width]);
+        push("ln_final.bias".into(), vec![t.width]);
+        out
+    }
+
     /// Checks that `other` (e.g. a preset the user asked for) describes the same architecture;
     /// the first difference is [`Error::ConfigMismatch`] naming the field.
     pub fn check_against(&self, source_name: &str, other: &Self) -> Result<()> {

@@ -173,14 +173,15 @@ pub(crate) fn raise(e: Error) -> candle_core::Error {
 /// Turns an error from layer code into this crate's error, recovering the typed ones [`raise`]d.
 pub(crate) fn lower(e: candle_core::Error) -> Error {
     match e {
-        candle_core::Error::WrappedContext { wrapped, context } => match wrapped.downcast::<Error>()
-        {
-            Ok(ours) => *ours,
-            Err(other) => Error::Candle(candle_core::Error::WrappedContext {
-                wrapped: other,
-                context,
-            }),
-        },
+        candle_core::Error::WrappedContext { wrapped, context } => {
+            match wrapped.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Error::Candle(candle_core::Error::WrappedContext {
+                    wrapped: other,
+                    context,
+                }),
+            }
+        }
         candle_core::Error::WithBacktrace { inner, .. } => lower(*inner),
         candle_core::Error::Context { inner, context } => match lower(*inner) {
             Error::Candle(c) => Error::Candle(candle_core::Error::Context {

@@ -1,10 +1,66 @@
 //! CLIP image and text encoders (ViT, ModifiedResNet, text transformer), tokenizer and weight loading.
 //!
-//! Work in progress: the model API lands here step by step.
+//! - [`ClipModel`] loads OpenAI CLIP weights from a safetensors file (memory-mapped) in either the
+//!   open_clip / OpenAI naming (`open_clip_model.safetensors`) or the Hugging Face transformers
+//!   naming (`model.safetensors` of `openai/clip-vit-base-patch32`), and computes image and text
+//!   embeddings ([`ClipModel::encode_image`], [`ClipModel::encode_text`], normalised variants,
+//!   [`ClipModel::logit_scale`]).
+//! - [`ClipConfig`] describes the architecture. It is inferred from the tensor shapes (an
+//!   `open_clip_config.json` beside the weights is read and checked when present) and named after
+//!   the matching preset (`ViT-B/32`, `ViT-B/16`, `ViT-L/14`, `ViT-L/14@336`) or `custom`.
+//! - [`Tokenizer`] turns text into the token ids the text tower takes.
+//! - [`Error`] is the crate's error type: missing tensors, wrong shapes, unsupported dtypes and
+//!   damaged files are typed errors naming the tensor or file.
+//!
+//! Computation runs on candle (re-exported as [`candle_core`]), f32 on the CPU by default; see
+//! [`LoadOptions`] for f16 / bf16 and devices (cargo features `cuda`, `metal`). The `hub` feature
+//! adds the `hub` module, which turns a hub model id into local files.
+//!
+//! The text tower runs each batch only up to its longest end-of-text position: attention is
+//! causal, so the result equals open_clip's full 77-token run. The embedding is read at the
+//! first end-of-text token of each row (id `vocab_size - 1`, 49407); open_clip and transformers
+//! (for OpenAI's weights) read it at the largest id of the row, the same position for any
+//! tokenizer output.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use clip_model::candle_core::{DType, Device, Tensor};
+//! use clip_model::{Activation, ClipConfig, ClipModel, Error, TextConfig, VisionConfig, VitConfig};
+//!
+//! // A tiny random model built in memory (real weights come from `ClipModel::load(path)`).
+//! let config = ClipConfig {
+//!     embed_dim: 16,
+//!     vision: VisionConfig::Vit(VitConfig {
+//!         image_size: 32, patch_size: 16, width: 64, layers: 1, heads: 2, mlp_width: 128,
+//!     }),
+//!     text: TextConfig { context_length: 8, vocab_size: 100, width: 32, layers: 1, heads: 2, mlp_width: 64 },
+//!     activation: Activation::QuickGelu,
+//! };
+//! let device = Device::Cpu;
+//! let mut tensors = HashMap::new();
+//! for (name, shape) in config.tensor_shapes() {
+//!     tensors.insert(name, Tensor::randn(0f32, 0.1, shape, &device)?);
+//! }
+//! let model = ClipModel::from_tensors(tensors, &config, DType::F32, &device)?;
+//! assert_eq!(model.name(), "custom");
+//!
+//! let pixels = Tensor::zeros((2, 3, 32, 32), DType::F32, &device)?; // preprocessed images
+//! let images = model.encode_image_normalized(&pixels)?; // [2, 16]
+//! // Start-of-text 98, end-of-text 99 (the last id of this 100-token vocabulary), zero padding.
+//! let ids = Tensor::new(&[[98u32, 5, 7, 99, 0, 0, 0, 0]], &device)?;
+//! let texts = model.encode_text_normalized(&ids)?; // [1, 16]
+//! let logits = (images.matmul(&texts.t()?)? * f64::from(model.logit_scale()))?;
+//! assert_eq!(logits.dims(), &[2, 1]);
+//! # Ok::<(), Error>(())
+//! ```
 #![deny(missing_docs)]
+
+pub use candle_core;
 
 pub mod config;
 pub mod error;
+#[cfg(feature = "hub")]
+pub mod hub;
 mod layers;
 pub mod model;
 pub mod text;

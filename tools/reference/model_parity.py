@@ -1,0 +1,286 @@
+"""Reference embeddings from open_clip for the clip-model parity tests.
+
+Builds random open_clip ViT CLIP models, saves their weights as safetensors in both checkpoint
+namings (open_clip's `visual.conv1.weight`, … and Hugging Face transformers' `vision_model.…`),
+and saves the embeddings open_clip computes for fixed random pixel tensors (already normalised, so
+preprocessing plays no part) and fixed token-id rows of different lengths.
+
+The transformers naming is produced by the key mapping below and checked by loading it into
+`transformers.CLIPModel` (strictly) and comparing its embeddings with open_clip's.
+
+    # the committed tiny fixtures (crates/clip-model/tests/fixtures/vit_tiny/)
+    $PY tools/reference/model_parity.py tiny
+    # a full-size random model into DIR (used by `cargo xtask parity`; not committed)
+    $PY tools/reference/model_parity.py full --model vit-b-32 --out DIR
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import open_clip
+import torch
+from safetensors.torch import save_file
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "clip-model", "tests", "fixtures", "vit_tiny")
+
+# The committed tiny model: small widths with several heads (so head splitting is exercised),
+# a small vocabulary (the token embedding dominates the file size). Its end-of-text id is
+# vocab_size - 1, the largest id, as in OpenAI's vocabulary.
+TINY = {
+    "embed_dim": 32,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 1000, "width": 32, "heads": 2, "layers": 2},
+}
+
+FULL = {
+    "vit-b-32": "ViT-B-32-quickgelu",
+    "vit-b-16": "ViT-B-16-quickgelu",
+    "vit-l-14": "ViT-L-14-quickgelu",
+}
+
+# Lengths of the token rows (end-of-text at index length - 1); 77 fills the whole context.
+TEXT_LENGTHS = [2, 5, 17, 40, 77]
+
+
+def randomize(model, gen):
+    """Replaces every parameter by random values, biases and norms included (open_clip's own
+    initialisation leaves biases at zero, which would not test that they are loaded)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name == "logit_scale":
+                p.fill_(math.log(1 / 0.07) + 0.25)
+            elif name.endswith("weight") and ("ln" in name.split(".")[-2]):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            elif p.ndim >= 2 and not name.endswith("positional_embedding"):
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(fan_in))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+
+
+def open_clip_state(model):
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if k != "attn_mask"}
+
+
+def hf_state(sd, vision_layers, text_layers):
+    """open_clip / OpenAI names -> Hugging Face transformers CLIPModel names."""
+    out = {}
+
+    def block(src, dst, i):
+        p = f"{src}.{i}"
+        q = f"{dst}.{i}"
+        for kind in ("weight", "bias"):
+            w = sd[f"{p}.attn.in_proj_{kind}"]
+            qw, kw, vw = w.chunk(3, dim=0)
+            out[f"{q}.self_attn.q_proj.{kind}"] = qw.contiguous()
+            out[f"{q}.self_attn.k_proj.{kind}"] = kw.contiguous()
+            out[f"{q}.self_attn.v_proj.{kind}"] = vw.contiguous()
+            out[f"{q}.self_attn.out_proj.{kind}"] = sd[f"{p}.attn.out_proj.{kind}"]
+            out[f"{q}.layer_norm1.{kind}"] = sd[f"{p}.ln_1.{kind}"]
+            out[f"{q}.layer_norm2.{kind}"] = sd[f"{p}.ln_2.{kind}"]
+            out[f"{q}.mlp.fc1.{kind}"] = sd[f"{p}.mlp.c_fc.{kind}"]
+            out[f"{q}.mlp.fc2.{kind}"] = sd[f"{p}.mlp.c_proj.{kind}"]
+
+    out["vision_model.embeddings.patch_embedding.weight"] = sd["visual.conv1.weight"]
+    out["vision_model.embeddings.class_embedding"] = sd["visual.class_embedding"]
+    out["vision_model.embeddings.position_embedding.weight"] = sd["visual.positional_embedding"]
+    for kind in ("weight", "bias"):
+        out[f"vision_model.pre_layrnorm.{kind}"] = sd[f"visual.ln_pre.{kind}"]
+        out[f"vision_model.post_layernorm.{kind}"] = sd[f"visual.ln_post.{kind}"]
+        out[f"text_model.final_layer_norm.{kind}"] = sd[f"ln_final.{kind}"]
+    for i in range(vision_layers):
+        block("visual.transformer.resblocks", "vision_model.encoder.layers", i)
+    for i in range(text_layers):
+        block("transformer.resblocks", "text_model.encoder.layers", i)
+    out["visual_projection.weight"] = sd["visual.proj"].t().contiguous()
+    out["text_model.embeddings.token_embedding.weight"] = sd["token_embedding.weight"]
+    out["text_model.embeddings.position_embedding.weight"] = sd["positional_embedding"]
+    out["text_projection.weight"] = sd["text_projection"].t().contiguous()
+    out["logit_scale"] = sd["logit_scale"]
+    # q, k, v split: four more tensors per block.
+    assert len(out) == len(sd) + 4 * (vision_layers + text_layers), (len(out), len(sd))
+    return out
+
+
+def hf_config(cfg):
+    v, t = cfg["vision_cfg"], cfg["text_cfg"]
+    act = "quick_gelu" if cfg.get("quick_gelu") else "gelu"
+    vw = v["width"]
+    tw = t["width"]
+    return {
+        "architectures": ["CLIPModel"],
+        "model_type": "clip",
+        "projection_dim": cfg["embed_dim"],
+        "logit_scale_init_value": 2.6592,
+        "vision_config": {
+            "hidden_size": vw,
+            "intermediate_size": int(vw * v.get("mlp_ratio", 4.0)),
+            "num_hidden_layers": v["layers"],
+            "num_attention_heads": vw // v.get("head_width", 64),
+            "image_size": v["image_size"],
+            "patch_size": v["patch_size"],
+            "hidden_act": act,
+            "projection_dim": cfg["embed_dim"],
+        },
+        "text_config": {
+            "hidden_size": tw,
+            "intermediate_size": int(tw * t.get("mlp_ratio", 4.0)),
+            "num_hidden_layers": t["layers"],
+            "num_attention_heads": t["heads"],
+            "max_position_embeddings": t["context_length"],
+            "vocab_size": t["vocab_size"],
+            "hidden_act": act,
+            "projection_dim": cfg["embed_dim"],
+            "bos_token_id": t["vocab_size"] - 2,
+            "eos_token_id": t["vocab_size"] - 1,
+            "pad_token_id": 0,
+        },
+    }
+
+
+def inputs(image_size, vocab_size, context_length, n_images, gen):
+    pixels = torch.randn((n_images, 3, image_size, image_size), generator=gen)
+    sot, eot = vocab_size - 2, vocab_size - 1
+    rows = []
+    for n in TEXT_LENGTHS:
+        n = min(n, context_length)
+        body = torch.randint(1, vocab_size - 2, (n - 2,), generator=gen).tolist()
+        row = [sot] + body + [eot]
+        rows.append(row + [0] * (context_length - n))
+    return pixels, torch.tensor(rows, dtype=torch.int64)
+
+
+def embed(model, pixels, ids):
+    with torch.no_grad():
+        return model.encode_image(pixels).float(), model.encode_text(ids).float()
+
+
+def check_hf(hf_sd, cfg, pixels, ids, image_ref, text_ref):
+    """Loads the transformers-named weights into transformers.CLIPModel and compares."""
+    try:
+        from transformers import CLIPConfig, CLIPModel
+    except ImportError:
+        print("transformers not installed: the HF key mapping is not cross-checked", file=sys.stderr)
+        return
+    hc = CLIPConfig(text_config=hf_config(cfg)["text_config"], vision_config=hf_config(cfg)["vision_config"],
+                    projection_dim=cfg["embed_dim"])
+    model = CLIPModel(hc).eval()
+    missing, unexpected = model.load_state_dict(hf_sd, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    assert not missing and not unexpected, (missing, unexpected)
+
+    def tensor(x):
+        return x if isinstance(x, torch.Tensor) else x.pooler_output
+
+    with torch.no_grad():
+        img = tensor(model.get_image_features(pixel_values=pixels))
+        txt = tensor(model.get_text_features(input_ids=ids))
+    di = (img - image_ref).abs().max().item()
+    dt = (txt - text_ref).abs().max().item()
+    print(f"transformers.CLIPModel vs open_clip: image max|diff| {di:.2e}, text max|diff| {dt:.2e}")
+    assert di < 1e-4 and dt < 1e-4, "the transformers key mapping does not reproduce open_clip"
+
+
+def build(cfg, seed):
+    model = open_clip.model.CLIP(
+        embed_dim=cfg["embed_dim"],
+        vision_cfg=open_clip.model.CLIPVisionCfg(**cfg["vision_cfg"]),
+        text_cfg=open_clip.model.CLIPTextCfg(**cfg["text_cfg"]),
+        quick_gelu=cfg.get("quick_gelu", False),
+    ).eval()
+    gen = torch.Generator().manual_seed(seed)
+    randomize(model, gen)
+    return model
+
+
+def save_npy(path, a):
+    np.save(path, np.ascontiguousarray(a))
+
+
+def tiny():
+    os.makedirs(FIXTURES, exist_ok=True)
+    cfg = TINY
+    model = build(cfg, seed=1234)
+    sd = open_clip_state(model)
+    v, t = cfg["vision_cfg"], cfg["text_cfg"]
+    pixels, ids = inputs(v["image_size"], t["vocab_size"], t["context_length"], 4, torch.Generator().manual_seed(99))
+    image, text = embed(model, pixels, ids)
+
+    # The same weights with exact GELU: only the config file differs.
+    gelu_cfg = dict(cfg, quick_gelu=False)
+    gelu = build(gelu_cfg, seed=0)
+    missing, unexpected = gelu.load_state_dict(sd, strict=False)
+    assert not unexpected and all(k == "attn_mask" for k in missing), (missing, unexpected)
+    image_g, text_g = embed(gelu.eval(), pixels, ids)
+    assert (image_g - image).abs().max() > 1e-3, "GELU and QuickGELU should differ"
+
+    oc_dir = os.path.join(FIXTURES, "open_clip")
+    hf_dir = os.path.join(FIXTURES, "hf")
+    gelu_dir = os.path.join(FIXTURES, "gelu")
+    for d in (oc_dir, hf_dir, gelu_dir):
+        os.makedirs(d, exist_ok=True)
+    save_file(sd, os.path.join(oc_dir, "open_clip_model.safetensors"))
+    with open(os.path.join(oc_dir, "open_clip_config.json"), "w") as f:
+        json.dump({"model_cfg": cfg}, f, indent=2)
+    hf_sd = hf_state(sd, v["layers"], t["layers"])
+    check_hf(hf_sd, cfg, pixels, ids, image, text)
+    save_file(hf_sd, os.path.join(hf_dir, "model.safetensors"))
+    with open(os.path.join(hf_dir, "config.json"), "w") as f:
+        json.dump(hf_config(cfg), f, indent=2)
+    with open(os.path.join(gelu_dir, "open_clip_config.json"), "w") as f:
+        json.dump({"model_cfg": gelu_cfg}, f, indent=2)
+
+    save_npy(os.path.join(FIXTURES, "pixels.npy"), pixels.numpy().astype(np.float32))
+    save_npy(os.path.join(FIXTURES, "token_ids.npy"), ids.numpy().astype(np.int64))
+    save_npy(os.path.join(FIXTURES, "image_embeds.npy"), image.numpy())
+    save_npy(os.path.join(FIXTURES, "text_embeds.npy"), text.numpy())
+    save_npy(os.path.join(gelu_dir, "image_embeds.npy"), image_g.numpy())
+    save_npy(os.path.join(gelu_dir, "text_embeds.npy"), text_g.numpy())
+    with open(os.path.join(FIXTURES, "logit_scale.json"), "w") as f:
+        json.dump({"logit_scale_exp": float(model.logit_scale.exp().item())}, f)
+    print(f"wrote {FIXTURES}: image {tuple(image.shape)}, text {tuple(text.shape)}")
+
+
+def full(name, out):
+    os.makedirs(out, exist_ok=True)
+    model = open_clip.create_model(FULL[name], pretrained=None).eval()
+    randomize(model, torch.Generator().manual_seed(7))
+    cfg = open_clip.get_model_config(FULL[name])
+    v, t = cfg["vision_cfg"], cfg["text_cfg"]
+    pixels, ids = inputs(v["image_size"], t.get("vocab_size", 49408), t.get("context_length", 77), 4,
+                         torch.Generator().manual_seed(99))
+    image, text = embed(model, pixels, ids)
+    sd = open_clip_state(model)
+    # No config file: the Rust side must infer everything (heads = width / 64, QuickGELU).
+    save_file(sd, os.path.join(out, "open_clip_model.safetensors"))
+    save_npy(os.path.join(out, "pixels.npy"), pixels.numpy().astype(np.float32))
+    save_npy(os.path.join(out, "token_ids.npy"), ids.numpy().astype(np.int64))
+    save_npy(os.path.join(out, "image_embeds.npy"), image.numpy())
+    save_npy(os.path.join(out, "text_embeds.npy"), text.numpy())
+    print(f"wrote {out}: {FULL[name]} image {tuple(image.shape)}, text {tuple(text.shape)}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("tiny")
+    f = sub.add_parser("full")
+    f.add_argument("--model", choices=sorted(FULL), default="vit-b-32")
+    f.add_argument("--out", required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    if a.cmd == "tiny":
+        tiny()
+    else:
+        full(a.model, a.out)
+
+
+if __name__ == "__main__":
+    main()
