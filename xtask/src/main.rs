@@ -4,9 +4,8 @@
 
 use clap::{Parser, Subcommand};
 
-mod preprocess;
-
 mod eval_imagenet;
+mod preprocess;
 mod tokenize;
 
 #[derive(Parser)]
@@ -25,6 +24,8 @@ enum Command {
     SharedData,
     /// Zero-shot ImageNet top-1 / top-5 accuracy and timing of a CLIP model.
     EvalImagenet(Box<eval_imagenet::Args>),
+    /// OpenAI CLIP preprocessing of one image, written as a [1, 3, N, N] float32 .npy.
+    Preprocess(preprocess::Args),
     /// OpenAI CLIP token ids of texts, one JSON array per line.
     Tokenize(tokenize::Args),
 }
@@ -44,5 +45,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::EvalImagenet(args) => eval_imagenet::run(*args).map(|_| ()),
         Command::Tokenize(args) => tokenize::run(args),
+        Command::Preprocess(args) => preprocess::run(args),
     }
 }
