@@ -3,43 +3,138 @@
 
 use std::path::Path;
 
+use anyhow::Context;
+use candle_core::{Device, Tensor};
+use clip_model::{ClipModel, Tokenizer, Truncation};
+use clip_preprocess::{PreprocessConfig, Preprocessor};
 use feature_store::{EmbedInput, ImageEmbedder, SyncOptions, SyncReport};
 
 use crate::gallery::library::Library;
 use crate::{EmbedError, Embedder, weights};
 
+/// Largest picture accepted, in pixels (checked from the header before decoding): 64 MP, well
+/// above any camera and far below what would exhaust memory.
+pub const MAX_PIXELS: u64 = 64_000_000;
+
 /// A loaded CLIP model with its preprocessing and tokenizer.
 pub struct Clip {
-    _private: (),
+    model: ClipModel,
+    tokenizer: Tokenizer,
+    pre: Preprocessor,
+    id: String,
+}
+
+impl std::fmt::Debug for Clip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clip")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Clip {
     /// Finds the weights (see [`weights::resolve`]) and loads the model.
     pub fn load(weights_arg: Option<&str>) -> anyhow::Result<Self> {
         let path = weights::resolve(weights_arg)?;
-        anyhow::bail!(
-            "cannot load {}: model loading is not wired in yet",
-            path.display()
-        )
+        Self::from_file(&path)
+    }
+
+    /// Loads a safetensors file (open_clip or transformers naming), f32 on the CPU, with the
+    /// application preprocessing (OpenAI's, EXIF orientation applied) at the model's image size.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let model = ClipModel::load(path)
+            .with_context(|| format!("cannot load CLIP weights from {}", path.display()))?;
+        let size = u32::try_from(model.config().vision.image_size())?;
+        let cfg = PreprocessConfig {
+            max_pixels: Some(MAX_PIXELS),
+            ..PreprocessConfig::application(size)
+        };
+        let pre = Preprocessor::new(cfg)?;
+        let tokenizer = Tokenizer::openai()?;
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let id = format!("{} ({file}, {bytes} bytes)", model.name());
+        Ok(Self {
+            model,
+            tokenizer,
+            pre,
+            id,
+        })
+    }
+
+    /// The underlying model.
+    pub fn model(&self) -> &ClipModel {
+        &self.model
     }
 }
 
 impl Embedder for Clip {
     fn model_id(&self) -> &str {
-        ""
+        &self.id
     }
+
     fn dim(&self) -> usize {
-        0
+        self.model.config().embed_dim
     }
+
     fn logit_scale(&self) -> f32 {
-        100.0
+        self.model.logit_scale()
     }
-    fn embed_images(&self, _images: &[&[u8]]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        Err(EmbedError::Model("not wired in".into()))
+
+    fn embed_images(&self, images: &[&[u8]]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut data = Vec::new();
+        let (mut h, mut w) = (0, 0);
+        for bytes in images {
+            let t = self
+                .pre
+                .preprocess_bytes(bytes)
+                .map_err(|e| EmbedError::BadImage(e.to_string()))?;
+            (h, w) = (t.height, t.width);
+            data.extend_from_slice(&t.data);
+        }
+        let pixels =
+            Tensor::from_vec(data, (images.len(), 3, h, w), &Device::Cpu).map_err(model_err)?;
+        let out = self.model.encode_image(&pixels).map_err(model_err)?;
+        rows_normalized(&out)
     }
-    fn embed_texts(&self, _texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        Err(EmbedError::Model("not wired in".into()))
+
+    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ctx = self.model.config().text.context_length;
+        let batch = self
+            .tokenizer
+            .encode_batch(texts, ctx, Truncation::Error)
+            .map_err(|e| EmbedError::BadText(e.to_string()))?;
+        let out = self
+            .model
+            .encode_tokens(batch.ids(), texts.len())
+            .map_err(model_err)?;
+        rows_normalized(&out)
     }
+}
+
+fn model_err(e: impl std::fmt::Display) -> EmbedError {
+    EmbedError::Model(e.to_string())
+}
+
+/// `[batch, dim]` → one L2-normalised vector per row.
+fn rows_normalized(t: &Tensor) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let rows = t.to_vec2::<f32>().map_err(model_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            r.into_iter().map(|x| x / n).collect()
+        })
+        .collect())
 }
 
 /// Adapts an [`Embedder`] to the feature store's [`ImageEmbedder`] (one image at a time, so a

@@ -1,0 +1,197 @@
+//! The CLIP glue with a tiny random model: loading, embedding, and the gallery end to end.
+//!
+//! Random weights make the labels and rankings meaningless: these tests check structure
+//! (shapes, unit norms, ordering, counts) and that the server's scores equal embeddings computed
+//! independently through the library, not that a cat is found.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use clip_examples::clip::Clip;
+use clip_examples::gallery::server::{Classified, Hits, Settings, router};
+use clip_examples::{EmbedError, Embedder};
+use common::{demo_photos, demo_state, dot, photo_bytes, tiny_clip_file};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+fn tiny() -> (tempfile::TempDir, Clip) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = tiny_clip_file(dir.path());
+    let clip = Clip::load(Some(path.to_str().unwrap())).unwrap();
+    (dir, clip)
+}
+
+fn norm(v: &[f32]) -> f32 {
+    dot(v, v).sqrt()
+}
+
+#[test]
+fn tiny_model_loads_and_embeds() {
+    let (_d, clip) = tiny();
+    assert_eq!(clip.dim(), 32);
+    assert!(
+        clip.model_id().contains("tiny-clip.safetensors"),
+        "{}",
+        clip.model_id()
+    );
+    assert!((clip.logit_scale() - 100.0).abs() < 1e-3);
+
+    let photos: Vec<Vec<u8>> = demo_photos()
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let refs: Vec<&[u8]> = photos.iter().map(Vec::as_slice).collect();
+    let batch = clip.embed_images(&refs).unwrap();
+    assert_eq!(batch.len(), photos.len());
+    for (v, bytes) in batch.iter().zip(&photos) {
+        assert_eq!(v.len(), 32);
+        assert!((norm(v) - 1.0).abs() < 1e-5);
+        // A batch row equals the image embedded alone.
+        let alone = clip.embed_image(bytes).unwrap();
+        let diff = v
+            .iter()
+            .zip(&alone)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-5, "batch vs single: {diff}");
+    }
+    assert!(
+        dot(&batch[0], &batch[1]) < 0.99999,
+        "different photos, different vectors"
+    );
+
+    let texts = clip.embed_texts(&["a cat", "a rocket", "a cat"]).unwrap();
+    assert_eq!(texts.len(), 3);
+    assert!(texts.iter().all(|t| (norm(t) - 1.0).abs() < 1e-5));
+    assert_eq!(texts[0], texts[2]);
+    assert_ne!(texts[0], texts[1]);
+}
+
+#[test]
+fn bad_inputs_are_typed_errors() {
+    let (_d, clip) = tiny();
+    let mut fake_png = b"\x89PNG\r\n\x1a\n".to_vec();
+    fake_png.extend_from_slice(&[7u8; 100]);
+    for bad in [&b""[..], b"hello", &fake_png] {
+        assert!(matches!(
+            clip.embed_image(bad),
+            Err(EmbedError::BadImage(_))
+        ));
+    }
+    let mut truncated = photo_bytes("rocket.jpg");
+    truncated.truncate(300);
+    assert!(matches!(
+        clip.embed_image(&truncated),
+        Err(EmbedError::BadImage(_))
+    ));
+    let long = "word ".repeat(100);
+    assert!(matches!(
+        clip.embed_text(&long),
+        Err(EmbedError::BadText(_))
+    ));
+}
+
+#[test]
+fn missing_weights_say_how_to_get_them() {
+    let msg = format!(
+        "{:#}",
+        Clip::load(Some("no/such/file.safetensors")).unwrap_err()
+    );
+    assert!(
+        msg.contains("timm/vit_base_patch32_clip_224.openai"),
+        "{msg}"
+    );
+    assert!(msg.contains("open_clip_model.safetensors"), "{msg}");
+    // A file that is not safetensors: the loader's error, with the path.
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"not a model").unwrap();
+    let msg = format!(
+        "{:#}",
+        Clip::load(Some(junk.to_str().unwrap())).unwrap_err()
+    );
+    assert!(msg.contains("junk.safetensors"), "{msg}");
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(app: &axum::Router, req: Request<Body>) -> T {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gallery_with_tiny_model_end_to_end() {
+    let (_d, clip) = tiny();
+    let clip = Arc::new(clip);
+    let (_lib, state) = demo_state(clip.clone(), Settings::default(), 8);
+    let app = router(state);
+    let n = demo_photos().len();
+
+    // Search: k hits, best first, each score the dot product of independently computed embeddings.
+    let hits: Hits = get_json(
+        &app,
+        Request::get("/api/search?q=a%20photo%20of%20a%20cat&k=3")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(hits.results.len(), 3);
+    let q = clip.embed_text("a photo of a cat").unwrap();
+    let mut all: Vec<(String, f32)> = demo_photos()
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let s = dot(&q, &clip.embed_image(&std::fs::read(p).unwrap()).unwrap());
+            (name, s)
+        })
+        .collect();
+    all.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (h, (name, score)) in hits.results.iter().zip(&all) {
+        assert_eq!(&h.name, name);
+        assert!(
+            (h.score - score).abs() < 1e-5,
+            "{name}: {} vs {score}",
+            h.score
+        );
+    }
+
+    // Upload: classified among the labels, added to the library, found by its own embedding.
+    let mut bytes = photo_bytes("chelsea.png");
+    bytes.extend_from_slice(b"tail");
+    let c: Classified = get_json(
+        &app,
+        Request::post("/api/classify?labels=cat,dog,rocket,coffee")
+            .body(Body::from(bytes.clone()))
+            .unwrap(),
+    )
+    .await;
+    assert!(c.added);
+    assert_eq!(c.library_size, n + 1);
+    assert_eq!(c.labels.len(), 4);
+    let img = clip.embed_image(&bytes).unwrap();
+    let classes: Vec<Vec<f32>> = c
+        .labels
+        .iter()
+        .map(|l| {
+            clip.embed_text(&format!("a photo of a {}.", l.label))
+                .unwrap()
+        })
+        .collect();
+    let probs = clip_examples::zero_shot_probs(&img, &classes, clip.logit_scale());
+    for (l, p) in c.labels.iter().zip(&probs) {
+        assert!((l.prob - p).abs() < 1e-5, "{}: {} vs {p}", l.label, l.prob);
+    }
+    let sim: Hits = get_json(
+        &app,
+        Request::get(format!("/api/similar/{}?k=100", c.id))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(sim.results.len(), n);
+}
