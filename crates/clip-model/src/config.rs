@@ -412,11 +412,9 @@ fn mismatch(source: &str, field: &str, config: impl ToString, weights: impl ToSt
     }
 }
 
-/// Number of consecutive `{prefix}.{i}` blocks present, counted by their `ln_1.weight`.
+/// Number of residual blocks under `prefix` (see [`Weights::block_count`]).
 fn count_layers(weights: &Weights, prefix: &str) -> usize {
-    (0..)
-        .take_while(|i| weights.contains(&format!("{prefix}.{i}.ln_1.weight")))
-        .count()
+    weights.block_count(prefix)
 }
 
 fn heads_for(hint: Option<usize>, width: usize, tower: &str, h: &ConfigHints) -> Result<usize> {

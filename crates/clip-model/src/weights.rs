@@ -430,6 +430,28 @@ impl Weights {
         }
     }
 
+    /// Number of residual blocks under an open_clip prefix such as `visual.transformer.resblocks`:
+    /// one more than the largest block index of any tensor there, so a block with a missing
+    /// tensor is reported as missing rather than shortening the model.
+    pub fn block_count(&self, prefix: &str) -> usize {
+        let file_prefix = match self.naming {
+            Naming::OpenClip => prefix.to_string(),
+            Naming::HuggingFace => match prefix {
+                "visual.transformer.resblocks" => "vision_model.encoder.layers".to_string(),
+                "transformer.resblocks" => "text_model.encoder.layers".to_string(),
+                other => other.to_string(),
+            },
+        };
+        let file_prefix = format!("{file_prefix}.");
+        self.file
+            .entries
+            .keys()
+            .filter_map(|k| k.strip_prefix(&file_prefix))
+            .filter_map(|rest| rest.split('.').next()?.parse::<usize>().ok())
+            .max()
+            .map_or(0, |m| m + 1)
+    }
+
     /// The shape of a tensor, or [`Error::MissingTensor`] naming it as the file would.
     pub fn require_shape(&self, name: &str) -> Result<Vec<usize>> {
         self.shape(name).ok_or_else(|| self.missing(name))
