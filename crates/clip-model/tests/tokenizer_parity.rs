@@ -8,6 +8,7 @@ use std::time::Instant;
 use clip_model::Error;
 use clip_model::tokenizer::{DEFAULT_CONTEXT_LENGTH, EOT, Tokenizer, Truncation};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -18,17 +19,26 @@ fn fixture(name: &str) -> PathBuf {
 #[derive(Deserialize)]
 struct Prompts {
     rows: usize,
+    ids_sha256: String,
     classes: Vec<String>,
     templates: Vec<String>,
 }
 
 /// The rows of `tokenizer_imagenet_ids.bin.gz`: a length byte, then that many little-endian u16 ids.
-fn read_id_rows() -> Vec<Vec<u32>> {
+fn read_id_rows(sha256: &str) -> Vec<Vec<u32>> {
     let file = std::fs::File::open(fixture("tokenizer_imagenet_ids.bin.gz")).unwrap();
     let mut bytes = Vec::new();
     flate2::read::GzDecoder::new(file)
         .read_to_end(&mut bytes)
         .unwrap();
+    let digest: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        digest, sha256,
+        "tokenizer_imagenet_ids.bin.gz does not match its SHA-256"
+    );
     let mut rows = Vec::new();
     let mut rest = bytes.as_slice();
     while let Some((&n, tail)) = rest.split_first() {
@@ -50,7 +60,7 @@ fn imagenet_prompts_match_openai() {
         &std::fs::read_to_string(fixture("tokenizer_imagenet_prompts.json")).unwrap(),
     )
     .unwrap();
-    let expected = read_id_rows();
+    let expected = read_id_rows(&meta.ids_sha256);
     assert_eq!(expected.len(), meta.rows);
     let prompts: Vec<String> = meta
         .classes
