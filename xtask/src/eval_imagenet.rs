@@ -24,8 +24,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 
+use clip_eval::{Accumulator, ClassNames, Counts, Prediction, Skipped, Templates, Timing};
 use dataset::{Labels, Layout};
-use report::{Prediction, Skipped, Summary, Timing, Writers};
+use report::{Summary, TimingDetail, Writers};
 
 /// Class-name sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,15 +35,6 @@ pub enum ClassNameSet {
     Openai,
     /// The first word of each devkit synset's `words` (the course report's choice).
     Devkit,
-}
-
-impl ClassNameSet {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Openai => "openai",
-            Self::Devkit => "devkit",
-        }
-    }
 }
 
 /// Arguments of `cargo xtask eval-imagenet`.
@@ -100,6 +92,7 @@ pub struct Args {
 
 /// Runs the evaluation and returns the summary it wrote.
 pub fn run(args: Args) -> anyhow::Result<Summary> {
+    let started = Instant::now();
     let started_unix_s = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -165,8 +158,8 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
     });
 
     let class_names = match args.classnames {
-        ClassNameSet::Openai => model::openai_class_names()?,
-        ClassNameSet::Devkit => meta.devkit_class_names(),
+        ClassNameSet::Openai => ClassNames::openai()?,
+        ClassNameSet::Devkit => ClassNames::new("devkit", meta.devkit_class_names())?,
     };
     if class_names.len() != wnids.len() {
         bail!(
@@ -175,7 +168,7 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
             wnids.len()
         );
     }
-    let templates = model::templates(&args.templates)?;
+    let templates = Templates::from_choice(&args.templates)?;
 
     let mut writers = Writers::create(&args.out)?;
     writers.log(&format!(
@@ -191,7 +184,7 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
         ))?;
     }
 
-    // Model + classifier, hashing the weights meanwhile.
+    // Model, hashing the weights meanwhile; then the classifier (keyed by the hash).
     let weights_path = model::resolve_weights(&args.weights)?;
     let cache_dir = args
         .cache_dir
@@ -210,53 +203,43 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
     let weights_sha256 = hash?;
     let t = Instant::now();
     let (classifier, classifier_cached) =
-        model.classifier(&weights_sha256, &class_names, &templates.list, &cache_dir)?;
+        model.classifier(&weights_sha256, &class_names, &templates, &cache_dir)?;
     let classifier_s = t.elapsed().as_secs_f64();
     if let Some(p) = &args.save_classifier {
         dev_support::Npy::f32(
-            vec![classifier.rows, classifier.dim],
-            classifier.data.clone(),
+            vec![classifier.n_classes(), classifier.dim()],
+            classifier.weights().to_vec(),
         )
         .write(p)
         .with_context(|| format!("writing {}", p.display()))?;
     }
-    let model_info = report::ModelInfo {
-        name: model.name(),
-        preset: model.preset(),
-        weights: args.weights.clone(),
-        weights_sha256,
-        image_size: model.image_size(),
-        embed_dim: model.embed_dim(),
-        device: model.device(),
-    };
     writers.log(&format!(
-        "model {} ({}), weights sha256 {}, loaded in {load_s:.2} s; classifier {} names × {} templates ({}) in {classifier_s:.2} s{}",
-        model_info.name,
+        "model {} ({}), weights sha256 {weights_sha256}, loaded in {load_s:.2} s; classifier {} names ({}) × {} \
+         templates ({}) in {classifier_s:.2} s{}",
+        model.name(),
         args.weights,
-        model_info.weights_sha256,
         class_names.len(),
-        templates.list.len(),
-        templates.name,
+        class_names.set,
+        templates.len(),
+        templates.set,
         if classifier_cached { " (cached)" } else { "" },
     ))?;
 
     // The pipeline.
+    let names = &class_names.names;
     let n_found = scan.samples.len();
-    let progress = progress_bar(n_found as u64);
-    let mut predictions: Vec<Prediction> = Vec::with_capacity(n_found);
+    let progress = progress_bar(n_found as u64, "images");
+    let mut acc = Accumulator::new(names.len(), 5);
     let mut skipped: Vec<Skipped> = Vec::new();
-    let mut correct1 = 0usize;
-    let mut correct5 = 0usize;
     let pixels_per_image = 3 * model.image_size() * model.image_size();
     let preprocess = model.preprocessor()?;
-    let logit_scale = model.logit_scale();
     let mut scorer = model::Scorer::new(&model, &classifier)?;
     let cfg = pipeline::Config {
         batch_size: args.batch_size,
         queue_depth: args.queue_depth,
         threads,
         k: 5,
-        logit_scale,
+        logit_scale: model.logit_scale(),
     };
     let width = n_found.to_string().len();
     let mut done = 0usize;
@@ -278,37 +261,32 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
                     model,
                     top1_prob,
                 } => {
-                    let hit1 = top.first() == Some(&sample.target);
-                    let hit5 = top.contains(&sample.target);
-                    correct1 += usize::from(hit1);
-                    correct5 += usize::from(hit5);
+                    acc.add_ranked(sample.target, &top)?;
                     let best = top.first().copied().unwrap_or(0);
+                    let verdict = if best == sample.target {
+                        "top-1 ✓"
+                    } else if top.contains(&sample.target) {
+                        "top-5 ✓"
+                    } else {
+                        "✗"
+                    };
                     writers.log(&format!(
                         "[{done:>width$}/{n_found}] {}  most likely: {} (class {best}, p={top1_prob:.3})  \
-                         target: {} (class {})  {}  time {:.1} ms (decode+preprocess {:.1}, model {:.1})",
+                         target: {} (class {})  {verdict}  time {:.1} ms (decode+preprocess {:.1}, model {:.1})",
                         sample.name,
-                        class_names[best],
-                        class_names[sample.target],
+                        names[best],
+                        names[sample.target],
                         sample.target,
-                        if hit1 {
-                            "top-1 ✓"
-                        } else if hit5 {
-                            "top-5 ✓"
-                        } else {
-                            "✗"
-                        },
                         ms(preprocess + model),
                         ms(preprocess),
                         ms(model),
                     ))?;
-                    let p = Prediction {
+                    writers.prediction(&Prediction {
                         image: sample.name.clone(),
                         target: sample.target,
                         top5: top,
                         scores,
-                    };
-                    writers.prediction(&p)?;
-                    predictions.push(p);
+                    })?;
                 }
                 pipeline::Item::Skipped { sample, error } => {
                     writers.log(&format!(
@@ -327,7 +305,8 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
     )?;
     progress.finish_and_clear();
 
-    let n = predictions.len();
+    let counts = Counts::from_accumulator(&acc);
+    let n = counts.n as usize;
     let per_image = |d: Duration| {
         if n == 0 {
             0.0
@@ -342,41 +321,48 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
             n as f64 / d.as_secs_f64()
         }
     };
-    let frac = |c: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
     let summary = Summary {
-        model: model_info,
-        split,
+        base: clip_eval::Summary {
+            model: model.name(),
+            weights_sha256,
+            split,
+            counts,
+            mean_per_class_recall: acc.mean_per_class_recall(),
+            class_names: class_names.set.clone(),
+            templates: templates.set.clone(),
+            n_templates: templates.len(),
+            timing: Timing {
+                total_s: started.elapsed().as_secs_f64(),
+                load_s,
+                classifier_s,
+                avg_ms_per_image_end_to_end: per_image(totals.wall),
+                avg_ms_per_image_model: per_image(totals.model),
+                images_per_s: rate(totals.wall),
+            },
+            machine: report::machine(model.device()),
+            skipped,
+        },
+        model_preset: model.preset(),
+        weights: args.weights.clone(),
+        image_size: model.image_size(),
+        embed_dim: model.embed_dim(),
         layout: layout_name.into(),
         images: args.images.display().to_string(),
         found: n_found,
-        n,
-        correct_top1: correct1,
-        correct_top5: correct5,
-        top1_accuracy: frac(correct1),
-        top5_accuracy: frac(correct5),
-        mean_per_class_recall: report::mean_per_class_recall(&predictions, wnids.len()),
-        classnames: args.classnames.as_str().into(),
-        templates: templates.name.clone(),
-        templates_count: templates.list.len(),
+        n_skipped: totals.skipped,
         batch_size: args.batch_size,
-        timing: Timing {
-            load_s,
-            classifier_s,
+        threads,
+        timing_detail: TimingDetail {
             classifier_cached,
             pipeline_s: totals.wall.as_secs_f64(),
-            avg_ms_per_image_end_to_end: per_image(totals.wall),
-            avg_ms_per_image_model: per_image(totals.model),
             avg_ms_per_image_preprocess: if n_found == 0 {
                 0.0
             } else {
                 totals.preprocess.as_secs_f64() * 1000.0 / n_found as f64
             },
-            images_per_s: rate(totals.wall),
             images_per_s_model: rate(totals.model),
         },
-        machine: report::machine(threads),
-        skipped: skipped.len(),
-        skipped_images: skipped,
+        most_confused: acc.most_confused(10),
         started_unix_s,
     };
     for line in final_lines(&summary) {
@@ -395,36 +381,37 @@ fn ms(d: Duration) -> f64 {
 
 /// The closing lines of the log (and of the terminal output), in the seed's spirit.
 fn final_lines(s: &Summary) -> Vec<String> {
+    let b = &s.base;
     let mut v = vec![
         format!(
             "Top-1 correct: {} / {} = {:.2} %",
-            s.correct_top1,
-            s.n,
-            100.0 * s.top1_accuracy
+            b.counts.correct_top1,
+            b.counts.n,
+            100.0 * b.counts.top1_accuracy
         ),
         format!(
             "Top-5 correct: {} / {} = {:.2} %",
-            s.correct_top5,
-            s.n,
-            100.0 * s.top5_accuracy
+            b.counts.correct_top5,
+            b.counts.n,
+            100.0 * b.counts.top5_accuracy
         ),
         format!(
             "Average time per image: {:.1} ms end to end ({:.2} images/s), {:.1} ms in the model alone \
              ({:.2} images/s); batch size {}, {} thread(s) on {}",
-            s.timing.avg_ms_per_image_end_to_end,
-            s.timing.images_per_s,
-            s.timing.avg_ms_per_image_model,
-            s.timing.images_per_s_model,
+            b.timing.avg_ms_per_image_end_to_end,
+            b.timing.images_per_s,
+            b.timing.avg_ms_per_image_model,
+            s.timing_detail.images_per_s_model,
             s.batch_size,
-            s.machine.threads,
-            s.machine.cpu,
+            s.threads,
+            b.machine.cpu,
         ),
     ];
-    if s.skipped > 0 {
+    if !b.skipped.is_empty() {
         v.push(format!(
             "Skipped {} image(s) that could not be read: {}",
-            s.skipped,
-            s.skipped_images
+            b.skipped.len(),
+            b.skipped
                 .iter()
                 .map(|k| k.image.as_str())
                 .collect::<Vec<_>>()
@@ -444,14 +431,15 @@ fn default_shared(given: Option<PathBuf>, rel: &str) -> Option<PathBuf> {
     })
 }
 
-fn progress_bar(len: u64) -> indicatif::ProgressBar {
+/// A progress bar with rate and ETA on stderr when it is a terminal; hidden otherwise.
+fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{elapsed_precise} [{wide_bar}] {pos}/{len} {per_sec} ETA {eta}",
-    ) {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{{elapsed_precise}} [{{wide_bar}}] {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}}"
+    )) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar

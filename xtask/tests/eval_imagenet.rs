@@ -169,17 +169,25 @@ fn eval_imagenet_official_layout_matches_open_clip() {
     let n = case.photos.len();
     assert_eq!(s["found"], n + 1);
     assert_eq!(s["n"], n);
-    assert_eq!(s["skipped"], 1);
-    assert_eq!(s["skipped_images"][0]["image"], bad.as_str());
-    assert!(!s["skipped_images"][0]["error"].as_str().unwrap().is_empty());
+    assert_eq!(s["n_skipped"], 1);
+    assert_eq!(s["skipped"].as_array().unwrap().len(), 1);
+    assert_eq!(s["skipped"][0]["image"], bad.as_str());
+    assert!(!s["skipped"][0]["error"].as_str().unwrap().is_empty());
     assert_eq!(s["layout"], "official");
     assert_eq!(s["split"], "val");
-    assert_eq!(s["classnames"], "openai");
-    assert_eq!(s["templates_count"], case.templates.len());
-    assert_eq!(s["timing"]["classifier_cached"], false);
+    assert_eq!(s["class_names"], "openai");
+    assert_eq!(s["n_templates"], case.templates.len());
+    assert_eq!(s["timing_detail"]["classifier_cached"], false);
     assert!(s["timing"]["images_per_s"].as_f64().unwrap() > 0.0);
-    assert!(s["machine"]["cores"].as_u64().unwrap() >= 1);
-    let hash = s["model"]["weights_sha256"].as_str().unwrap();
+    assert!(s["machine"]["logical_cores"].as_u64().unwrap() >= 1);
+    assert!(!s["machine"]["cpu"].as_str().unwrap().is_empty());
+    // The summary is a clip_eval::Summary too, and its counts agree with clip_eval's recomputation.
+    let typed = clip_eval::Summary::read(out.join("summary.json")).unwrap();
+    assert_eq!(
+        typed.counts,
+        clip_eval::recompute_counts(out.join("predictions.jsonl")).unwrap()
+    );
+    let hash = s["weights_sha256"].as_str().unwrap();
     {
         use sha2::Digest;
         let want = sha2::Sha256::digest(std::fs::read(&weights).unwrap());
@@ -241,7 +249,7 @@ fn eval_imagenet_official_layout_matches_open_clip() {
     // Second run: classifier from the cache, same predictions.
     xtask(&args);
     let s2 = read_summary(&out);
-    assert_eq!(s2["timing"]["classifier_cached"], true);
+    assert_eq!(s2["timing_detail"]["classifier_cached"], true);
     assert_eq!(read_predictions(&out), preds);
 }
 
@@ -286,10 +294,10 @@ fn eval_imagenet_wnid_layout_with_limit() {
     let preds = read_predictions(&out);
     assert_eq!(s["layout"], "wnid");
     assert_eq!(s["split"], "sample");
-    assert_eq!(s["classnames"], "devkit");
+    assert_eq!(s["class_names"], "devkit");
     assert_eq!(s["templates"], "single");
     assert_eq!(s["found"], 3);
-    assert_eq!(s["skipped"], 0);
+    assert_eq!(s["n_skipped"], 0);
     let names: Vec<_> = preds.iter().map(|p| p.image.as_str()).collect();
     assert_eq!(names, case.photos[..3]);
     let targets: Vec<_> = preds.iter().map(|p| p.target).collect();

@@ -3,36 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail, ensure};
-use candle_core::{Device, Tensor};
+use anyhow::{Context, bail};
+use clip_eval::{CacheKey, ClassNames, Classifier, ClassifierCache, Templates};
 use clip_model::ClipModel;
+use clip_model::candle_core::{Device, Tensor};
 use clip_model::tokenizer::{Tokenizer, Truncation};
 
 use super::pipeline::BatchScorer;
-use super::report;
 
-/// A zero-shot classifier: `rows` L2-normalised class embeddings of `dim` values, row-major.
-#[derive(Debug, Clone)]
-pub struct Classifier {
-    /// Number of classes.
-    pub rows: usize,
-    /// Embedding dimension.
-    pub dim: usize,
-    /// The matrix.
-    pub data: Vec<f32>,
-}
-
-/// A template set and the name it is recorded under.
-#[derive(Debug, Clone)]
-pub struct Templates {
-    /// `openai80`, `single`, or the file given.
-    pub name: String,
-    /// The templates, `{}` standing for the class name.
-    pub list: Vec<String>,
-}
-
-/// The single template of `--templates single`.
-pub const SINGLE_TEMPLATE: &str = "a photo of a {}.";
+/// Prompts per text-encoder call while building a classifier.
+const TEXT_BATCH: usize = 256;
 
 /// Makes the model and the global worker pool use `threads` threads.
 pub fn set_threads(threads: usize) {
@@ -42,54 +22,6 @@ pub fn set_threads(threads: usize) {
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global();
-}
-
-fn openai_json() -> anyhow::Result<serde_json::Value> {
-    let p = dev_support::shared_data()?.join("clip/openai_imagenet_classes_templates.json");
-    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
-}
-
-fn strings(v: &serde_json::Value, field: &str) -> anyhow::Result<Vec<String>> {
-    v.get(field)
-        .and_then(|a| a.as_array())
-        .and_then(|a| a.iter().map(|s| s.as_str().map(str::to_owned)).collect())
-        .with_context(|| format!("`{field}` is not an array of strings"))
-}
-
-/// OpenAI's 1000 curated class names, in class-index order.
-pub fn openai_class_names() -> anyhow::Result<Vec<String>> {
-    strings(&openai_json()?, "classes")
-}
-
-/// Resolves `--templates`: `openai80`, `single`, or a file (a JSON array of strings, or one template per line).
-pub fn templates(spec: &str) -> anyhow::Result<Templates> {
-    let list = match spec {
-        "openai80" => strings(&openai_json()?, "templates")?,
-        "single" => vec![SINGLE_TEMPLATE.to_string()],
-        path => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading templates file {path}"))?;
-            if text.trim_start().starts_with('[') {
-                serde_json::from_str(&text)
-                    .with_context(|| format!("{path}: expected a JSON array of strings"))?
-            } else {
-                text.lines()
-                    .map(str::trim_end)
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            }
-        }
-    };
-    ensure!(!list.is_empty(), "no templates in {spec}");
-    if let Some(t) = list.iter().find(|t| !t.contains("{}")) {
-        bail!("template {t:?} has no `{{}}` for the class name");
-    }
-    Ok(Templates {
-        name: spec.to_string(),
-        list,
-    })
 }
 
 /// Resolves `--weights` to a local file: a path, or a hub id with the `hub` feature.
@@ -111,9 +43,13 @@ pub fn resolve_weights(spec: &str) -> anyhow::Result<PathBuf> {
     hub_weights(spec)
 }
 
+/// `owner/name` or `owner/name@revision` → the weights file in the hub cache (downloaded when missing).
 #[cfg(feature = "hub")]
-fn hub_weights(id: &str) -> anyhow::Result<PathBuf> {
-    clip_model::hub::fetch_weights(id, None).with_context(|| format!("fetching {id} from the hub"))
+fn hub_weights(spec: &str) -> anyhow::Result<PathBuf> {
+    let (id, revision) = spec.split_once('@').unwrap_or((spec, "main"));
+    let files = clip_model::hub::fetch(id, revision)
+        .with_context(|| format!("fetching {id}@{revision} from the Hugging Face hub"))?;
+    Ok(files.weights)
 }
 
 #[cfg(not(feature = "hub"))]
@@ -161,73 +97,53 @@ impl Model {
         self.clip.logit_scale()
     }
 
-    /// The zero-shot classifier for `names` × `templates`: per class, the mean of the L2-normalised text
-    /// embeddings of every filled-in template, L2-normalised again. Read from `cache_dir` when a classifier
-    /// for the same weights (`weights_sha256`), names and templates is there; written there otherwise.
-    /// Returns the classifier and whether it came from the cache.
+    /// The zero-shot classifier for `names` × `templates` (`clip_eval::build_classifier`: per class, the mean
+    /// of the L2-normalised text embeddings of every filled-in template, L2-normalised again), read from the
+    /// cache in `cache_dir` when one for the same weights (`weights_sha256`), names and templates is there, and
+    /// stored there otherwise. An unreadable cache file is reported and rebuilt. Returns the classifier and
+    /// whether it came from the cache.
     pub fn classifier(
         &self,
         weights_sha256: &str,
-        names: &[String],
-        templates: &[String],
+        names: &ClassNames,
+        templates: &Templates,
         cache_dir: &Path,
     ) -> anyhow::Result<(Classifier, bool)> {
-        let dim = self.embed_dim();
-        let key = cache_key(weights_sha256, names, templates);
-        let file = cache_dir.join(format!("classifier-{}.npy", &key[..16]));
-        // A missing, unreadable or mis-shaped cache file is rebuilt.
-        if let Ok(a) = dev_support::Npy::read(&file)
-            && a.shape == [names.len(), dim]
-            && let Ok(data) = a.into_f32()
-        {
-            let c = Classifier {
-                rows: names.len(),
-                dim,
-                data,
-            };
-            return Ok((c, true));
+        let cache = ClassifierCache::new(cache_dir);
+        let key = CacheKey::new(
+            &format!("{}@{weights_sha256}", self.name()),
+            &names.names,
+            templates,
+        );
+        match cache.load(&key) {
+            Ok(Some(c)) => return Ok((c, true)),
+            Ok(None) => {}
+            Err(e) => eprintln!("warning: ignoring the cached classifier ({e}); rebuilding it"),
         }
         let tokenizer = Tokenizer::openai().context("loading the tokenizer")?;
         let ctx = self.clip.config().text.context_length;
-        let per_call = (256 / templates.len()).max(1);
-        let mut data = Vec::with_capacity(names.len() * dim);
-        for group in names.chunks(per_call) {
-            let prompts: Vec<String> = group
-                .iter()
-                .flat_map(|n| templates.iter().map(move |t| t.replace("{}", n)))
-                .collect();
-            let batch = tokenizer
-                .encode_batch(&prompts, ctx, Truncation::Error)
-                .context("tokenizing prompts")?;
-            let emb = self
-                .clip
-                .encode_tokens(batch.ids(), prompts.len())
-                .context("encoding prompts")?
-                .to_vec2::<f32>()?;
-            for class in emb.chunks(templates.len()) {
-                let mut mean = vec![0.0f64; dim];
-                for e in class {
-                    let norm = e.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
-                    for (m, &v) in mean.iter_mut().zip(e) {
-                        *m += f64::from(v) / norm;
-                    }
-                }
-                let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
-                data.extend(mean.iter().map(|v| (v / norm) as f32));
-            }
-        }
-        let c = Classifier {
-            rows: names.len(),
-            dim,
-            data,
-        };
-        std::fs::create_dir_all(cache_dir)
-            .with_context(|| format!("creating {}", cache_dir.display()))?;
-        let tmp = file.with_extension("npy.tmp");
-        dev_support::Npy::f32(vec![c.rows, c.dim], c.data.clone())
-            .write(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
+        let progress = super::progress_bar((names.len() * templates.len()) as u64, "prompts");
+        let c = clip_eval::build_classifier(
+            &names.names,
+            templates,
+            TEXT_BATCH,
+            |prompts| -> anyhow::Result<Vec<Vec<f32>>> {
+                let batch = tokenizer
+                    .encode_batch(prompts, ctx, Truncation::Error)
+                    .context("tokenizing prompts")?;
+                let e = self
+                    .clip
+                    .encode_tokens(batch.ids(), prompts.len())
+                    .context("encoding prompts")?
+                    .to_vec2::<f32>()?;
+                progress.inc(prompts.len() as u64);
+                Ok(e)
+            },
+        )?;
+        progress.finish_and_clear();
+        cache
+            .store(&key, &c)
+            .with_context(|| format!("caching the classifier in {}", cache_dir.display()))?;
         Ok((c, false))
     }
 
@@ -247,21 +163,6 @@ impl Model {
     }
 }
 
-fn cache_key(weights_sha256: &str, names: &[String], templates: &[String]) -> String {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    h.update(b"clip-zero-shot-classifier v1\0");
-    h.update(weights_sha256.as_bytes());
-    for part in [names, templates] {
-        h.update((part.len() as u64).to_le_bytes());
-        for s in part {
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
-        }
-    }
-    report::hex(&h.finalize())
-}
-
 /// Image encoder × classifier: cosine similarity of each image to each class.
 pub struct Scorer<'a> {
     model: &'a Model,
@@ -274,8 +175,8 @@ impl<'a> Scorer<'a> {
     /// A scorer for `model` and `classifier`.
     pub fn new(model: &'a Model, classifier: &Classifier) -> anyhow::Result<Self> {
         let t = Tensor::from_slice(
-            &classifier.data,
-            (classifier.rows, classifier.dim),
+            classifier.weights(),
+            (classifier.n_classes(), classifier.dim()),
             model.clip.device(),
         )?
         .t()?
@@ -283,7 +184,7 @@ impl<'a> Scorer<'a> {
         Ok(Self {
             model,
             classifier_t: t,
-            classes: classifier.rows,
+            classes: classifier.n_classes(),
         })
     }
 }

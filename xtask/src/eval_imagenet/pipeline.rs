@@ -91,29 +91,6 @@ struct Prepared {
     items: Vec<(Result<Vec<f32>, String>, Duration)>,
 }
 
-/// Indices of the `k` largest values, largest first; ties go to the lower index and NaN ranks below everything.
-pub fn top_k(row: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..row.len()).collect();
-    let key = |i: usize| {
-        if row[i].is_nan() {
-            f32::NEG_INFINITY
-        } else {
-            row[i]
-        }
-    };
-    let cmp = |a: &usize, b: &usize| key(*b).total_cmp(&key(*a)).then(a.cmp(b));
-    let k = k.min(row.len());
-    if k == 0 {
-        return Vec::new();
-    }
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, cmp);
-        idx.truncate(k);
-    }
-    idx.sort_by(cmp);
-    idx
-}
-
 /// `softmax(scale · row)[i]`, computed stably (NaN scores count as zero probability).
 pub fn softmax_at(row: &[f32], i: usize, scale: f32) -> f32 {
     let max = row
@@ -236,7 +213,7 @@ where
                     Ok(_) => {
                         let row_scores = &scores[row * classes..(row + 1) * classes];
                         row += 1;
-                        let top = top_k(row_scores, cfg.k);
+                        let top = clip_eval::top_k(row_scores, cfg.k);
                         let top_scores = top.iter().map(|&c| row_scores[c]).collect();
                         let top1_prob = top
                             .first()
@@ -279,29 +256,6 @@ mod tests {
         }
         assert_eq!(softmax_at(&[f32::NAN, 1.0], 0, 1.0), 0.0);
         assert_eq!(softmax_at(&[f32::NAN, 1.0], 1, 1.0), 1.0);
-    }
-
-    #[test]
-    fn top_k_orders_and_breaks_ties_by_index() {
-        let row = [0.1, 0.5, f32::NAN, 0.5, -1.0, 0.9];
-        assert_eq!(top_k(&row, 3), [5, 1, 3]);
-        assert_eq!(top_k(&row, 6), [5, 1, 3, 0, 4, 2]);
-        assert_eq!(top_k(&row, 10).len(), 6);
-        assert!(top_k(&row, 0).is_empty());
-        assert!(top_k(&[], 5).is_empty());
-        // Brute force on pseudo-random rows with many ties.
-        let mut x = 12345u32;
-        for _ in 0..200 {
-            let row: Vec<f32> = (0..37)
-                .map(|_| {
-                    x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    ((x >> 24) % 7) as f32
-                })
-                .collect();
-            let mut all: Vec<usize> = (0..row.len()).collect();
-            all.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-            assert_eq!(top_k(&row, 5), all[..5]);
-        }
     }
 
     /// Scores image i (whose pixels are all equal to i) highest for class i % classes.

@@ -8,126 +8,53 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-/// One line of `predictions.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Prediction {
-    /// The image, relative to the images folder.
-    pub image: String,
-    /// The true class index (sorted-wnid order).
-    pub target: usize,
-    /// The five most likely class indices, best first.
-    pub top5: Vec<usize>,
-    /// Their cosine similarities to the image (before the logit scale), same order.
-    pub scores: Vec<f32>,
-}
-
-/// An image that could not be evaluated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Skipped {
-    /// The image, relative to the images folder.
-    pub image: String,
-    /// Why (the decoder's or preprocessor's message).
-    pub error: String,
-}
-
-/// The model part of the summary.
+/// `summary.json`: the fields of [`clip_eval::Summary`] (so `clip_eval::Summary::read` and
+/// `clip_eval::recompute_counts` work on it) plus what this command knows besides.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelInfo {
-    /// Architecture name (preset when it matches one, e.g. `ViT-B/32`).
-    pub name: String,
+pub struct Summary {
+    /// Model name, weights hash, split, counts and accuracies, class names, templates, timing, machine,
+    /// skipped images.
+    #[serde(flatten)]
+    pub base: clip_eval::Summary,
     /// The named preset the architecture matched, if any.
-    pub preset: Option<String>,
-    /// The weights file as given.
+    pub model_preset: Option<String>,
+    /// The weights as given (`--weights`).
     pub weights: String,
-    /// SHA-256 of the weights file, lower-case hex.
-    pub weights_sha256: String,
     /// Input image size.
     pub image_size: usize,
     /// Embedding dimension.
     pub embed_dim: usize,
-    /// Device the model ran on.
-    pub device: String,
-}
-
-/// Timings of the run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Timing {
-    /// Seconds to load the model.
-    pub load_s: f64,
-    /// Seconds to build (or read from the cache) the zero-shot classifier.
-    pub classifier_s: f64,
-    /// Whether the classifier came from the cache.
-    pub classifier_cached: bool,
-    /// Wall-clock seconds of the image pipeline (decode + preprocess + model + top-k), all images.
-    pub pipeline_s: f64,
-    /// `pipeline_s` per evaluated image, in milliseconds.
-    pub avg_ms_per_image_end_to_end: f64,
-    /// Model time (image encoder + classifier product) per evaluated image, in milliseconds.
-    pub avg_ms_per_image_model: f64,
-    /// Decode + preprocess CPU time per image (summed over worker threads), in milliseconds.
-    pub avg_ms_per_image_preprocess: f64,
-    /// Evaluated images per second of pipeline wall-clock time.
-    pub images_per_s: f64,
-    /// Images per second of model time alone.
-    pub images_per_s_model: f64,
-}
-
-/// The machine the run used.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Machine {
-    /// CPU model name from `/proc/cpuinfo` (or "unknown").
-    pub cpu: String,
-    /// Logical cores available to the process.
-    pub cores: usize,
-    /// Worker threads used for the model and the preprocessing.
-    pub threads: usize,
-    /// Operating system (pretty name when known), kernel and architecture.
-    pub os: String,
-}
-
-/// `summary.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Summary {
-    /// The model.
-    pub model: ModelInfo,
-    /// Split name (`val` for the official layout).
-    pub split: String,
     /// The folder layout read (`official` or `wnid`).
     pub layout: String,
     /// The images folder.
     pub images: String,
-    /// Images found by the scan (after `--limit`).
+    /// Images found by the scan (after `--limit`): `n` + skipped.
     pub found: usize,
-    /// Images evaluated (`found - skipped`).
-    pub n: usize,
-    /// Top-1 correct count.
-    pub correct_top1: usize,
-    /// Top-5 correct count.
-    pub correct_top5: usize,
-    /// `correct_top1 / n` (0 when n = 0).
-    pub top1_accuracy: f64,
-    /// `correct_top5 / n`.
-    pub top5_accuracy: f64,
-    /// Mean over classes present of per-class top-1 recall.
-    pub mean_per_class_recall: f64,
-    /// Class-name set (`openai` or `devkit`).
-    pub classnames: String,
-    /// Template set (`openai80`, `single`, or the file given).
-    pub templates: String,
-    /// Number of templates.
-    pub templates_count: usize,
-    /// Batch size.
+    /// Number of images skipped (listed in `skipped`).
+    pub n_skipped: usize,
+    /// Images per model call.
     pub batch_size: usize,
-    /// Timings.
-    pub timing: Timing,
-    /// The machine.
-    pub machine: Machine,
-    /// Number of images skipped.
-    pub skipped: usize,
-    /// The skipped images and why.
-    pub skipped_images: Vec<Skipped>,
+    /// Worker threads.
+    pub threads: usize,
+    /// Timings beyond [`clip_eval::Timing`].
+    pub timing_detail: TimingDetail,
+    /// The most frequent top-1 confusions (true class, predicted class, count).
+    pub most_confused: Vec<clip_eval::ConfusedPair>,
     /// Seconds since the Unix epoch when the run started.
     pub started_unix_s: u64,
+}
+
+/// Timings beyond [`clip_eval::Timing`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TimingDetail {
+    /// Whether the classifier came from the cache.
+    pub classifier_cached: bool,
+    /// Wall-clock seconds of the image pipeline (decode + preprocess + model + ranking), all images.
+    pub pipeline_s: f64,
+    /// Decode + preprocess time per image (summed over the worker threads), in milliseconds.
+    pub avg_ms_per_image_preprocess: f64,
+    /// Images per second of model time alone.
+    pub images_per_s_model: f64,
 }
 
 /// SHA-256 of a file, read in 1 MiB chunks, as lower-case hex.
@@ -158,18 +85,10 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Describes this machine from `/proc` and `/etc/os-release` where they exist.
-pub fn machine(threads: usize) -> Machine {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// Describes this machine: CPU model from `/proc/cpuinfo`, logical cores, OS (pretty name when known), kernel
+/// and architecture; `device` is where the model runs.
+pub fn machine(device: String) -> clip_eval::report::Machine {
+    let mut m = clip_eval::report::Machine::detect(device);
     let pretty = std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|t| {
@@ -185,12 +104,8 @@ pub fn machine(threads: usize) -> Machine {
         os.push_str(&format!(", kernel {k}"));
     }
     os.push_str(&format!(", {}", std::env::consts::ARCH));
-    Machine {
-        cpu,
-        cores,
-        threads,
-        os,
-    }
+    m.os = os;
+    m
 }
 
 /// Writes `value` as pretty JSON to `path` through a temporary file, so a reader never sees half a file.
@@ -225,9 +140,8 @@ impl Writers {
     }
 
     /// Appends one prediction line.
-    pub fn prediction(&mut self, p: &Prediction) -> anyhow::Result<()> {
-        serde_json::to_writer(&mut self.predictions, p)?;
-        self.predictions.write_all(b"\n")?;
+    pub fn prediction(&mut self, p: &clip_eval::Prediction) -> anyhow::Result<()> {
+        clip_eval::report::write_prediction(&mut self.predictions, p)?;
         Ok(())
     }
 
@@ -244,28 +158,6 @@ impl Writers {
         self.log.flush()?;
         Ok(())
     }
-}
-
-/// Mean over the classes that have images of their top-1 recall.
-pub fn mean_per_class_recall(predictions: &[Prediction], classes: usize) -> f64 {
-    let mut seen = vec![0usize; classes];
-    let mut hit = vec![0usize; classes];
-    for p in predictions {
-        if p.target < classes {
-            seen[p.target] += 1;
-            if p.top5.first() == Some(&p.target) {
-                hit[p.target] += 1;
-            }
-        }
-    }
-    let (sum, count) = seen
-        .iter()
-        .zip(&hit)
-        .filter(|(s, _)| **s > 0)
-        .fold((0.0, 0usize), |(sum, c), (s, h)| {
-            (sum + *h as f64 / *s as f64, c + 1)
-        });
-    if count == 0 { 0.0 } else { sum / count as f64 }
 }
 
 #[cfg(test)]
@@ -287,19 +179,5 @@ mod tests {
         std::fs::write(&p, &big).unwrap();
         assert_eq!(sha256_file(&p).unwrap(), hex(&sha2::Sha256::digest(&big)));
         assert!(sha256_file(&dir.path().join("missing")).is_err());
-    }
-
-    #[test]
-    fn per_class_recall() {
-        let p = |t, top| Prediction {
-            image: String::new(),
-            target: t,
-            top5: vec![top],
-            scores: vec![0.0],
-        };
-        // Class 0: 1 of 2 right; class 1: 1 of 1 right → (0.5 + 1) / 2.
-        let preds = [p(0, 0), p(0, 1), p(1, 1)];
-        assert!((mean_per_class_recall(&preds, 3) - 0.75).abs() < 1e-12);
-        assert_eq!(mean_per_class_recall(&[], 3), 0.0);
     }
 }
