@@ -4,7 +4,10 @@
 
 use clap::{Parser, Subcommand};
 
+mod embed;
 mod eval_imagenet;
+mod meta_to_json;
+mod parity;
 mod preprocess;
 mod tokenize;
 
@@ -24,10 +27,16 @@ enum Command {
     SharedData,
     /// Zero-shot ImageNet top-1 / top-5 accuracy and timing of a CLIP model.
     EvalImagenet(Box<eval_imagenet::Args>),
+    /// Write the devkit's meta.mat synsets as labels.json (id, wnid, words, gloss, class index).
+    MetaToJson(meta_to_json::Args),
     /// OpenAI CLIP preprocessing of one image, written as a [1, 3, N, N] float32 .npy.
     Preprocess(preprocess::Args),
     /// OpenAI CLIP token ids of texts, one JSON array per line.
     Tokenize(tokenize::Args),
+    /// Full-size random-model parity with open_clip (needs the reference venv).
+    Parity(parity::Args),
+    /// L2-normalised image and text embeddings as JSON.
+    Embed(embed::Args),
 }
 
 fn main() {
@@ -44,7 +53,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::EvalImagenet(args) => eval_imagenet::run(*args).map(|_| ()),
+        Command::MetaToJson(args) => meta_to_json::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Preprocess(args) => preprocess::run(args),
+        Command::Parity(args) => parity::run(args),
+        Command::Embed(args) => embed::run(args),
     }
 }
