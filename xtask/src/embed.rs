@@ -1,0 +1,193 @@
+//! `cargo xtask embed --weights FILE [--image PATH]... [--text TEXT]... [--out FILE.json]`:
+//! L2-normalised CLIP embeddings of images and texts, in input order, as JSON
+//! `{"model": NAME, "image_embeds": [[...]], "text_embeds": [[...]]}`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clip_model::candle_core::{Device, Tensor};
+use clip_model::tokenizer::{Tokenizer, Truncation};
+use clip_model::{ClipModel, LoadOptions};
+use clip_preprocess::{PreprocessConfig, Preprocessor};
+
+/// Arguments of `cargo xtask embed`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Safetensors weights (open_clip or transformers naming); a config file beside them is used.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Images to embed (any number, in order).
+    #[arg(long = "image")]
+    pub images: Vec<PathBuf>,
+    /// Texts to embed (any number, in order).
+    #[arg(long = "text")]
+    pub texts: Vec<String>,
+    /// Cut over-long texts instead of failing.
+    #[arg(long)]
+    pub truncate: bool,
+    /// Write the JSON here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The embeddings as written to JSON.
+#[derive(Debug, serde::Serialize)]
+pub struct Embeddings {
+    /// The preset name of the model, or `custom`.
+    pub model: String,
+    /// One L2-normalised row per image.
+    pub image_embeds: Vec<Vec<f32>>,
+    /// One L2-normalised row per text.
+    pub text_embeds: Vec<Vec<f32>>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let model = ClipModel::load_with(&args.weights, &LoadOptions::default())
+        .with_context(|| format!("loading {}", args.weights.display()))?;
+    let e = embed(&model, &args.images, &args.texts, args.truncate)?;
+    let json = serde_json::to_string(&e)?;
+    match &args.out {
+        Some(p) => std::fs::write(p, json).with_context(|| format!("writing {}", p.display()))?,
+        None => println!("{json}"),
+    }
+    Ok(())
+}
+
+/// Embeds `images` (preprocessed as OpenAI does, at the model's input size) and `texts`
+/// (OpenAI's tokenizer, the model's context length).
+pub fn embed(
+    model: &ClipModel,
+    images: &[PathBuf],
+    texts: &[String],
+    truncate: bool,
+) -> anyhow::Result<Embeddings> {
+    let mut image_embeds = Vec::with_capacity(images.len());
+    if !images.is_empty() {
+        let size = model.config().vision.image_size();
+        let pre = Preprocessor::new(PreprocessConfig::openai(u32::try_from(size)?))?;
+        // One image at a time: memory stays flat for any number of images.
+        for path in images {
+            let pixels = pixels(&pre, path)?;
+            let e = model.encode_image_normalized(&pixels)?;
+            image_embeds.extend(e.to_vec2::<f32>()?);
+        }
+    }
+    let mut text_embeds = Vec::with_capacity(texts.len());
+    if !texts.is_empty() {
+        let tokenizer = Tokenizer::openai()?;
+        let truncation = if truncate {
+            Truncation::Truncate
+        } else {
+            Truncation::Error
+        };
+        let ctx = model.config().text.context_length;
+        for chunk in texts.chunks(256) {
+            let batch = tokenizer.encode_batch(chunk, ctx, truncation)?;
+            let ids = Tensor::from_vec(batch.ids().to_vec(), (batch.len(), ctx), &Device::Cpu)?;
+            text_embeds.extend(model.encode_text_normalized(&ids)?.to_vec2::<f32>()?);
+        }
+    }
+    Ok(Embeddings {
+        model: model.name().to_string(),
+        image_embeds,
+        text_embeds,
+    })
+}
+
+fn pixels(pre: &Preprocessor, path: &Path) -> anyhow::Result<Tensor> {
+    let t = pre
+        .preprocess_path(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(Tensor::from_vec(
+        t.data,
+        (1, t.channels, t.height, t.width),
+        &Device::Cpu,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny random ViT CLIP with OpenAI's full vocabulary (made by tools/reference/eval_parity.py).
+    fn tiny_weights() -> PathBuf {
+        dev_support::workspace_root()
+            .join("xtask/tests/fixtures/eval_parity/model/open_clip_model.safetensors")
+    }
+
+    fn photo(name: &str) -> PathBuf {
+        dev_support::workspace_root()
+            .join("examples/photos")
+            .join(name)
+    }
+
+    #[test]
+    fn writes_normalised_embeddings_in_input_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("e.json");
+        let images = vec![photo("chelsea.png"), photo("horse.png")];
+        let texts = vec![
+            "a photo of a cat".to_string(),
+            "a horse".to_string(),
+            "x".to_string(),
+        ];
+        run(Args {
+            weights: tiny_weights(),
+            images: images.clone(),
+            texts: texts.clone(),
+            truncate: false,
+            out: Some(out.clone()),
+        })
+        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(v["model"], "custom");
+        let rows = |key: &str| -> Vec<Vec<f64>> {
+            v[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    r.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap())
+                        .collect()
+                })
+                .collect()
+        };
+        let (img, txt) = (rows("image_embeds"), rows("text_embeds"));
+        assert_eq!((img.len(), txt.len()), (2, 3));
+        for r in img.iter().chain(&txt) {
+            assert_eq!(r.len(), 16);
+            let n: f64 = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+            assert!((n - 1.0).abs() < 1e-5, "{n}");
+        }
+        // Input order: reversed inputs give reversed rows.
+        let model = ClipModel::load(tiny_weights()).unwrap();
+        let rev_images: Vec<PathBuf> = images.iter().rev().cloned().collect();
+        let rev_texts: Vec<String> = texts.iter().rev().cloned().collect();
+        let e = embed(&model, &rev_images, &rev_texts, false).unwrap();
+        for (a, b) in e.image_embeds.iter().rev().zip(&img) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((f64::from(*x) - y).abs() < 1e-6);
+            }
+        }
+        for (a, b) in e.text_embeds.iter().rev().zip(&txt) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((f64::from(*x) - y).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn over_long_text_is_an_error_unless_truncated() {
+        let model = ClipModel::load(tiny_weights()).unwrap();
+        let long = vec!["word ".repeat(100)];
+        assert!(embed(&model, &[], &long, false).is_err());
+        assert_eq!(
+            embed(&model, &[], &long, true).unwrap().text_embeds.len(),
+            1
+        );
+    }
+}
