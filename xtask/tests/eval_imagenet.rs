@@ -4,7 +4,8 @@
 //! agreement with open_clip:
 //!
 //! - an official-layout folder (`ILSVRC2012_val_%08d.JPEG` + ground truth + the real `meta.mat`) built at test
-//!   time from 20 of the shared ImageNet sample photos, plus one truncated JPEG that must be skipped and listed;
+//!   time from 20 of the shared ImageNet sample photos, plus a truncated JPEG and an empty file that must be
+//!   skipped and listed;
 //! - the targets equal the class indices scipy reads from `meta.mat` (fixture), the classifier equals open_clip's
 //!   and every top-5 list is a valid top-5 of open_clip's scores (`tools/reference/eval_parity.py`);
 //! - the metrics recomputed from `predictions.jsonl` equal `summary.json`;
@@ -131,6 +132,10 @@ fn eval_imagenet_official_layout_matches_open_clip() {
     let bytes = std::fs::read(shared.join("imagenet-sample").join(&case.photos[0])).unwrap();
     std::fs::write(images.join(&bad), &bytes[..2048]).unwrap();
     gt.push_str(&format!("{}\n", case.devkit_ids[0]));
+    // Image 22: an empty file.
+    let empty = format!("ILSVRC2012_val_{:08}.JPEG", case.photos.len() + 2);
+    std::fs::write(images.join(&empty), b"").unwrap();
+    gt.push_str(&format!("{}\n", case.devkit_ids[1]));
     // Not part of the layout: ignored.
     std::fs::write(images.join("README.txt"), "not an image").unwrap();
     let gt_file = tmp.path().join("gt.txt");
@@ -167,12 +172,16 @@ fn eval_imagenet_official_layout_matches_open_clip() {
     let s = read_summary(&out);
     let preds = read_predictions(&out);
     let n = case.photos.len();
-    assert_eq!(s["found"], n + 1);
+    assert_eq!(s["found"], n + 2);
     assert_eq!(s["n"], n);
-    assert_eq!(s["n_skipped"], 1);
-    assert_eq!(s["skipped"].as_array().unwrap().len(), 1);
-    assert_eq!(s["skipped"][0]["image"], bad.as_str());
-    assert!(!s["skipped"][0]["error"].as_str().unwrap().is_empty());
+    assert_eq!(s["n_skipped"], 2);
+    let skipped = s["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 2);
+    assert_eq!(skipped[0]["image"], bad.as_str());
+    assert_eq!(skipped[1]["image"], empty.as_str());
+    for k in skipped {
+        assert!(!k["error"].as_str().unwrap().is_empty(), "{k}");
+    }
     assert_eq!(s["layout"], "official");
     assert_eq!(s["split"], "val");
     assert_eq!(s["class_names"], "openai");
@@ -206,7 +215,7 @@ fn eval_imagenet_official_layout_matches_open_clip() {
     );
     check_metrics(&preds, &s);
     let log = std::fs::read_to_string(out.join("eval.log")).unwrap();
-    assert_eq!(log.lines().filter(|l| l.starts_with('[')).count(), n + 1);
+    assert_eq!(log.lines().filter(|l| l.starts_with('[')).count(), n + 2);
     assert!(log.contains(&format!("Top-1 correct: {} / {n}", s["correct_top1"])));
     assert!(log.contains(&format!("Top-5 correct: {} / {n}", s["correct_top5"])));
     assert!(log.contains("SKIPPED"));

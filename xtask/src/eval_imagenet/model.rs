@@ -202,3 +202,25 @@ impl BatchScorer for Scorer<'_> {
         self.classes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_that_are_not_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = resolve_weights(dir.path().to_str().unwrap()).unwrap_err();
+        assert!(format!("{e:#}").contains("not a file"), "{e:#}");
+        let e = resolve_weights("/no/such/model.safetensors").unwrap_err();
+        assert!(format!("{e:#}").contains("no such file"), "{e:#}");
+        let f = dir.path().join("w.safetensors");
+        std::fs::write(&f, b"x").unwrap();
+        assert_eq!(resolve_weights(f.to_str().unwrap()).unwrap(), f);
+        #[cfg(not(feature = "hub"))]
+        {
+            let e = resolve_weights("timm/vit_base_patch32_clip_224.openai").unwrap_err();
+            assert!(format!("{e:#}").contains("--features hub"), "{e:#}");
+        }
+    }
+}
