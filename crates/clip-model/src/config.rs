@@ -11,6 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::resnet::ResNetConfig;
 use crate::weights::Weights;
 
 /// Width of one attention head in all OpenAI CLIP models (`heads = width / 64`).
@@ -89,6 +90,8 @@ impl TextConfig {
 pub enum VisionConfig {
     /// A Vision Transformer.
     Vit(VitConfig),
+    /// OpenAI's ModifiedResNet (RN50, RN101, RN50x4, RN50x16, RN50x64).
+    ModifiedResNet(ResNetConfig),
 }
 
 impl VisionConfig {
@@ -96,6 +99,7 @@ impl VisionConfig {
     pub fn image_size(&self) -> usize {
         match self {
             VisionConfig::Vit(c) => c.image_size,
+            VisionConfig::ModifiedResNet(c) => c.image_size,
         }
     }
 }
@@ -143,6 +147,26 @@ impl ClipConfig {
         Self::openai_vit(336, 14, 1024, 24, 768, Self::text_768())
     }
 
+    /// OpenAI's ResNet models: the image tower preset of [`ResNetConfig::presets`] with its text
+    /// tower (width = embedding size except RN50, 64 channels per head, 12 layers).
+    fn openai_resnet(vision: ResNetConfig) -> Self {
+        let width = match vision.output_dim {
+            1024 if vision.width == 64 => 512,
+            d => d,
+        };
+        Self {
+            embed_dim: vision.output_dim,
+            vision: VisionConfig::ModifiedResNet(vision),
+            text: TextConfig {
+                width,
+                heads: width / HEAD_WIDTH,
+                mlp_width: 4 * width,
+                ..OPENAI_TEXT_512
+            },
+            activation: Activation::QuickGelu,
+        }
+    }
+
     fn text_768() -> TextConfig {
         TextConfig {
             width: 768,
@@ -182,6 +206,11 @@ impl ClipConfig {
             ("ViT-B/16", Self::vit_b_16()),
             ("ViT-L/14", Self::vit_l_14()),
             ("ViT-L/14@336", Self::vit_l_14_336()),
+            ("RN50", Self::openai_resnet(ResNetConfig::rn50())),
+            ("RN101", Self::openai_resnet(ResNetConfig::rn101())),
+            ("RN50x4", Self::openai_resnet(ResNetConfig::rn50x4())),
+            ("RN50x16", Self::openai_resnet(ResNetConfig::rn50x16())),
+            ("RN50x64", Self::openai_resnet(ResNetConfig::rn50x64())),
         ]
     }
 
@@ -226,14 +255,36 @@ impl ClipConfig {
         let empty = ConfigHints::default();
         let h = hints.unwrap_or(&empty);
 
-        // Image tower.
-        if !weights.contains("visual.conv1.weight")
-            && weights.contains("visual.attnpool.c_proj.weight")
+        // Image tower: a ModifiedResNet has `visual.layer1…` and an attention pool.
+        let (vision, embed_dim) = if weights.contains("visual.layer1.0.conv1.weight")
+            || weights.contains("visual.attnpool.c_proj.weight")
         {
-            return Err(Error::Architecture(
-                "ModifiedResNet image towers are not supported by this build".into(),
-            ));
-        }
+            let rn = ResNetConfig::infer("visual", |n| weights.shape(n))?;
+            (VisionConfig::ModifiedResNet(rn), rn.output_dim)
+        } else {
+            let (v, e) = Self::infer_vit(weights, h, &dims)?;
+            (VisionConfig::Vit(v), e)
+        };
+        let text = Self::infer_text(weights, h, &dims)?;
+        let activation = match h.quick_gelu {
+            Some(false) => Activation::Gelu,
+            _ => Activation::QuickGelu,
+        };
+        let cfg = Self {
+            embed_dim,
+            vision,
+            text,
+            activation,
+        };
+        h.check(&cfg)?;
+        Ok(cfg)
+    }
+
+    fn infer_vit(
+        weights: &Weights,
+        h: &ConfigHints,
+        dims: &dyn Fn(&str, usize) -> Result<Vec<usize>>,
+    ) -> Result<(VitConfig, usize)> {
         let conv = dims("visual.conv1.weight", 4)?;
         let (width, in_ch, patch, patch_w) = (conv[0], conv[1], conv[2], conv[3]);
         if in_ch != 3 || patch != patch_w {
@@ -269,8 +320,14 @@ impl ClipConfig {
             heads: vheads,
             mlp_width: vmlp,
         };
+        Ok((vision, embed_dim))
+    }
 
-        // Text tower.
+    fn infer_text(
+        weights: &Weights,
+        h: &ConfigHints,
+        dims: &dyn Fn(&str, usize) -> Result<Vec<usize>>,
+    ) -> Result<TextConfig> {
         let tok = dims("token_embedding.weight", 2)?;
         let (vocab_size, twidth) = (tok[0], tok[1]);
         let tpos = dims("positional_embedding", 2)?;
@@ -289,23 +346,13 @@ impl ClipConfig {
             heads: theads,
             mlp_width: tmlp,
         };
-        let activation = match h.quick_gelu {
-            Some(false) => Activation::Gelu,
-            _ => Activation::QuickGelu,
-        };
-        let cfg = Self {
-            embed_dim,
-            vision: VisionConfig::Vit(vision),
-            text,
-            activation,
-        };
-        h.check(&cfg)?;
-        Ok(cfg)
+        Ok(text)
     }
 
     /// Every tensor of this architecture with its shape, by open_clip name, in checkpoint order.
     ///
     /// Handy to build models from tensors in memory ([`crate::ClipModel::from_tensors`]).
+    /// For a ModifiedResNet image tower only the text tower and `logit_scale` are listed.
     pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let mut out: Vec<(String, Vec<usize>)> = Vec::new();
         let mut push = |name: String, shape: Vec<usize>| out.push((name, shape));
@@ -330,20 +377,21 @@ impl ClipConfig {
                 push(format!("{p}.mlp.c_proj.bias"), vec![w]);
             }
         };
-        let VisionConfig::Vit(v) = self.vision;
-        let (w, p) = (v.width, v.patch_size);
-        push("visual.class_embedding".into(), vec![w]);
-        push(
-            "visual.positional_embedding".into(),
-            vec![v.grid_size() * v.grid_size() + 1, w],
-        );
-        push("visual.proj".into(), vec![w, self.embed_dim]);
-        push("visual.conv1.weight".into(), vec![w, 3, p, p]);
-        push("visual.ln_pre.weight".into(), vec![w]);
-        push("visual.ln_pre.bias".into(), vec![w]);
-        blocks(&mut push, "visual.", w, v.mlp_width, v.layers);
-        push("visual.ln_post.weight".into(), vec![w]);
-        push("visual.ln_post.bias".into(), vec![w]);
+        if let VisionConfig::Vit(v) = self.vision {
+            let (w, p) = (v.width, v.patch_size);
+            push("visual.class_embedding".into(), vec![w]);
+            push(
+                "visual.positional_embedding".into(),
+                vec![v.grid_size() * v.grid_size() + 1, w],
+            );
+            push("visual.proj".into(), vec![w, self.embed_dim]);
+            push("visual.conv1.weight".into(), vec![w, 3, p, p]);
+            push("visual.ln_pre.weight".into(), vec![w]);
+            push("visual.ln_pre.bias".into(), vec![w]);
+            blocks(&mut push, "visual.", w, v.mlp_width, v.layers);
+            push("visual.ln_post.weight".into(), vec![w]);
+            push("visual.ln_post.bias".into(), vec![w]);
+        }
         let t = &self.text;
         push(
             "positional_embedding".into(),
@@ -361,16 +409,29 @@ impl ClipConfig {
     /// Checks that `other` (e.g. a preset the user asked for) describes the same architecture;
     /// the first difference is [`Error::ConfigMismatch`] naming the field.
     pub fn check_against(&self, source_name: &str, other: &Self) -> Result<()> {
-        let VisionConfig::Vit(a) = self.vision;
-        let VisionConfig::Vit(b) = other.vision;
-        let fields = [
-            ("embed_dim", other.embed_dim, self.embed_dim),
-            ("vision.image_size", b.image_size, a.image_size),
-            ("vision.patch_size", b.patch_size, a.patch_size),
-            ("vision.width", b.width, a.width),
-            ("vision.layers", b.layers, a.layers),
-            ("vision.heads", b.heads, a.heads),
-            ("vision.mlp_width", b.mlp_width, a.mlp_width),
+        let mut fields = vec![("embed_dim", other.embed_dim, self.embed_dim)];
+        match (&self.vision, &other.vision) {
+            (VisionConfig::Vit(a), VisionConfig::Vit(b)) => fields.extend([
+                ("vision.image_size", b.image_size, a.image_size),
+                ("vision.patch_size", b.patch_size, a.patch_size),
+                ("vision.width", b.width, a.width),
+                ("vision.layers", b.layers, a.layers),
+                ("vision.heads", b.heads, a.heads),
+                ("vision.mlp_width", b.mlp_width, a.mlp_width),
+            ]),
+            (VisionConfig::ModifiedResNet(a), VisionConfig::ModifiedResNet(b)) => {
+                a.check_against(source_name, b)?
+            }
+            (a, b) => {
+                return Err(mismatch(
+                    source_name,
+                    "vision",
+                    tower_kind(b),
+                    tower_kind(a),
+                ));
+            }
+        }
+        fields.extend([
             (
                 "text.context_length",
                 other.text.context_length,
@@ -385,7 +446,7 @@ impl ClipConfig {
             ("text.layers", other.text.layers, self.text.layers),
             ("text.heads", other.text.heads, self.text.heads),
             ("text.mlp_width", other.text.mlp_width, self.text.mlp_width),
-        ];
+        ]);
         for (field, config, weights) in fields {
             if config != weights {
                 return Err(mismatch(source_name, field, config, weights));
@@ -400,6 +461,13 @@ impl ClipConfig {
             ));
         }
         Ok(())
+    }
+}
+
+fn tower_kind(v: &VisionConfig) -> &'static str {
+    match v {
+        VisionConfig::Vit(_) => "ViT",
+        VisionConfig::ModifiedResNet(_) => "ModifiedResNet",
     }
 }
 
@@ -537,10 +605,13 @@ impl ConfigHints {
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
         );
-        if vision.get("layers").is_some_and(Value::is_array) {
-            return Err("`vision_cfg.layers` is a list: a ModifiedResNet config".into());
-        }
-        if let Some(width) = uint(vision, "width")? {
+        let resnet = vision.get("layers").is_some_and(Value::is_array);
+        if resnet {
+            // ModifiedResNet: the tower's sizes are read from the tensors (heads = width * 32 / 64).
+            if let Some(width) = uint(vision, "width")? {
+                h.checks.push(("vision.width".into(), width));
+            }
+        } else if let Some(width) = uint(vision, "width")? {
             let head_width = uint(vision, "head_width")?.unwrap_or(HEAD_WIDTH);
             if head_width == 0 || width % head_width != 0 {
                 return Err(format!(
@@ -566,7 +637,6 @@ impl ConfigHints {
         }
         for (field, c, key) in [
             ("embed_dim", m, "embed_dim"),
-            ("vision.layers", vision, "layers"),
             ("vision.image_size", vision, "image_size"),
             ("vision.patch_size", vision, "patch_size"),
             ("text.layers", text, "layers"),
@@ -577,25 +647,37 @@ impl ConfigHints {
                 h.checks.push((field.to_string(), n));
             }
         }
+        if !resnet {
+            if let Some(n) = uint(vision, "layers")? {
+                h.checks.push(("vision.layers".into(), n));
+            }
+        }
         Ok(h)
     }
 
     /// Checks the size fields against an inferred config.
     fn check(&self, cfg: &ClipConfig) -> Result<()> {
-        let VisionConfig::Vit(v) = cfg.vision;
         for (field, value) in &self.checks {
-            let actual = match field.as_str() {
-                "embed_dim" => cfg.embed_dim,
-                "vision.width" => v.width,
-                "vision.layers" => v.layers,
-                "vision.image_size" => v.image_size,
-                "vision.patch_size" => v.patch_size,
-                "vision.mlp_width" => v.mlp_width,
-                "text.width" => cfg.text.width,
-                "text.layers" => cfg.text.layers,
-                "text.context_length" => cfg.text.context_length,
-                "text.vocab_size" => cfg.text.vocab_size,
-                "text.mlp_width" => cfg.text.mlp_width,
+            let vit = match cfg.vision {
+                VisionConfig::Vit(v) => Some(v),
+                VisionConfig::ModifiedResNet(_) => None,
+            };
+            let actual = match (field.as_str(), vit) {
+                ("embed_dim", _) => cfg.embed_dim,
+                ("vision.image_size", _) => cfg.vision.image_size(),
+                ("vision.width", Some(v)) => v.width,
+                ("vision.layers", Some(v)) => v.layers,
+                ("vision.patch_size", Some(v)) => v.patch_size,
+                ("vision.mlp_width", Some(v)) => v.mlp_width,
+                ("vision.width", None) => match cfg.vision {
+                    VisionConfig::ModifiedResNet(r) => r.width,
+                    VisionConfig::Vit(v) => v.width,
+                },
+                ("text.width", _) => cfg.text.width,
+                ("text.layers", _) => cfg.text.layers,
+                ("text.context_length", _) => cfg.text.context_length,
+                ("text.vocab_size", _) => cfg.text.vocab_size,
+                ("text.mlp_width", _) => cfg.text.mlp_width,
                 _ => continue,
             };
             if actual != *value {
@@ -613,7 +695,9 @@ mod tests {
     #[test]
     fn presets_have_openai_sizes() {
         let b32 = ClipConfig::vit_b_32();
-        let VisionConfig::Vit(v) = b32.vision;
+        let VisionConfig::Vit(v) = b32.vision else {
+            panic!("ViT-B/32 is a ViT")
+        };
         assert_eq!((v.heads, v.grid_size(), b32.text.heads), (12, 7, 8));
         assert_eq!(b32.text.eot_token_id(), 49407);
         assert_eq!(ClipConfig::preset("vit-b-32"), Some(b32));
@@ -639,7 +723,8 @@ mod tests {
             ConfigHints::from_json(&no_quick, "x").unwrap().quick_gelu,
             Some(false)
         );
-        let rn: Value = serde_json::json!({"vision_cfg": {"layers": [3, 4, 6, 3]}});
-        assert!(ConfigHints::from_json(&rn, "x").is_err());
+        let rn: Value = serde_json::json!({"embed_dim": 1024, "vision_cfg": {"layers": [3, 4, 6, 3], "width": 64}});
+        let h = ConfigHints::from_json(&rn, "x").unwrap();
+        h.check(&ClipConfig::preset("RN50").unwrap()).unwrap();
     }
 }

@@ -10,6 +10,7 @@ use candle_nn::var_builder::SimpleBackend;
 use crate::config::{Activation, ClipConfig, ConfigHints, VisionConfig};
 use crate::error::{Error, Result, lower, raise};
 use crate::layers::l2_normalize;
+use crate::resnet::ModifiedResNet;
 use crate::text::TextTransformer;
 use crate::vit::VisionTransformer;
 use crate::weights::{Naming, Weights};
@@ -23,6 +24,8 @@ use crate::weights::{Naming, Weights};
 pub enum VisionTower {
     /// A Vision Transformer (ViT-B/32, ViT-L/14, …).
     Vit(VisionTransformer),
+    /// OpenAI's ModifiedResNet (RN50, …, RN50x64).
+    ModifiedResNet(ModifiedResNet),
 }
 
 impl VisionTower {
@@ -35,6 +38,9 @@ impl VisionTower {
                 cfg.embed_dim,
                 cfg.activation,
             )?)),
+            VisionConfig::ModifiedResNet(r) => Ok(VisionTower::ModifiedResNet(
+                ModifiedResNet::new(vb.pp("visual"), r).map_err(raise)?,
+            )),
         }
     }
 
@@ -42,6 +48,7 @@ impl VisionTower {
     fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
         match self {
             VisionTower::Vit(v) => v.forward(pixels).map_err(lower),
+            VisionTower::ModifiedResNet(r) => r.encode(pixels),
         }
     }
 }
