@@ -11,6 +11,12 @@ Writes, under crates/clip-model/tests/fixtures/:
                                    for strings that ftfy's mojibake repair changes, the ids OpenAI's
                                    tokenizer gives with that one ftfy step off (what the Rust side
                                    reproduces; see crates/clip-model/src/tokenizer/mod.rs)
+  tokenizer_char_classes.txt       how OpenAI's regex (Python `regex` module) treats each code point c
+                                   between two letters / two `!`: runs of "start_hex class", class L
+                                   (joins letters), N (a match of its own), O (joins punctuation),
+                                   S (skipped like white space), U (unassigned in Python's
+                                   `unicodedata`, Unicode 14: not compared)
+  tokenizer_lowercase.txt          `str.lower()` of every assigned code point it changes
 
 Needs the reference venv plus `openai-clip` (pip install --no-deps openai-clip==1.0.1; its package
 `__init__` needs setuptools, so the tokenizer module is loaded from its file). Also checks that
@@ -26,6 +32,7 @@ import json
 import os
 import struct
 import sys
+import unicodedata
 from pathlib import Path
 
 import ftfy
@@ -154,6 +161,36 @@ TRICKY = [
 ]
 
 
+def char_classes(pat):
+    """Runs of (first code point, class) of every code point under OpenAI's regex `pat`."""
+
+    def cls(ch):
+        between_letters = pat.findall("b" + ch + "b")
+        if between_letters == ["b" + ch + "b"]:
+            return "L"
+        if between_letters == ["b", "b"]:
+            return "S"
+        assert between_letters == ["b", ch, "b"], hex(ord(ch))
+        between_marks = pat.findall("!" + ch + "!")
+        if between_marks == ["!" + ch + "!"]:
+            return "O"
+        assert between_marks == ["!", ch, "!"], hex(ord(ch))
+        return "N"
+
+    runs, prev = [], None
+    for c in range(0x110000):
+        if 0xD800 <= c <= 0xDFFF:
+            kind = "O"
+        elif unicodedata.category(chr(c)) == "Cn":
+            kind = "U"  # unassigned in this Python's Unicode: regex engines' tables disagree here
+        else:
+            kind = cls(chr(c))
+        if kind != prev:
+            runs.append((c, kind))
+            prev = kind
+    return runs
+
+
 def main():
     st = load_openai_tokenizer_module()
     tok = st.SimpleTokenizer(str(VOCAB))
@@ -259,6 +296,29 @@ def main():
         )
         + "\n"
     )
+    import regex
+
+    runs = char_classes(tok.pat)
+    assert tok.pat.flags & regex.IGNORECASE
+    (OUT / "tokenizer_char_classes.txt").write_text(
+        f"# OpenAI's pre-tokenizer regex on each code point (regex {regex.__version__}, "
+        f"U = unassigned in Unicode {unicodedata.unidata_version}); "
+        "see tools/reference/tokenizer.py\n" + "".join(f"{c:x} {k}\n" for c, k in runs)
+    )
+    print(f"{len(runs)} runs of code point classes")
+    lower = [
+        (c, chr(c).lower())
+        for c in range(0x110000)
+        if not 0xD800 <= c <= 0xDFFF
+        and unicodedata.category(chr(c)) != "Cn"
+        and chr(c).lower() != chr(c)
+    ]
+    (OUT / "tokenizer_lowercase.txt").write_text(
+        f"# str.lower() of each code point it changes (Python {sys.version.split()[0]}, Unicode "
+        f"{unicodedata.unidata_version}); see tools/reference/tokenizer.py\n"
+        + "".join(f"{c:x} {' '.join(f'{ord(x):x}' for x in low)}\n" for c, low in lower)
+    )
+    print(f"{len(lower)} code points changed by lower()")
     mojibake = sum("without_mojibake_repair" in e for e in entries)
     print(f"{len(entries)} tricky strings ({mojibake} changed by ftfy's mojibake repair)")
 

@@ -433,6 +433,56 @@ mod tests {
         assert_eq!(ours, python);
     }
 
+    /// Rust's `to_lowercase` against Python's `str.lower` on every code point assigned in the
+    /// reference's Unicode version (`tokenizer_char_classes.txt` marks the unassigned ones `U`).
+    #[test]
+    fn lowercase_matches_python_on_assigned_code_points() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+        let read = |name: &str| std::fs::read_to_string(format!("{dir}{name}")).unwrap();
+        let hex = |h: &str| char::from_u32(u32::from_str_radix(h, 16).unwrap()).unwrap();
+        let classes = read("tokenizer_char_classes.txt");
+        let runs: Vec<(u32, &str)> = classes
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split_once(' ').unwrap())
+            .map(|(start, kind)| (u32::from_str_radix(start, 16).unwrap(), kind))
+            .collect();
+        let lower_text = read("tokenizer_lowercase.txt");
+        let python: HashMap<char, String> = lower_text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let mut parts = l.split(' ');
+                let c = hex(parts.next().unwrap());
+                (c, parts.map(hex).collect())
+            })
+            .collect();
+        let mut compared = 0;
+        let mut differences = Vec::new();
+        for (i, &(start, kind)) in runs.iter().enumerate() {
+            let end = runs.get(i + 1).map_or(0x110000, |r| r.0);
+            if kind == "U" {
+                continue;
+            }
+            for c in (start..end).filter_map(char::from_u32) {
+                compared += 1;
+                let ours: String = c.to_lowercase().collect();
+                let want = python.get(&c).cloned().unwrap_or_else(|| c.to_string());
+                if ours != want {
+                    differences.push(format!(
+                        "U+{:04X}: ours {ours:?}, Python {want:?}",
+                        c as u32
+                    ));
+                }
+            }
+        }
+        println!(
+            "{compared} code points lower-cased, {} differ",
+            differences.len()
+        );
+        assert!(differences.is_empty(), "{}", differences.join("\n"));
+    }
+
     #[test]
     fn html_unescape_follows_python() {
         // Values from Python 3.11 `html.unescape`.

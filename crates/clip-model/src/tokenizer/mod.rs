@@ -23,11 +23,13 @@
 //! * Mojibake: ftfy's `fix_encoding` repairs text that was decoded with the wrong encoding
 //!   (`cafÃ©` → `café`, `â€œ` → `"`). That repair is a heuristic and is not reproduced: such text is
 //!   tokenized as written. Correctly encoded text is not affected.
-//! * Unicode versions: Python 3.11's `str.lower` and `unicodedata` are Unicode 14; Rust's and
-//!   Oniguruma's tables are newer. Checked over all code points: lower-casing differs on 55, all
-//!   assigned after Unicode 14 (e.g. U+1C89, U+A7CB, U+10D50..); NFC of assigned characters is stable
-//!   across versions by Unicode policy. Letter / number classes may likewise differ on characters
-//!   assigned after the reference's tables.
+//! * Unicode versions: the reference's `str.lower` and NFC (Python 3.11) are Unicode 14, its regex
+//!   classes (`regex` 2026.11.19) Unicode 17; Rust's and Oniguruma's tables are other versions. On all
+//!   282,230 code points assigned in Unicode 14, lower-casing and the regex classes (letter, number,
+//!   other, skipped) are checked identical (unit tests with fixtures). Characters assigned later
+//!   differ: 55 lower-case differently, about 17,500 letters / numbers (Unicode 16/17 scripts and
+//!   ideographs) are punctuation-like to Oniguruma. NFC of assigned characters is stable across
+//!   versions by Unicode policy.
 //! * ftfy cuts text longer than 1,000,000 characters without line breaks into pieces; this is not done.
 //!
 //! The parity tests (`tests/tokenizer_parity.rs`) compare with OpenAI's tokenizer on the 80,000 ImageNet
@@ -508,6 +510,63 @@ mod tests {
             "a photo of a tench , a type of fish . "
         );
         assert!(matches!(t.decode(&[49408]), Err(Error::InvalidInput(_))));
+    }
+
+    /// Each code point assigned in Unicode 14, between two letters and between two `!` under our
+    /// regex, classified as `tools/reference/tokenizer.py` classifies it under OpenAI's (Python
+    /// `regex` module).
+    #[test]
+    fn regex_classes_match_the_regex_module() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tokenizer_char_classes.txt"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let runs: Vec<(u32, &str)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (start, kind) = l.split_once(' ').unwrap();
+                (u32::from_str_radix(start, 16).unwrap(), kind)
+            })
+            .collect();
+        let regex = tokenizers::utils::SysRegex::new(PATTERN).unwrap();
+        let matches = |s: &str| -> Vec<(usize, usize)> { regex.find_iter(s).collect() };
+        let mut differences = Vec::new();
+        let mut compared = 0;
+        for (i, &(start, want)) in runs.iter().enumerate() {
+            let end = runs.get(i + 1).map_or(0x110000, |r| r.0);
+            // Unassigned in the reference's Unicode version (14): engines' tables differ there.
+            if want == "U" {
+                continue;
+            }
+            // White space never reaches the regex: the clean-up turns it into U+0020.
+            for c in (start..end)
+                .filter_map(char::from_u32)
+                .filter(|c| !c.is_whitespace())
+            {
+                let len = c.len_utf8();
+                let ours = match matches(&format!("b{c}b"))[..] {
+                    [(0, e)] if e == len + 2 => "L",
+                    [(0, 1), (e, _)] if e == len + 1 => "S",
+                    [(0, 1), (1, e), _] if e == len + 1 => match matches(&format!("!{c}!"))[..] {
+                        [(0, e)] if e == len + 2 => "O",
+                        [(0, 1), (1, e), _] if e == len + 1 => "N",
+                        _ => "?",
+                    },
+                    _ => "?",
+                };
+                compared += 1;
+                if ours != want {
+                    differences.push(format!("U+{:04X} ours {ours}, OpenAI {want}", c as u32));
+                }
+            }
+        }
+        println!(
+            "{compared} code points compared, {} classified differently",
+            differences.len()
+        );
+        assert!(differences.is_empty(), "{}", differences.join("\n"));
     }
 
     #[test]
