@@ -87,6 +87,17 @@ impl Classifier {
         Ok(out)
     }
 
+    /// The `k` best classes of each image with their cosine scores, best first (ties: lower
+    /// class index; see [`top_k`]).
+    pub fn top_k_cosine(
+        &self,
+        embeddings: &[f32],
+        k: usize,
+    ) -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
+        let scores = self.cosine_scores(embeddings)?;
+        crate::topk::top_k_batch_with_scores(&scores, self.n_classes(), k)
+    }
+
     /// Class probabilities: softmax over `logit_scale × cosine` per image, row-major
     /// `n × n_classes`.
     pub fn probabilities(&self, embeddings: &[f32], logit_scale: f32) -> Result<Vec<f32>> {

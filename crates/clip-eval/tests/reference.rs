@@ -177,6 +177,15 @@ fn zero_shot_matches_openai_notebook_in_torch() {
         .zip(f32s(&z["cosine"]))
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
+    let best2 = clf.top_k_cosine(&images, 2).unwrap();
+    assert_eq!(best2.len(), 4);
+    for (i, (idx, sc)) in best2.iter().enumerate() {
+        let row = &cos[i * names.len()..(i + 1) * names.len()];
+        let mut sorted = row.to_vec();
+        sorted.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        assert_eq!(sc, &sorted[..2]);
+        assert_eq!(row[idx[0]], sorted[0]);
+    }
     let probs = clf.probabilities(&images, 100.0).unwrap();
     let max_p = probs
         .iter()

@@ -11,7 +11,8 @@
 //! from zero and saturates (NaN becomes 0), integer to integer saturates, anything to float is the
 //! nearest value.
 //!
-//! Every length is checked against the bytes actually present before anything is allocated or
+//! Cells and structs may nest at most [`MAX_DEPTH`] levels deep, so a crafted file cannot
+//! exhaust the stack. Every length is checked against the bytes actually present before anything is allocated or
 //! sliced, products of dimensions use checked arithmetic, and a malformed or truncated file yields
 //! an [`Error`] naming the element (e.g. `synsets(12).gloss`) and what was expected — never a panic.
 
@@ -20,6 +21,9 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+
+/// Deepest nesting of cells and structs accepted (bounds the reader's recursion).
+pub const MAX_DEPTH: usize = 64;
 
 /// Default cap on the total number of bytes inflated from `miCOMPRESSED` elements of one file.
 pub const DEFAULT_DECOMPRESS_LIMIT: usize = 1 << 30;
@@ -414,7 +418,7 @@ impl MatFile {
             let n = cur.u32(&ctx, "variable tag")? as usize;
             let data = cur.take(n, &ctx, "variable data")?;
             let array = match ty {
-                MI_MATRIX => reader.matrix(data, &ctx)?,
+                MI_MATRIX => reader.matrix(data, &ctx, 0)?,
                 MI_COMPRESSED => {
                     let inflated = reader.inflate(data, &ctx)?;
                     let mut inner = Cursor::new(&inflated, big_endian);
@@ -427,7 +431,7 @@ impl MatFile {
                             tag.ty,
                         ));
                     }
-                    reader.matrix(tag.data, &ctx)?
+                    reader.matrix(tag.data, &ctx, 0)?
                 }
                 other => {
                     return Err(malformed(
@@ -877,7 +881,15 @@ impl Reader {
         }
     }
 
-    fn matrix(&mut self, data: &[u8], ctx: &Ctx<'_>) -> Result<Array> {
+    fn matrix(&mut self, data: &[u8], ctx: &Ctx<'_>, depth: usize) -> Result<Array> {
+        if depth > MAX_DEPTH {
+            return Err(malformed(
+                ctx,
+                "nesting",
+                &format!("cells and structs nested at most {MAX_DEPTH} deep"),
+                "deeper nesting",
+            ));
+        }
         if data.is_empty() {
             // MATLAB writes an empty miMATRIX for `[]` inside cells and structs.
             return Ok(Array {
@@ -994,7 +1006,7 @@ impl Reader {
                     if tag.ty != MI_MATRIX {
                         return Err(malformed(&cctx, "cell", "miMATRIX (14)", type_name(tag.ty)));
                     }
-                    cells.push(self.matrix(tag.data, &cctx)?);
+                    cells.push(self.matrix(tag.data, &cctx, depth + 1)?);
                 }
                 Data::Cell(cells)
             }
@@ -1073,7 +1085,7 @@ impl Reader {
                                 type_name(tag.ty),
                             ));
                         }
-                        values.push(self.matrix(tag.data, &fctx)?);
+                        values.push(self.matrix(tag.data, &fctx, depth + 1)?);
                     }
                 }
                 Data::Struct(StructArray {

@@ -31,9 +31,16 @@ impl Rng {
 }
 
 fn parse_all(bytes: &[u8]) -> (usize, usize) {
-    let ok = MatFile::from_bytes_with_limit(bytes, 1 << 24).is_ok() as usize;
-    let _ = Meta::from_mat_bytes(bytes);
-    (ok, 1 - ok)
+    match MatFile::from_bytes_with_limit(bytes, 1 << 24) {
+        Ok(mat) => {
+            let _ = Meta::from_mat_file(&mat);
+            for v in &mat.variables {
+                let _ = (v.char_rows(), v.as_string(), v.describe());
+            }
+            (1, 0)
+        }
+        Err(_) => (0, 1),
+    }
 }
 
 fn mutate(name: &str, bytes: &[u8], flips: usize) {
@@ -148,5 +155,41 @@ fn huge_dimensions_do_not_allocate() {
             ..
         }) => assert_eq!(context, "c"),
         other => panic!("{other:?}"),
+    }
+}
+
+/// `depth` cells (1x1, empty name, little-endian) nested around an empty matrix, built
+/// outside-in from precomputed lengths (linear time even for huge depths).
+fn nested_cells(depth: usize) -> Vec<u8> {
+    let innermost = [14u8, 0, 0, 0, 0, 0, 0, 0]; // empty miMATRIX
+    let mut headers = Vec::with_capacity(depth);
+    let mut inner_len = innermost.len();
+    for _ in 0..depth {
+        let mut h = vec![14, 0, 0, 0];
+        h.extend_from_slice(&((40 + inner_len) as u32).to_le_bytes());
+        h.extend_from_slice(&[6, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]); // cell
+        h.extend_from_slice(&[5, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]); // 1x1
+        h.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // empty name
+        inner_len += h.len();
+        headers.push(h);
+    }
+    let mut f = fixture("handmade_le.mat")[..128].to_vec();
+    for h in headers.iter().rev() {
+        f.extend_from_slice(h);
+    }
+    f.extend_from_slice(&innermost);
+    f
+}
+
+#[test]
+fn nesting_depth_is_bounded() {
+    let ok = MatFile::from_bytes(&nested_cells(60)).unwrap();
+    assert_eq!(ok.variables.len(), 1);
+    // 100k levels would overflow the stack of a naive recursive reader.
+    match MatFile::from_bytes(&nested_cells(100_000)) {
+        Err(Error::Malformed {
+            what: "nesting", ..
+        }) => {}
+        other => panic!("{:?}", other.map(|_| ())),
     }
 }
