@@ -16,6 +16,9 @@ use crate::{EmbedError, Embedder, weights};
 /// above any camera and far below what would exhaust memory.
 pub const MAX_PIXELS: u64 = 64_000_000;
 
+/// Token embeddings OpenAI's BPE tokenizer needs (its largest id is 49407).
+const OPENAI_VOCAB: usize = 49408;
+
 /// A loaded CLIP model with its preprocessing and tokenizer.
 pub struct Clip {
     model: ClipModel,
@@ -44,6 +47,12 @@ impl Clip {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let model = ClipModel::load(path)
             .with_context(|| format!("cannot load CLIP weights from {}", path.display()))?;
+        let vocab = model.config().text.vocab_size;
+        anyhow::ensure!(
+            vocab >= OPENAI_VOCAB,
+            "{}: the text tower has {vocab} token embeddings, but OpenAI's tokenizer needs {OPENAI_VOCAB}",
+            path.display()
+        );
         let size = u32::try_from(model.config().vision.image_size())?;
         let cfg = PreprocessConfig {
             max_pixels: Some(MAX_PIXELS),
@@ -179,4 +188,14 @@ pub fn sync_folder<E: Embedder + ?Sized>(
         eprintln!("skipped {}: {}", f.path.display(), f.reason);
     }
     Ok(report)
+}
+
+/// The weights file of a hub model `owner/name[@revision]`, downloaded into the hub cache if
+/// missing (feature `hub`).
+#[cfg(feature = "hub")]
+pub fn hub_weights(id: &str) -> Result<std::path::PathBuf, String> {
+    let (repo, revision) = id.split_once('@').unwrap_or((id, "main"));
+    clip_model::hub::fetch(repo, revision)
+        .map(|f| f.weights)
+        .map_err(|e| e.to_string())
 }

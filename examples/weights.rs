@@ -87,6 +87,7 @@ pub fn resolve_with(arg: Option<&str>, env: Option<PathBuf>) -> Result<PathBuf, 
         });
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = root.canonicalize().unwrap_or(root);
     let candidates = [PathBuf::from(DEFAULT_WEIGHTS), root.join(DEFAULT_WEIGHTS)];
     for c in &candidates {
         if c.is_file() {
@@ -121,11 +122,9 @@ fn looks_like_hub_id(s: &str) -> bool {
 
 #[cfg(feature = "hub")]
 fn from_hub(id: &str) -> Result<PathBuf, WeightsError> {
-    Err::<std::path::PathBuf, String>("hub support is not wired in yet".into()).map_err(|cause| {
-        WeightsError::Hub {
-            id: id.to_owned(),
-            cause,
-        }
+    crate::clip::hub_weights(id).map_err(|cause| WeightsError::Hub {
+        id: id.to_owned(),
+        cause,
     })
 }
 

@@ -29,16 +29,31 @@ pub struct Library {
 }
 
 impl Library {
-    /// Opens (or creates) the library at `db` for the model `model_id` with `dim`-d vectors;
-    /// fails if the file was made with another model or dimension.
+    /// Opens (or creates, with its folder) the library at `db` for the model `model_id` with
+    /// `dim`-d vectors; fails if the file was made with another model or dimension.
     pub fn open(db: &Path, model_id: &str, dim: usize) -> anyhow::Result<Self> {
-        let store = FeatureStore::open(db, &ModelInfo::new(model_id, dim), &OpenOptions::new())
+        let folder = folder_of(db);
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("cannot create {}", folder.display()))?;
+        Self::open_with(db, model_id, dim, true)
+    }
+
+    /// Opens an existing library (an error naming `gallery index` when there is none).
+    pub fn open_existing(db: &Path, model_id: &str, dim: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            db.is_file(),
+            "no library at {}: create one with `gallery index DIR --db {}`",
+            db.display(),
+            db.display()
+        );
+        Self::open_with(db, model_id, dim, false)
+    }
+
+    fn open_with(db: &Path, model_id: &str, dim: usize, create: bool) -> anyhow::Result<Self> {
+        let options = OpenOptions::new().create(create);
+        let store = FeatureStore::open(db, &ModelInfo::new(model_id, dim), &options)
             .with_context(|| format!("cannot open the library {}", db.display()))?;
-        let folder = db
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let media = folder.join("media");
+        let media = folder_of(db).join("media");
         Ok(Self { store, media })
     }
 
@@ -146,6 +161,13 @@ impl Library {
     pub fn path(&self, id: i64) -> anyhow::Result<Option<PathBuf>> {
         Ok(self.store.get(ImageId(id))?.map(|r| r.path))
     }
+}
+
+fn folder_of(db: &Path) -> PathBuf {
+    db.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned()
 }
 
 fn entry(id: ImageId, path: &Path) -> Entry {

@@ -91,12 +91,12 @@ fn run() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Index { dir, db } => index(clip, &dir, &db),
         Cmd::Search { text, db, k } => {
-            let lib = open(&clip, &db)?;
+            let lib = Library::open_existing(&db, clip.model_id(), clip.dim())?;
             let q = clip.embed_text(&text)?;
             print_hits(&lib.search(&q, k, None)?, &lib)
         }
         Cmd::Similar { image, db, k } => {
-            let lib = open(&clip, &db)?;
+            let lib = Library::open_existing(&db, clip.model_id(), clip.dim())?;
             let bytes = std::fs::read(&image)
                 .with_context(|| format!("cannot read {}", image.display()))?;
             let hits = match lib.find(blake3::hash(&bytes).as_bytes()) {

@@ -198,7 +198,11 @@ async fn gallery_page_in_headless_chromium() {
     .await;
     // Screenshot whatever happened, then report.
     let shot = c.screenshot().await.unwrap();
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/gallery-screenshot.png");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    std::fs::create_dir_all(&target).unwrap();
+    let out = target.join("gallery-screenshot.png");
     std::fs::write(&out, &shot).unwrap();
     eprintln!("screenshot: {}", out.display());
     c.close().await.unwrap();

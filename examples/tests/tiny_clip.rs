@@ -73,9 +73,11 @@ fn tiny_model_loads_and_embeds() {
 #[test]
 fn bad_inputs_are_typed_errors() {
     let (_d, clip) = tiny();
-    let mut fake_png = b"\x89PNG\r\n\x1a\n".to_vec();
-    fake_png.extend_from_slice(&[7u8; 100]);
-    for bad in [&b""[..], b"hello", &fake_png] {
+    match clip.embed_image(&huge_png()) {
+        Err(EmbedError::BadImage(m)) => assert!(m.contains("over the limit"), "{m}"),
+        other => panic!("decompression bomb accepted: {other:?}"),
+    }
+    for bad in [&b""[..], b"hello", &fake_png()] {
         assert!(matches!(
             clip.embed_image(bad),
             Err(EmbedError::BadImage(_))
@@ -114,6 +116,29 @@ fn missing_weights_say_how_to_get_them() {
         Clip::load(Some(junk.to_str().unwrap())).unwrap_err()
     );
     assert!(msg.contains("junk.safetensors"), "{msg}");
+}
+
+/// Writes the tiny model to `target/tiny-clip/tiny-clip.safetensors` for trying the examples
+/// without real weights: `cargo test -p clip-examples --test tiny_clip -- --ignored`.
+#[test]
+#[ignore = "writes a file for manual runs"]
+fn write_tiny_model_for_manual_runs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tiny-clip");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = tiny_clip_file(&dir);
+    eprintln!("wrote {}", path.canonicalize().unwrap().display());
+}
+
+#[test]
+fn model_with_a_small_vocabulary_is_refused_clearly() {
+    // clip-model's parity fixture has a 1000-token vocabulary: fine for parity, not for real text.
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/clip-model/tests/fixtures/vit_tiny/open_clip/open_clip_model.safetensors");
+    if !p.is_file() {
+        return;
+    }
+    let msg = format!("{:#}", Clip::from_file(&p).unwrap_err());
+    assert!(msg.contains("49408") && msg.contains("1000"), "{msg}");
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(app: &axum::Router, req: Request<Body>) -> T {
@@ -186,6 +211,26 @@ async fn gallery_with_tiny_model_end_to_end() {
     for (l, p) in c.labels.iter().zip(&probs) {
         assert!((l.prob - p).abs() < 1e-5, "{}: {} vs {p}", l.label, l.prob);
     }
+    // Undecodable or oversized pictures (checked from the header: no 30 GB allocation) → 422.
+    for (what, bytes) in [("fake PNG", fake_png()), ("100000x100000 PNG", huge_png())] {
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::post("/api/classify?labels=a,b")
+                    .body(Body::from(bytes))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{what}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            v["error"].as_str().unwrap().contains("not a usable image"),
+            "{what}: {v}"
+        );
+    }
+
     let sim: Hits = get_json(
         &app,
         Request::get(format!("/api/similar/{}?k=100", c.id))
@@ -194,4 +239,50 @@ async fn gallery_with_tiny_model_end_to_end() {
     )
     .await;
     assert_eq!(sim.results.len(), n);
+}
+
+/// PNG signature followed by junk.
+fn fake_png() -> Vec<u8> {
+    let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
+    b.extend_from_slice(&[7u8; 100]);
+    b
+}
+
+/// A well-formed PNG whose header claims 100000 × 100000 RGB pixels (a decompression bomb).
+fn huge_png() -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    // zlib stream of a few empty stored blocks: far too little data, never reached.
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
 }
