@@ -121,6 +121,18 @@ pub enum Error {
         /// The bad value.
         value: f32,
     },
+    /// A vector value does not fit the index's element type (f16 holds at most ±65504).
+    #[error("{item}: vector value {index} is {value}, beyond ±{max} that the f16 index holds")]
+    OutOfRange {
+        /// What the vector belongs to.
+        item: String,
+        /// Position of the first bad value.
+        index: usize,
+        /// The bad value.
+        value: f32,
+        /// The largest magnitude held.
+        max: f32,
+    },
     /// A path cannot be stored because it is not valid UTF-8.
     #[error("{path}: path is not valid UTF-8 and cannot be stored")]
     NonUtf8Path {

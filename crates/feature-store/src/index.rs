@@ -129,6 +129,12 @@ pub trait VectorIndex: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Checks that `vector` can be inserted (length, finite values, range of the element type);
+    /// `item` names it in the error. The store calls this before committing anything, so that
+    /// the file and the index cannot disagree.
+    fn validate(&self, item: &str, vector: &[f32]) -> Result<()> {
+        check_vector(&item, vector, self.dim())
+    }
     /// Insert the vector of `id`, or replace it if `id` is present. `vector.len()` must be
     /// [`dim`](VectorIndex::dim).
     fn upsert(&mut self, id: ImageId, vector: &[f32]) -> Result<()>;
@@ -252,10 +258,10 @@ impl FlatIndex {
                 let cand = Ranked(Scored { id, score });
                 if s.heap.len() < opts.k {
                     s.heap.push(Reverse(cand));
-                } else if let Some(mut worst) = s.heap.peek_mut() {
-                    if cand > worst.0 {
-                        *worst = Reverse(cand);
-                    }
+                } else if let Some(mut worst) = s.heap.peek_mut()
+                    && cand > worst.0
+                {
+                    *worst = Reverse(cand);
                 }
             }
             row += n;
@@ -301,8 +307,24 @@ impl VectorIndex for FlatIndex {
         self.keys.len()
     }
 
+    fn validate(&self, item: &str, vector: &[f32]) -> Result<()> {
+        check_vector(&item, vector, self.dim)?;
+        if let Matrix::F16(_) = self.matrix {
+            let max = f16::MAX.to_f32();
+            if let Some((index, &value)) = vector.iter().enumerate().find(|(_, v)| v.abs() > max) {
+                return Err(Error::OutOfRange {
+                    item: item.to_owned(),
+                    index,
+                    value,
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn upsert(&mut self, id: ImageId, vector: &[f32]) -> Result<()> {
-        check_vector(&id, vector, self.dim)?;
+        self.validate(&format!("image {id}"), vector)?;
         match self.rows.get(&id) {
             Some(&row) => self.write_row(row, vector),
             None => {

@@ -7,9 +7,7 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 
-use crate::index::{
-    FlatIndex, Precision, Scored, SearchBuffer, SearchOptions, VectorIndex, check_vector,
-};
+use crate::index::{FlatIndex, Precision, Scored, SearchBuffer, SearchOptions, VectorIndex};
 use crate::types::{AddOutcome, AddStatus, ContentHash, ImageId, ImageRecord, NewImage, SearchHit};
 use crate::{Error, Result};
 
@@ -583,11 +581,7 @@ impl<I: VectorIndex> FeatureStore<I> {
                     source: e.into(),
                 })?;
                 let vector = decode_vector(&file, id, blob, model.dim)?;
-                check_vector(
-                    &format!("{} image {id}", file.display()),
-                    &vector,
-                    model.dim,
-                )?;
+                index.validate(&format!("{} image {id}", file.display()), &vector)?;
                 index.upsert(id, &vector)?;
             }
         }
@@ -811,7 +805,8 @@ impl<I: VectorIndex> FeatureStore<I> {
         let mut pending = Vec::with_capacity(images.len());
         for image in images {
             let path = path_text(&image.path)?;
-            check_vector(&image.path.display(), &image.vector, self.model.dim)?;
+            self.index
+                .validate(&image.path.display().to_string(), &image.vector)?;
             pending.push(Pending {
                 path: path.to_owned(),
                 size: image.size,

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use crate::index::{VectorIndex, check_vector};
+use crate::index::VectorIndex;
 use crate::store::{FeatureStore, KnownFile, Pending, path_text};
 use crate::types::{AddOutcome, AddStatus, ContentHash};
 use crate::{Error, Result};
@@ -403,14 +403,14 @@ impl<I: VectorIndex> FeatureStore<I> {
             path: path.to_path_buf(),
             source,
         })?;
-        if let Some((id, known)) = self.known_file(&text)? {
-            if known.matches(meta.len(), mtime_ns(&meta)) {
-                return Ok(AddOutcome {
-                    id,
-                    status: AddStatus::Unchanged,
-                    removed: None,
-                });
-            }
+        if let Some((id, known)) = self.known_file(&text)?
+            && known.matches(meta.len(), mtime_ns(&meta))
+        {
+            return Ok(AddOutcome {
+                id,
+                status: AddStatus::Unchanged,
+                removed: None,
+            });
         }
         let (bytes, size, mtime) = read_file(path, SyncOptions::default().max_file_bytes)?;
         let hash = ContentHash::of(&bytes);
@@ -429,7 +429,7 @@ impl<I: VectorIndex> FeatureStore<I> {
             }
             match out.pop() {
                 Some(Ok(v)) => {
-                    check_vector(&path.display(), &v, self.dim())?;
+                    self.index().validate(&path.display().to_string(), &v)?;
                     Some(v)
                 }
                 Some(Err(e)) => {
@@ -631,10 +631,11 @@ impl<I: VectorIndex> FeatureStore<I> {
                 });
             }
             report.embedded += batch.len();
-            let dim = self.dim();
             for ((i, input), result) in inputs.iter().zip(results) {
                 let checked = match result {
-                    Ok(v) => check_vector(&input.path.display(), &v, dim)
+                    Ok(v) => self
+                        .index()
+                        .validate(&input.path.display().to_string(), &v)
                         .map(|()| v)
                         .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
@@ -659,7 +660,7 @@ impl<I: VectorIndex> FeatureStore<I> {
             .into_iter()
             .enumerate()
             .filter(|(i, (_, p))| {
-                !bad.contains(i) && !(p.vector.is_none() && failed_hashes.contains(&p.hash))
+                !(bad.contains(i) || (p.vector.is_none() && failed_hashes.contains(&p.hash)))
             })
             .map(|(_, pair)| pair)
             .unzip();
