@@ -493,14 +493,14 @@ fn heads_for(hint: Option<usize>, width: usize, tower: &str, h: &ConfigHints) ->
             0,
             "at least 1",
         )),
-        Some(heads) if width % heads != 0 => Err(mismatch(
+        Some(heads) if !width.is_multiple_of(heads) => Err(mismatch(
             &h.source,
             &format!("{tower}.heads"),
             heads,
             format!("a divisor of the width {width}"),
         )),
         Some(heads) => Ok(heads),
-        None if width % HEAD_WIDTH == 0 && width > 0 => Ok(width / HEAD_WIDTH),
+        None if width.is_multiple_of(HEAD_WIDTH) && width > 0 => Ok(width / HEAD_WIDTH),
         None => Err(Error::Architecture(format!(
             "the {tower} width {width} is not a multiple of {HEAD_WIDTH}, so the attention head \
              count cannot be inferred; put an open_clip_config.json giving it beside the weights"
@@ -647,10 +647,8 @@ impl ConfigHints {
                 h.checks.push((field.to_string(), n));
             }
         }
-        if !resnet {
-            if let Some(n) = uint(vision, "layers")? {
-                h.checks.push(("vision.layers".into(), n));
-            }
+        if !resnet && let Some(n) = uint(vision, "layers")? {
+            h.checks.push(("vision.layers".into(), n));
         }
         Ok(h)
     }

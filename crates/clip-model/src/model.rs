@@ -285,7 +285,7 @@ impl ClipModel {
     /// Text embeddings from a flat row-major slice of `rows` rows of token ids (the layout of a
     /// tokenizer batch).
     pub fn encode_tokens(&self, ids: &[u32], rows: usize) -> Result<Tensor> {
-        let len = if rows == 0 { 0 } else { ids.len() / rows };
+        let len = ids.len().checked_div(rows).unwrap_or(0);
         if rows * len != ids.len() {
             return Err(Error::InvalidInput(format!(
                 "{} token ids do not split into {rows} equal rows",

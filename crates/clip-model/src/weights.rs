@@ -496,10 +496,10 @@ impl Weights {
         match source {
             Source::Same(n) => {
                 let found = found_of(&n)?;
-                if let Some(e) = expected {
-                    if e != found {
-                        return Err(mismatch(&n, e.to_vec(), found));
-                    }
+                if let Some(e) = expected
+                    && e != found
+                {
+                    return Err(mismatch(&n, e.to_vec(), found));
                 }
                 self.file.load(&n, dtype, device)
             }
