@@ -73,7 +73,8 @@ pub struct Args {
     /// Output folder (created if needed).
     #[arg(long, default_value = "eval-imagenet-out")]
     pub out: PathBuf,
-    /// Worker threads for the model and for decoding (default: all cores).
+    /// Worker threads for the model and for decoding (default: candle's choice, `RAYON_NUM_THREADS` or the
+    /// physical cores).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Where to cache zero-shot classifiers (default: `<out>/classifier-cache`).
@@ -99,11 +100,13 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    model::set_threads(threads);
+    let threads = match args.threads {
+        Some(n) => {
+            model::set_threads(n.max(1));
+            n.max(1)
+        }
+        None => model::default_threads(),
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating output folder {}", args.out.display()))?;
 

@@ -24,6 +24,11 @@ pub fn set_threads(threads: usize) {
         .build_global();
 }
 
+/// The number of threads the model uses when `--threads` is not given.
+pub fn default_threads() -> usize {
+    clip_model::candle_core::utils::get_num_threads().max(1)
+}
+
 /// Resolves `--weights` to a local file: a path, or a hub id with the `hub` feature.
 pub fn resolve_weights(spec: &str) -> anyhow::Result<PathBuf> {
     let p = PathBuf::from(spec);
