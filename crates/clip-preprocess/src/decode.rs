@@ -440,9 +440,9 @@ fn decode_other(bytes: &[u8], path: &Path, max_pixels: Option<u64>) -> Result<De
     let reader = || {
         image::ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
-            .map_err(|source| Error::Io {
+            .map_err(|cause| Error::Io {
                 path: path.to_owned(),
-                source,
+                cause,
             })
     };
     let (w, h) = reader()?.into_dimensions().map_err(err)?;

@@ -9,12 +9,12 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The file could not be read (missing, unreadable, a directory, ...).
-    #[error("{path}: cannot read image file: {source}", path = path.display())]
+    #[error("{path}: cannot read image file: {cause}", path = path.display())]
     Io {
         /// The input.
         path: PathBuf,
-        /// The underlying I/O error.
-        source: std::io::Error,
+        /// The underlying I/O error (shown in the message; not repeated as an error source).
+        cause: std::io::Error,
     },
     /// The file is empty (zero bytes).
     #[error("{path}: empty file (0 bytes), not an image", path = path.display())]

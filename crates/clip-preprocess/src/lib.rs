@@ -198,9 +198,9 @@ impl Preprocessor {
     /// The 8-bit RGB centre crop of an image file, before normalisation.
     pub fn rgb_path(&self, path: impl AsRef<Path>) -> Result<RgbImage, Error> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|cause| Error::Io {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         self.rgb_named(&bytes, path)
     }
@@ -351,7 +351,11 @@ pub fn crop_axis(len: usize, size: usize) -> (usize, usize, usize) {
         // int(round((len - size) / 2.0)) with Python's round-half-to-even.
         let d = len - size;
         let q = d / 2;
-        let off = if d % 2 == 0 || q % 2 == 0 { q } else { q + 1 };
+        let off = if d.is_multiple_of(2) || q.is_multiple_of(2) {
+            q
+        } else {
+            q + 1
+        };
         (off, 0, size)
     }
 }

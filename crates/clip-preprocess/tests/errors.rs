@@ -101,7 +101,7 @@ fn missing_file() {
     let p = tmp_dir("missing").join("does-not-exist.png");
     let e = pre().preprocess_path(&p).unwrap_err();
     assert!(
-        matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        matches!(&e, Error::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound),
         "{e:?}"
     );
     message_names(&e, &p);
