@@ -79,21 +79,21 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Zero-shot probabilities: `softmax(scale * <image, class_i>)` over the classes.
-pub fn zero_shot_probs(image: &[f32], classes: &[Vec<f32>], scale: f32) -> Vec<f32> {
-    let logits: Vec<f32> = classes.iter().map(|c| scale * dot(image, c)).collect();
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
-    let sum: f32 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
-}
-
-/// Indices of `scores` sorted by decreasing score (ties: lower index first), at most `k`.
-pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    idx.truncate(k);
-    idx
+/// Zero-shot classification of one image embedding among labels whose (unit) embeddings are
+/// `class_vecs`, through `clip-eval`'s [`clip_eval::ZeroShot`]: every label with its probability
+/// `softmax(scale · cos)`, most probable first.
+pub fn zero_shot(
+    labels: &[String],
+    class_vecs: &[Vec<f32>],
+    image: &[f32],
+    scale: f32,
+) -> Result<Vec<(String, f32)>, clip_eval::Error> {
+    let dim = image.len();
+    let flat: Vec<f32> = class_vecs.iter().flatten().copied().collect();
+    let classifier = clip_eval::Classifier::new(dim, labels.to_vec(), flat)?;
+    clip_eval::ZeroShot::from_classifier(classifier)
+        .with_logit_scale(scale)
+        .classify(image)
 }
 
 /// The image format recognised from the first bytes of a file (magic numbers), if any.
@@ -164,21 +164,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn probs_sum_to_one_and_follow_scores() {
+    fn zero_shot_ranks_by_probability() {
+        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         let img = vec![1.0, 0.0];
         let classes = vec![vec![0.6, 0.8], vec![1.0, 0.0], vec![0.0, 1.0]];
-        let p = zero_shot_probs(&img, &classes, 100.0);
-        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let r = zero_shot(&labels, &classes, &img, 100.0).unwrap();
+        let names: Vec<&str> = r.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(names, ["b", "a", "c"]);
         // Independent check: e^{100*0.6} : e^{100} : e^0.
         let denom = (-40f64).exp() + 1.0 + (-100f64).exp();
-        assert!((p[1] as f64 - 1.0 / denom).abs() < 1e-6);
-        assert_eq!(top_k(&p, 2), vec![1, 0]);
-    }
-
-    #[test]
-    fn top_k_breaks_ties_by_index() {
-        assert_eq!(top_k(&[0.5, 0.9, 0.5, 0.9], 3), vec![1, 3, 0]);
-        assert_eq!(top_k(&[], 3), Vec::<usize>::new());
+        assert!((r[0].1 as f64 - 1.0 / denom).abs() < 1e-6);
+        assert!((r.iter().map(|x| x.1).sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(zero_shot(&labels, &classes[..2], &img, 100.0).is_err());
     }
 
     #[test]

@@ -14,8 +14,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
+use clip_eval::{Templates, ZeroShot};
 use clip_examples::clip::Clip;
-use clip_examples::{Embedder, labels, top_k, zero_shot_probs};
+use clip_examples::{Embedder, labels};
 
 #[derive(Parser)]
 #[command(about = "Classify pictures among any labels with CLIP (zero-shot)")]
@@ -31,6 +32,10 @@ struct Args {
     /// CLIP weights: a safetensors file (or a hub id when built with `--features hub`).
     #[arg(long)]
     weights: Option<String>,
+    /// Prompt templates: `single` ("a photo of a {}."), `openai80` (OpenAI's 80 ImageNet
+    /// templates, averaged; more accurate, 80x the text encoding) or a file (one per line).
+    #[arg(long, default_value = "single")]
+    templates: String,
     /// How many labels to print per picture.
     #[arg(long, default_value_t = 5)]
     top: usize,
@@ -54,10 +59,23 @@ fn run() -> anyhow::Result<()> {
         true => clip_examples::demo_photos()?,
         false => args.images,
     };
+    let templates = match args.templates.as_str() {
+        "single" => Templates::single(),
+        "openai80" => Templates::openai80()?,
+        file => Templates::from_file(file)?,
+    };
     let clip = Clip::load(args.weights.as_deref())?;
-    let prompts: Vec<String> = labels.iter().map(|l| labels::prompt(l)).collect();
-    let classes = clip.embed_texts(&prompts.iter().map(String::as_str).collect::<Vec<_>>())?;
-    println!("{} labels, model {}", labels.len(), clip.model_id());
+    let classifier = ZeroShot::new(&labels, &templates, |prompts: &[String]| {
+        let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        anyhow::Ok(clip.embed_texts(&refs)?)
+    })?
+    .with_logit_scale(clip.logit_scale());
+    println!(
+        "{} labels x {} templates, model {}",
+        labels.len(),
+        templates.len(),
+        clip.model_id()
+    );
     let mut failed = 0;
     for path in &images {
         let t = Instant::now();
@@ -72,10 +90,9 @@ fn run() -> anyhow::Result<()> {
                 continue;
             }
         };
-        let probs = zero_shot_probs(&image, &classes, clip.logit_scale());
         println!("\n{} ({} ms)", path.display(), t.elapsed().as_millis());
-        for i in top_k(&probs, args.top) {
-            println!("  {:6.2} %  {}", probs[i] * 100.0, labels[i]);
+        for (label, p) in classifier.classify(&image)?.iter().take(args.top) {
+            println!("  {:6.2} %  {label}", p * 100.0);
         }
     }
     anyhow::ensure!(failed == 0, "{failed} of {} pictures failed", images.len());

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::library::{Entry, Library};
 use super::worker::{Job, Worker, WorkerError};
-use crate::{EmbedError, labels, sniff_image, top_k, zero_shot_probs};
+use crate::{EmbedError, labels, sniff_image, zero_shot};
 
 const INDEX_HTML: &str = include_str!("static/index.html");
 const APP_JS: &str = include_str!("static/app.js");
@@ -317,14 +317,16 @@ async fn classify(
             (v, out.texts, None)
         }
     };
-    let probs = zero_shot_probs(&image_vec, &class_vecs, st.worker.embedder().logit_scale());
-    let ranked = top_k(&probs, probs.len())
-        .into_iter()
-        .map(|i| LabelProb {
-            label: labels[i].clone(),
-            prob: probs[i],
-        })
-        .collect();
+    let ranked = zero_shot(
+        &labels,
+        &class_vecs,
+        &image_vec,
+        st.worker.embedder().logit_scale(),
+    )
+    .map_err(internal)?
+    .into_iter()
+    .map(|(label, prob)| LabelProb { label, prob })
+    .collect();
     let (id, added, library_size) = match stored {
         Some(id) => (id, false, st.read(|l| Ok(l.len())).await?),
         None => {

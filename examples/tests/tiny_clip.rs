@@ -207,7 +207,15 @@ async fn gallery_with_tiny_model_end_to_end() {
                 .unwrap()
         })
         .collect();
-    let probs = clip_examples::zero_shot_probs(&img, &classes, clip.logit_scale());
+    // softmax(logit_scale * cos), computed here in f64.
+    let logits: Vec<f64> = classes
+        .iter()
+        .map(|t| (clip.logit_scale() * dot(&img, t)) as f64)
+        .collect();
+    let m = logits.iter().cloned().fold(f64::MIN, f64::max);
+    let z: f64 = logits.iter().map(|l| (l - m).exp()).sum();
+    let probs: Vec<f32> = logits.iter().map(|l| ((l - m).exp() / z) as f32).collect();
+    assert!(probs.windows(2).all(|w| w[0] >= w[1]), "{probs:?}");
     for (l, p) in c.labels.iter().zip(&probs) {
         assert!((l.prob - p).abs() < 1e-5, "{}: {} vs {p}", l.label, l.prob);
     }
