@@ -12,6 +12,22 @@
 //!
 //! The crate stores vectors produced by anyone: it does not decode images or run models.
 //!
+//! # Guarantees
+//! - **Dedupe**: the same bytes are stored once, whatever the path. The first path is the image's
+//!   [`ImageRecord::path`]; further paths are recorded too ([`FeatureStore::paths`]) so `sync`
+//!   can skip them unread. An image is deleted when no path holds its bytes any more.
+//! - **Crash safety**: WAL journal with `synchronous=NORMAL` by default. A commit is in the
+//!   write-ahead log before it returns, so killing the process (SIGKILL, panic, OOM) loses no
+//!   committed batch and never corrupts the file (`tests/crash_safety.rs` kills an indexing
+//!   process 20 times and checks this). Only a power loss or OS crash may roll back the last
+//!   commits; [`Durability::Full`] fsyncs every commit for that case.
+//! - **Bad input**: vectors of the wrong length, NaN or out of range, non-UTF-8 paths and
+//!   corrupt blobs are typed [`Error`]s naming the file; a failing `add_batch` stores nothing.
+//!   In `sync`, an image the embedder fails on is listed in [`SyncReport::failed`] and the rest of
+//!   its batch is stored.
+//! - **Search**: results are ordered by score, then by smaller id; the order does not depend on
+//!   the number of threads.
+//!
 //! ```
 //! use feature_store::{FeatureStore, HashEmbedder, ModelInfo, OpenOptions, SyncOptions};
 //!

@@ -413,3 +413,64 @@ fn add_file_skips_known_files_and_embeds_new_bytes_once() {
     ));
     assert_eq!(store.len(), 1);
 }
+
+#[test]
+fn progress_reports_each_committed_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    for i in 0..7 {
+        std::fs::write(photos.join(format!("{i}.jpg")), format!("image {i}")).unwrap();
+    }
+    let mut store =
+        FeatureStore::open(dir.path().join("lib.db"), &model(), &OpenOptions::new()).unwrap();
+    let mut events = Vec::new();
+    let mut sink =
+        |p: &feature_store::SyncProgress<'_>| events.push((p.done, p.total, p.committed.len()));
+    let options = SyncOptions::new().batch_size(3);
+    store
+        .sync_with_progress(
+            &photos,
+            &mut HashEmbedder::new(MODEL, DIM),
+            &options,
+            &mut sink,
+        )
+        .unwrap();
+    assert_eq!(events, [(0, 7, 0), (3, 7, 3), (6, 7, 3), (7, 7, 1)]);
+    // The terminal bar works (and stays hidden) without a terminal.
+    #[cfg(feature = "progress-bar")]
+    {
+        let mut bar = feature_store::TerminalProgress::new();
+        let r = store
+            .sync_with_progress(
+                &photos,
+                &mut HashEmbedder::new(MODEL, DIM),
+                &options,
+                &mut bar,
+            )
+            .unwrap();
+        assert_eq!(r.added, 0);
+    }
+}
+
+#[test]
+fn store_is_shareable_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<FeatureStore>();
+}
+
+#[test]
+fn f16_store_refuses_values_it_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = OpenOptions::new().precision(feature_store::Precision::F16);
+    let mut store = FeatureStore::open(dir.path().join("lib.db"), &model(), &options).unwrap();
+    let mut v = unit(0);
+    v[2] = 1e6;
+    let err = store.add(&image("/big.png", b"big", v)).unwrap_err();
+    assert!(matches!(err, Error::OutOfRange { index: 2, .. }), "{err:?}");
+    assert_eq!(store.len(), 0);
+    assert!(
+        store.list(0, 10).unwrap().is_empty(),
+        "nothing reached the file"
+    );
+}
