@@ -244,6 +244,18 @@ impl ClassifierCache {
         read_cache_file(&path, key).map(Some)
     }
 
+    /// Like [`load`](Self::load), also requiring the embedding dimension the model produces: a
+    /// cached classifier of another dimension is an [`Error::Cache`].
+    pub fn load_expecting(&self, key: &CacheKey, dim: usize) -> Result<Option<Classifier>> {
+        match self.load(key)? {
+            Some(c) if c.dim() != dim => Err(Error::Cache {
+                path: self.path(key),
+                message: format!("dim {} but the model embeds in {dim}", c.dim()),
+            }),
+            other => Ok(other),
+        }
+    }
+
     /// Stores `classifier` under `key`; returns the file written.
     pub fn store(&self, key: &CacheKey, classifier: &Classifier) -> Result<PathBuf> {
         let path = self.path(key);

@@ -49,6 +49,11 @@ fn cache_round_trip_and_key_sensitivity() {
         CacheKey::new("m", &ab, &t).hex,
         CacheKey::new("m", &a_bc, &t).hex
     );
+    assert_eq!(cache.load_expecting(&k, 3).unwrap(), Some(a.clone()));
+    assert!(matches!(
+        cache.load_expecting(&k, 512),
+        Err(Error::Cache { .. })
+    ));
     // A file read under the wrong key is rejected.
     let other = CacheKey::new("m@2", &names, &t);
     assert!(matches!(

@@ -32,10 +32,13 @@
 //!
 //! Of the crates on crates.io, only `matrw` read a `meta.mat`-shaped file, and it panics on
 //! struct arrays through its serde interface and on out-of-range indices, and it refuses files
-//! whose header text lacks the comma after "MAT-file" (scipy writes none). This workspace's
-//! bar is a typed error, never a panic, for any truncated or malformed input, so [`mat`] is a
-//! small reader (≈600 lines) that checks every length and offset, uses checked arithmetic for
-//! dimension products and caps every allocation by the bytes actually present. It is fuzzed
+//! whose header text lacks the comma after "MAT-file" (scipy writes none). Measured here:
+//! `matrw` 0.1.4's `load_matfile_from_u8` panicked on 400 of 400 truncations of the real
+//! `meta.mat` (compressed and inflated alike). This workspace's bar is a typed error, never a
+//! panic, for any truncated or malformed input, so [`mat`] is a
+//! small reader of our own that checks every length and offset, uses checked arithmetic for
+//! dimension products, caps every allocation by the bytes actually present and bounds the
+//! nesting depth. It is fuzzed
 //! (`fuzz/` with `cargo fuzz`) and mutation-tested (`tests/mutations.rs`).
 //!
 //! # `labels.json`
