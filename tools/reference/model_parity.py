@@ -248,7 +248,24 @@ def tiny():
     print(f"wrote {FIXTURES}: image {tuple(image.shape)}, text {tuple(text.shape)}")
 
 
-def full(name, out):
+def end_to_end(model, name, images, texts):
+    """Normalised embeddings through open_clip's own pipeline: PIL image -> its OpenAI
+    preprocessing transform, text -> open_clip.tokenize."""
+    from PIL import Image
+
+    _, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+    with torch.no_grad():
+        img = []
+        for path in images:
+            with Image.open(path) as im:
+                img.append(preprocess(im))
+        image = model.encode_image(torch.stack(img), normalize=True).float() if img else torch.zeros((0, 1))
+        text = (model.encode_text(open_clip.tokenize(texts), normalize=True).float()
+                if texts else torch.zeros((0, 1)))
+    return {"images": images, "texts": texts, "image_embeds": image.tolist(), "text_embeds": text.tolist()}
+
+
+def full(name, out, images=(), texts=()):
     os.makedirs(out, exist_ok=True)
     model = open_clip.create_model(FULL[name], pretrained=None).eval()
     randomize(model, torch.Generator().manual_seed(7))
@@ -264,6 +281,9 @@ def full(name, out):
     save_npy(os.path.join(out, "token_ids.npy"), ids.numpy().astype(np.int64))
     save_npy(os.path.join(out, "image_embeds.npy"), image.numpy())
     save_npy(os.path.join(out, "text_embeds.npy"), text.numpy())
+    if images or texts:
+        with open(os.path.join(out, "end_to_end.json"), "w") as f:
+            json.dump(end_to_end(model, FULL[name], list(images), list(texts)), f)
     print(f"wrote {out}: {FULL[name]} image {tuple(image.shape)}, text {tuple(text.shape)}")
 
 
@@ -274,12 +294,14 @@ def main():
     f = sub.add_parser("full")
     f.add_argument("--model", choices=sorted(FULL), default="vit-b-32")
     f.add_argument("--out", required=True)
+    f.add_argument("--image", action="append", default=[], help="also embed this image end to end")
+    f.add_argument("--text", action="append", default=[], help="also embed this text end to end")
     a = ap.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     if a.cmd == "tiny":
         tiny()
     else:
-        full(a.model, a.out)
+        full(a.model, a.out, a.image, a.text)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@
 //! the tensors; it is `width / 64` as in all OpenAI models, unless a config file beside the weights
 //! (`open_clip_config.json`, or a Hugging Face `config.json`) says otherwise. A config file is also
 //! checked against the weights: any disagreement is [`Error::ConfigMismatch`].
+//!
+//! The activation: without a config file, QuickGELU (OpenAI's weights). An `open_clip_config.json`
+//! is read as open_clip reads it: `"quick_gelu": true` → QuickGELU, `false` *or absent* → exact
+//! GELU (open_clip's default, used by most models trained with open_clip). A transformers
+//! `config.json` gives it as `hidden_act`. [`crate::LoadOptions::activation`] overrides all.
 
 use std::path::Path;
 
