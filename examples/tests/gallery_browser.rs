@@ -30,7 +30,7 @@ fn browser_or_skip() -> Option<PathBuf> {
         .find(|p| p.is_file());
     match (Path::new(CHROMIUM).is_file(), driver) {
         (true, Some(d)) => Some(d),
-        _ if std::env::var_os("CI").is_some() => panic!(
+        _ if in_ci() => panic!(
             "gallery_browser: {CHROMIUM} or chromedriver missing; CI must install them \
              (apt-get install -y chromium chromium-driver)"
         ),
@@ -42,6 +42,11 @@ fn browser_or_skip() -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// Whether `CI` is set to something other than empty, `0` or `false`.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }
 
 /// Kills the chromedriver child when the test ends, however it ends.

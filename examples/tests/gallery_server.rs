@@ -455,3 +455,32 @@ async fn full_queue_gets_503_not_a_pile_up() {
     let (s, _, _) = get(&app, "/api/search?q=again&k=2").await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uploads_of_one_picture_add_it_once() {
+    let (dir, _m, app) = setup(Settings::default());
+    let n = demo_photos().len();
+    let mut bytes = photo_bytes("coffee.png");
+    bytes.extend_from_slice(b"same new picture");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (app, bytes) = (app.clone(), bytes.clone());
+        tasks.push(tokio::spawn(async move {
+            let (s, body) = post(&app, "/api/classify?labels=a,b", bytes).await;
+            assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+            json::<Classified>(&body)
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    assert_eq!(results.iter().filter(|c| c.added).count(), 1);
+    assert!(results.iter().all(|c| c.id == results[0].id));
+    let (_, body, _) = get(&app, "/api/info").await;
+    assert_eq!(json::<Info>(&body).library_size, n + 1);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("media")).unwrap().count(),
+        1
+    );
+}
