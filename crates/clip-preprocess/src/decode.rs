@@ -73,15 +73,20 @@ pub(crate) fn decode(bytes: &[u8], path: &Path, max_pixels: Option<u64>) -> Resu
 }
 
 fn check_pixels(path: &Path, width: u64, height: u64, limit: Option<u64>) -> Result<(), Error> {
-    // Pixel counts must also stay below 2^24 per side: Pillow holds sizes in C floats there.
-    let too_big = |l: u64| width.max(1) * height.max(1) > l;
-    let limit_hit = limit.filter(|&l| too_big(l));
-    if limit_hit.is_some() || width >= 1 << 24 || height >= 1 << 24 {
+    if let Some(limit) = limit.filter(|&l| width.max(1) * height.max(1) > l) {
         return Err(Error::TooManyPixels {
             path: path.to_owned(),
             width: width.min(u32::MAX as u64) as u32,
             height: height.min(u32::MAX as u64) as u32,
-            limit: limit_hit.unwrap_or((1 << 24) - 1),
+            limit,
+        });
+    }
+    // Pillow holds sizes in C floats while resizing: exact only below 2^24.
+    if width >= 1 << 24 || height >= 1 << 24 {
+        return Err(Error::Unsupported {
+            path: path.to_owned(),
+            format: "image",
+            detail: format!("{width}x{height}: sides of 2^24 pixels or more"),
         });
     }
     if width == 0 || height == 0 {

@@ -179,13 +179,13 @@ impl Raster {
         match self.mode {
             Mode::P | Mode::Bilevel => {
                 // Pillow forces NEAREST for these modes; unmapped positions stay 0.
-                let xs = resample::nearest_indices(w, out_w);
-                let ys = resample::nearest_indices(h, out_h);
+                let xs = resample::nearest_indices(w, out_w, win.x0..win.x1);
+                let ys = resample::nearest_indices(h, out_h, win.y0..win.y1);
                 out.data = vec![0u8; ww * wh];
-                for (oy, y) in (win.y0..win.y1).enumerate() {
-                    let Some(iy) = ys[y] else { continue };
-                    for (ox, x) in (win.x0..win.x1).enumerate() {
-                        if let Some(ix) = xs[x] {
+                for (oy, &y) in ys.iter().enumerate() {
+                    let Some(iy) = y else { continue };
+                    for (ox, &x) in xs.iter().enumerate() {
+                        if let Some(ix) = x {
                             out.data[oy * ww + ox] = self.data[iy * w + ix];
                         }
                     }

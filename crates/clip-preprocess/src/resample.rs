@@ -68,7 +68,19 @@ pub(crate) struct Coeffs {
 
 impl Coeffs {
     /// Pillow's `precompute_coeffs` for the full input range `[0, in_size)`.
+    #[cfg(test)]
     pub fn new(in_size: usize, out_size: usize, filter: Interpolation) -> Self {
+        Self::new_range(in_size, out_size, filter, 0..out_size)
+    }
+
+    /// [`Coeffs::new`] restricted to the output indices `range` (entry `i` is output
+    /// `range.start + i`); every entry is computed exactly as for the full range.
+    pub fn new_range(
+        in_size: usize,
+        out_size: usize,
+        filter: Interpolation,
+        range: std::ops::Range<usize>,
+    ) -> Self {
         // box = (0, in_size) held as C floats: exact for sizes below 2^24, which the pixel
         // limit guarantees.
         let in0 = 0.0f64;
@@ -78,15 +90,15 @@ impl Coeffs {
         let support = filter.support() * filterscale;
         let ksize = support.ceil() as usize * 2 + 1;
         let inv_filterscale = 1.0 / filterscale;
-        let mut bounds = Vec::with_capacity(out_size);
-        let mut weights = vec![0.0f64; out_size * ksize];
-        for xx in 0..out_size {
+        let mut bounds = Vec::with_capacity(range.len());
+        let mut weights = vec![0.0f64; range.len() * ksize];
+        for (i, xx) in range.enumerate() {
             let center = in0 + (xx as f64 + 0.5) * scale;
             let xmin = ((center - support + 0.5) as i64).max(0);
             let xmax = ((center + support + 0.5) as i64).min(in_size as i64);
             let n = (xmax - xmin).max(0) as usize;
             let xmin = xmin as usize;
-            let k = &mut weights[xx * ksize..xx * ksize + n];
+            let k = &mut weights[i * ksize..i * ksize + n];
             let mut ww = 0.0f64;
             for (x, w) in k.iter_mut().enumerate() {
                 *w = filter.weight(((x + xmin) as f64 - center + 0.5) * inv_filterscale);
@@ -188,17 +200,11 @@ fn resample_u8_impl<const C: usize>(
     let win_h = win.y1 - win.y0;
     let need_h = out_w != w;
     let need_v = out_h != h;
-    let vert = Coeffs::new(h, out_h, filter);
+    let vert = Coeffs::new_range(h, out_h, filter, win.y0..win.y1);
     // Source rows the kept output rows read.
     let (row_first, row_last) = if need_v {
-        let first = (win.y0..win.y1)
-            .map(|y| vert.bounds[y].0)
-            .min()
-            .unwrap_or(0);
-        let last = (win.y0..win.y1)
-            .map(|y| vert.bounds[y].0 + vert.bounds[y].1)
-            .max()
-            .unwrap_or(0);
+        let first = vert.bounds.iter().map(|b| b.0).min().unwrap_or(0);
+        let last = vert.bounds.iter().map(|b| b.0 + b.1).max().unwrap_or(0);
         (first, last)
     } else {
         (win.y0, win.y1)
@@ -207,7 +213,7 @@ fn resample_u8_impl<const C: usize>(
     let tmp_h = row_last - row_first;
     let mut tmp = vec![0u8; tmp_h * win_w * C];
     if need_h {
-        let horiz = Coeffs::new(w, out_w, filter);
+        let horiz = Coeffs::new_range(w, out_w, filter, win.x0..win.x1);
         let kk = horiz.fixed();
         // RGB rows are widened to RGBX first so that each tap is one 4-lane multiply-add.
         let mut wide = if C == 3 { vec![0u8; w * 4] } else { Vec::new() };
@@ -217,11 +223,11 @@ fn resample_u8_impl<const C: usize>(
                 for (d, s) in wide.chunks_exact_mut(4).zip(line.chunks_exact(3)) {
                     d[..3].copy_from_slice(s);
                 }
-                horizontal_row_rgbx::<C>(&wide, out_row, win.x0, &horiz, &kk);
+                horizontal_row_rgbx::<C>(&wide, out_row, 0, &horiz, &kk);
             } else if C == 4 {
-                horizontal_row_rgbx::<C>(line, out_row, win.x0, &horiz, &kk);
+                horizontal_row_rgbx::<C>(line, out_row, 0, &horiz, &kk);
             } else {
-                horizontal_row::<C, C>(line, out_row, win.x0, &horiz, &kk);
+                horizontal_row::<C, C>(line, out_row, 0, &horiz, &kk);
             }
         }
     } else {
@@ -239,10 +245,9 @@ fn resample_u8_impl<const C: usize>(
     let mut out = vec![0u8; win_h * row_len];
     let mut acc = vec![0i32; row_len];
     for (oy, out_row) in out.chunks_exact_mut(row_len).enumerate() {
-        let yy = win.y0 + oy;
-        let (ymin, n) = vert.bounds[yy];
+        let (ymin, n) = vert.bounds[oy];
         acc.fill(1i32 << (PRECISION_BITS - 1));
-        for (i, &kv) in kk[yy * vert.ksize..yy * vert.ksize + n].iter().enumerate() {
+        for (i, &kv) in kk[oy * vert.ksize..oy * vert.ksize + n].iter().enumerate() {
             let r = ymin + i - row_first;
             let row = &tmp[r * row_len..(r + 1) * row_len];
             for (a, &p) in acc.iter_mut().zip(row) {
@@ -368,16 +373,10 @@ pub(crate) fn resample_u16(
     let win_w = win.x1 - win.x0;
     let need_h = out_w != w;
     let need_v = out_h != h;
-    let vert = Coeffs::new(h, out_h, filter);
+    let vert = Coeffs::new_range(h, out_h, filter, win.y0..win.y1);
     let (row_first, row_last) = if need_v {
-        let first = (win.y0..win.y1)
-            .map(|y| vert.bounds[y].0)
-            .min()
-            .unwrap_or(0);
-        let last = (win.y0..win.y1)
-            .map(|y| vert.bounds[y].0 + vert.bounds[y].1)
-            .max()
-            .unwrap_or(0);
+        let first = vert.bounds.iter().map(|b| b.0).min().unwrap_or(0);
+        let last = vert.bounds.iter().map(|b| b.0 + b.1).max().unwrap_or(0);
         (first, last)
     } else {
         (win.y0, win.y1)
@@ -385,13 +384,12 @@ pub(crate) fn resample_u16(
     let tmp_h = row_last - row_first;
     let mut tmp = vec![0u16; tmp_h * win_w];
     if need_h {
-        let horiz = Coeffs::new(w, out_w, filter);
+        let horiz = Coeffs::new_range(w, out_w, filter, win.x0..win.x1);
         for (ty, out_row) in tmp.chunks_exact_mut(win_w).enumerate() {
             let line = &src[(row_first + ty) * w..(row_first + ty + 1) * w];
             for (ox, o) in out_row.iter_mut().enumerate() {
-                let xx = win.x0 + ox;
-                let (xmin, n) = horiz.bounds[xx];
-                let k = &horiz.weights[xx * horiz.ksize..xx * horiz.ksize + n];
+                let (xmin, n) = horiz.bounds[ox];
+                let k = &horiz.weights[ox * horiz.ksize..ox * horiz.ksize + n];
                 let mut ss = 0.0f64;
                 for (&p, &kv) in line[xmin..xmin + n].iter().zip(k) {
                     ss += p as f64 * kv;
@@ -411,11 +409,10 @@ pub(crate) fn resample_u16(
     let mut out = vec![0u16; (win.y1 - win.y0) * win_w];
     let mut acc = vec![0f64; win_w];
     for (oy, out_row) in out.chunks_exact_mut(win_w).enumerate() {
-        let yy = win.y0 + oy;
-        let (ymin, n) = vert.bounds[yy];
+        let (ymin, n) = vert.bounds[oy];
         acc.fill(0.0);
         // Same per-pixel summation order as Pillow (y ascending, starting from 0.0).
-        for (i, &kv) in vert.weights[yy * vert.ksize..yy * vert.ksize + n]
+        for (i, &kv) in vert.weights[oy * vert.ksize..oy * vert.ksize + n]
             .iter()
             .enumerate()
         {
@@ -431,19 +428,26 @@ pub(crate) fn resample_u16(
     out
 }
 
-/// Source index per output index for Pillow's nearest-neighbour scaling (`ImagingScaleAffine`):
-/// positions accumulated in `f64` exactly as Pillow does; `None` where Pillow leaves the fill value.
-pub(crate) fn nearest_indices(in_size: usize, out_size: usize) -> Vec<Option<usize>> {
+/// Source index per output index in `range` for Pillow's nearest-neighbour scaling
+/// (`ImagingScaleAffine`): positions accumulated in `f64` from output 0 exactly as Pillow does;
+/// `None` where Pillow leaves the fill value.
+pub(crate) fn nearest_indices(
+    in_size: usize,
+    out_size: usize,
+    range: std::ops::Range<usize>,
+) -> Vec<Option<usize>> {
     let a = (in_size as f32 as f64) / out_size as f64;
     let mut pos = 0.0 + a * 0.5;
-    let mut out = Vec::with_capacity(out_size);
-    for _ in 0..out_size {
-        let i = if pos < 0.0 { -1 } else { pos as i64 };
-        out.push(if i >= 0 && (i as usize) < in_size {
-            Some(i as usize)
-        } else {
-            None
-        });
+    let mut out = Vec::with_capacity(range.len());
+    for o in 0..range.end.min(out_size) {
+        if o >= range.start {
+            let i = if pos < 0.0 { -1 } else { pos as i64 };
+            out.push(if i >= 0 && (i as usize) < in_size {
+                Some(i as usize)
+            } else {
+                None
+            });
+        }
         pos += a;
     }
     out

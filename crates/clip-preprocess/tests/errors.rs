@@ -233,3 +233,23 @@ fn load_batch_keeps_order_and_reports_per_item() {
         }
     }
 }
+
+#[test]
+fn extreme_aspect_ratio_stays_cheap() {
+    // 1 x 300000 grey: resized to 224 x 67,200,000 before the crop; only the kept window is
+    // computed, so this takes milliseconds and little memory. A constant image stays constant.
+    let (w, h) = (1u32, 300_000u32);
+    let mut bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut bytes, w, h);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut wr = enc.write_header().unwrap();
+        wr.write_image_data(&vec![77u8; (w * h) as usize]).unwrap();
+    }
+    let t = std::time::Instant::now();
+    let img = pre().rgb_bytes(&bytes).unwrap();
+    assert!(t.elapsed().as_secs_f64() < 5.0, "{:?}", t.elapsed());
+    assert_eq!((img.width, img.height), (224, 224));
+    assert!(img.data.iter().all(|&v| v == 77));
+}
