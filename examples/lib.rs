@@ -6,6 +6,7 @@
 //! - [`Embedder`] is what the demo needs from a model: L2-normalised image and text embeddings.
 //!   [`clip::Clip`] implements it with `clip-model` + `clip-preprocess`.
 //! - [`gallery`] is the library (feature store + media folder), the model worker and the web server.
+#![deny(missing_docs)]
 
 pub mod clip;
 pub mod gallery;
