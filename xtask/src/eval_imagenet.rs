@@ -41,7 +41,7 @@ pub enum ClassNameSet {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// CLIP weights: a safetensors file (open_clip / OpenAI or transformers naming), or a Hugging Face hub id
-    /// such as `timm/vit_base_patch32_clip_224.openai` when built with `--features hub`.
+    /// such as `timm/vit_base_patch32_clip_224.openai` (optionally `@revision`) when built with `--features hub`.
     #[arg(long)]
     pub weights: String,
     /// The images folder: `ILSVRC2012_val_XXXXXXXX.JPEG` files, or files / folders named by wnid.
