@@ -219,7 +219,8 @@ fn truncated_file() {
 #[test]
 fn not_safetensors() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, Vec<u8>); 4] = [
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("empty", Vec::new()),
         (
             "text",
             b"this is a text file, not model weights at all\n".repeat(10),
