@@ -6,6 +6,10 @@
 //! lengths. This command loads the file through `clip_model` (architecture inferred from the
 //! tensors, checked against the preset), embeds the same inputs and prints max |diff| and min
 //! cosine per tower. Needs the reference venv; files are cached under `target/parity/<model>/`.
+//!
+//! It then checks the whole pipeline end to end: the demo photos in `examples/photos` and a few
+//! texts go through open_clip's own preprocessing and tokenizer on the Python side and through
+//! `clip_preprocess`, `clip_model::tokenizer` and the model here (the `embed` command's code).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,13 +44,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "vit-b-32" => "ViT-B/32",
         "vit-b-16" => "ViT-B/16",
         "vit-l-14" => "ViT-L/14",
-        other => bail!("unknown model `{other}` (vit-b-32, vit-b-16, vit-l-14)"),
+        other => bail!(
+            "unknown model `{other}` (vit-b-32, vit-b-16, vit-l-14, rn50, rn101, rn50x4, rn50x16, rn50x64)"
+        ),
     };
     let root = dev_support::workspace_root();
     let root = root.canonicalize().unwrap_or(root);
     let dir = root.join("target/parity").join(&args.model);
     let weights = dir.join("open_clip_model.safetensors");
-    if args.regenerate || !dir.join("text_embeds.npy").exists() {
+    let photos = demo_photos(&root)?;
+    if args.regenerate || !dir.join("end_to_end.json").exists() {
         let python = reference_python(args.python)?;
         println!(
             "building a random {preset} with open_clip into {}",
@@ -56,6 +63,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .arg(root.join("tools/reference/model_parity.py"))
             .args(["full", "--model", &args.model, "--out"])
             .arg(&dir)
+            .args(
+                photos
+                    .iter()
+                    .flat_map(|p| [std::ffi::OsStr::new("--image"), p.as_os_str()]),
+            )
+            .args(TEXTS.iter().flat_map(|t| ["--text", t]))
             .status()
             .with_context(|| format!("running {}", python.display()))?;
         if !status.success() {
@@ -100,10 +113,78 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if pass { "pass" } else { "FAIL" }
         );
     }
+    ok &= end_to_end(&model, preset, &dir.join("end_to_end.json"))?;
     if !ok {
         bail!("embeddings differ beyond cosine >= {MIN_COSINE}, max |diff| <= {MAX_ABS}");
     }
     Ok(())
+}
+
+/// Texts of the end-to-end check: punctuation, case, digits, an apostrophe, accents.
+const TEXTS: [&str; 5] = [
+    "a photo of a cat.",
+    "A Rocket launching into the SKY!!",
+    "coffee  cup,   2 spoons",
+    "the horse's mane",
+    "café crème brûlée",
+];
+
+/// Cosine bar of the end-to-end check: images go through two independent decoders and resizers,
+/// so the inputs may differ by rounding; the embedding directions must still agree closely.
+const MIN_COSINE_END_TO_END: f64 = 0.9999;
+
+fn demo_photos(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root.join("examples/photos"))
+        .context("reading examples/photos")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("png") || x.eq_ignore_ascii_case("jpg"))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn end_to_end(model: &ClipModel, preset: &str, reference: &Path) -> anyhow::Result<bool> {
+    #[derive(serde::Deserialize)]
+    struct Ref {
+        images: Vec<PathBuf>,
+        texts: Vec<String>,
+        image_embeds: Vec<Vec<f32>>,
+        text_embeds: Vec<Vec<f32>>,
+    }
+    let r: Ref = serde_json::from_str(
+        &std::fs::read_to_string(reference)
+            .with_context(|| format!("reading {}", reference.display()))?,
+    )?;
+    let ours = crate::embed::embed(model, &r.images, &r.texts, false)?;
+    let mut ok = true;
+    for (what, a, b) in [
+        ("image", &ours.image_embeds, &r.image_embeds),
+        ("text", &ours.text_embeds, &r.text_embeds),
+    ] {
+        let (mut min_cos, mut max_abs) = (f64::INFINITY, 0f64);
+        for (x, y) in a.iter().zip(b) {
+            let dot: f64 = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| f64::from(*p) * f64::from(*q))
+                .sum();
+            min_cos = min_cos.min(dot);
+            for (p, q) in x.iter().zip(y) {
+                max_abs = max_abs.max(f64::from((p - q).abs()));
+            }
+        }
+        let pass = a.len() == b.len() && min_cos >= MIN_COSINE_END_TO_END;
+        ok &= pass;
+        println!(
+            "{preset} end to end {what}: {} inputs, min cosine {min_cos:.9}, max |diff| {max_abs:.3e} ({})",
+            a.len(),
+            if pass { "pass" } else { "FAIL" }
+        );
+    }
+    Ok(ok)
 }
 
 fn reference_python(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
