@@ -741,7 +741,9 @@ impl<I: VectorIndex> FeatureStore<I> {
         self.resolve(buf.hits())
     }
 
-    /// Images most similar to the stored image `id`, leaving `id` itself out.
+    /// Images most similar to the stored image `id`, leaving `id` itself out. For an image file
+    /// that may not be stored, embed it and call [`FeatureStore::search_into`] with
+    /// `SearchOptions::top(k).excluding(id)` where `id` comes from [`FeatureStore::find_hash`].
     pub fn similar(&self, id: ImageId, k: usize) -> Result<Vec<SearchHit>> {
         let query = self.index.vector(id).ok_or(Error::UnknownId { id })?;
         let mut buf = SearchBuffer::new();

@@ -557,7 +557,12 @@ impl<I: VectorIndex> FeatureStore<I> {
         if options.remove_missing {
             let gone: Vec<String> = known
                 .keys()
-                .filter(|p| Path::new(p.as_str()).starts_with(&root) && !seen.contains(*p))
+                .filter(|p| {
+                    let path = Path::new(p.as_str());
+                    // Not found by this scan and not on disk (a file filtered out by extension
+                    // or behind a symlinked folder is kept).
+                    path.starts_with(&root) && !seen.contains(*p) && !path.exists()
+                })
                 .cloned()
                 .collect();
             for chunk in gone.chunks(batch_size.max(256)) {

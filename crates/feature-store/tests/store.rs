@@ -474,3 +474,24 @@ fn f16_store_refuses_values_it_cannot_hold() {
         "nothing reached the file"
     );
 }
+
+#[test]
+fn remove_missing_forgets_only_files_that_are_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    std::fs::write(photos.join("a.jpg"), b"a").unwrap();
+    std::fs::write(photos.join("b.bin"), b"b").unwrap();
+    let mut store =
+        FeatureStore::open(dir.path().join("lib.db"), &model(), &OpenOptions::new()).unwrap();
+    let mut embedder = HashEmbedder::new(MODEL, DIM);
+    let all = SyncOptions::new().extensions(None);
+    assert_eq!(store.sync(&photos, &mut embedder, &all).unwrap().added, 2);
+    // b.bin is filtered out by the default extensions but still exists: kept.
+    let images_only = SyncOptions::new().remove_missing(true);
+    let r = store.sync(&photos, &mut embedder, &images_only).unwrap();
+    assert_eq!((r.removed_paths, store.len()), (0, 2));
+    std::fs::remove_file(photos.join("b.bin")).unwrap();
+    let r = store.sync(&photos, &mut embedder, &images_only).unwrap();
+    assert_eq!((r.removed_paths, r.removed_images, store.len()), (1, 1, 1));
+}
