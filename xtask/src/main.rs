@@ -8,6 +8,7 @@ mod embed;
 mod eval_imagenet;
 mod meta_to_json;
 mod parity;
+mod parity_resnet;
 mod preprocess;
 mod tokenize;
 

@@ -23,7 +23,8 @@ use dev_support::Npy;
 /// Arguments of `cargo xtask parity`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Preset: vit-b-32, vit-b-16, vit-l-14.
+    /// Preset: vit-b-32, vit-b-16, vit-l-14; ModifiedResNet: rn50, rn101, rn50x4, rn50x16, rn50x64
+    /// (image tower only, see `parity_resnet`).
     #[arg(long, default_value = "vit-b-32")]
     pub model: String,
     /// Rebuild the random model and references even when cached.
@@ -40,6 +41,11 @@ const MIN_COSINE: f64 = 0.99999;
 const MAX_ABS: f64 = 1e-4;
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if crate::parity_resnet::handles(&args.model) {
+        let opts =
+            crate::parity_resnet::Options::for_model(&args.model, args.regenerate, args.python);
+        return crate::parity_resnet::run(&opts);
+    }
     let preset = match args.model.as_str() {
         "vit-b-32" => "ViT-B/32",
         "vit-b-16" => "ViT-B/16",

@@ -18,10 +18,11 @@
 //! `visual.attnpool.q_proj.weight`, …); [`ModifiedResNet::new`] takes a `VarBuilder` already pointed at the
 //! tower (`vb.pp("visual")`). [`ResNetConfig::infer`] reads the architecture from tensor shapes.
 
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, lower, raise};
+use crate::weights::Weights;
 
 /// Batch-norm epsilon of every BN layer in the tower (PyTorch's default, used by OpenAI's models).
 pub const BATCH_NORM_EPS: f64 = 1e-5;
@@ -31,6 +32,18 @@ pub const POOL_HEAD_WIDTH: usize = 64;
 
 /// Bottleneck expansion: a stage with `planes` inner channels outputs `4 * planes`.
 const EXPANSION: usize = 4;
+
+/// Tensors every bottleneck block has besides `conv1.weight`.
+const BLOCK_TENSORS: [&str; 8] = [
+    "bn1.weight",
+    "bn1.running_var",
+    "conv2.weight",
+    "bn2.weight",
+    "bn2.running_var",
+    "conv3.weight",
+    "bn3.weight",
+    "bn3.running_var",
+];
 
 /// Architecture of a ModifiedResNet image tower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +167,7 @@ impl ResNetConfig {
         let stem = get("conv3.weight")?;
         rank("conv3.weight", &stem, 4)?;
         let width = stem[0];
-        if width == 0 || width % 2 != 0 {
+        if width == 0 || !width.is_multiple_of(2) {
             return Err(Error::Architecture(format!(
                 "`{}` has shape {stem:?}: the stem width must be even and non-zero",
                 full("conv3.weight")
@@ -163,12 +176,19 @@ impl ResNetConfig {
 
         let mut layers = [0usize; 4];
         for (i, count) in layers.iter_mut().enumerate() {
-            while shape_of(&full(&format!("layer{}.{}.conv1.weight", i + 1, *count))).is_some() {
+            let block = |j: usize, t: &str| full(&format!("layer{}.{j}.{t}", i + 1));
+            while shape_of(&block(*count, "conv1.weight")).is_some() {
                 *count += 1;
             }
-            if *count == 0 {
+            // A block that lacks `conv1.weight` but has other tensors, or is followed by more
+            // blocks, is a gap in the file, not the end of the stage.
+            let more = BLOCK_TENSORS
+                .iter()
+                .any(|t| shape_of(&block(*count, t)).is_some())
+                || shape_of(&block(*count + 1, "conv1.weight")).is_some();
+            if *count == 0 || more {
                 return Err(Error::MissingTensor {
-                    name: full(&format!("layer{}.0.conv1.weight", i + 1)),
+                    name: block(*count, "conv1.weight"),
                     path: None,
                 });
             }
@@ -203,7 +223,7 @@ impl ResNetConfig {
                 found: c_proj,
             });
         }
-        if embed % POOL_HEAD_WIDTH != 0 {
+        if !embed.is_multiple_of(POOL_HEAD_WIDTH) {
             return Err(Error::Architecture(format!(
                 "pool width {embed} is not a multiple of the head width {POOL_HEAD_WIDTH}"
             )));
@@ -295,31 +315,6 @@ fn prefix_names(e: Error, prefix: &str) -> Error {
     }
 }
 
-/// Carries one of this crate's errors through layer code that returns `candle_core::Result`.
-fn raise(e: Error) -> candle_core::Error {
-    candle_core::Error::WrappedContext {
-        wrapped: Box::new(e),
-        context: "ModifiedResNet".to_string(),
-    }
-}
-
-/// Turns an error from layer code back into this crate's error, recovering the typed ones [`raise`]d.
-fn lower(e: candle_core::Error) -> Error {
-    match e {
-        candle_core::Error::WrappedContext { wrapped, context } => {
-            match wrapped.downcast::<Error>() {
-                Ok(ours) => *ours,
-                Err(other) => Error::from(candle_core::Error::WrappedContext {
-                    wrapped: other,
-                    context,
-                }),
-            }
-        }
-        candle_core::Error::WithBacktrace { inner, .. } => lower(*inner),
-        other => Error::from(other),
-    }
-}
-
 /// Loads `name` under `vb` as f32, with typed errors (missing tensor, wrong shape) whatever the backend.
 fn get_f32(vb: &VarBuilder, shape: &[usize], name: &str) -> candle_core::Result<Tensor> {
     let full = join(&vb.prefix(), name);
@@ -382,8 +377,23 @@ impl ConvBn {
 
 impl Module for ConvBn {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
-            .broadcast_add(&self.bias)
+        let (c_out, c_in, kh, kw) = self.weight.dims4()?;
+        let y = if kh == 1 && kw == 1 && self.stride == 1 && self.padding == 0 {
+            // A 1x1 convolution is one matrix product per image, on the NCHW data as it lies
+            // (candle's conv path copies the input and output element by element).
+            let (b, _, h, w) = x.dims4()?;
+            let x = x.contiguous()?.reshape((b, c_in, h * w))?;
+            let k = self.weight.reshape((c_out, c_in))?;
+            let y = if b == 1 {
+                k.matmul(&x.squeeze(0)?)?.unsqueeze(0)?
+            } else {
+                k.broadcast_left(b)?.matmul(&x)?
+            };
+            y.reshape((b, c_out, h, w))?
+        } else {
+            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+        };
+        y.broadcast_add(&self.bias)
     }
 }
 
@@ -465,7 +475,7 @@ impl AttentionPool2d {
         };
         let positional_embedding =
             get_f32(&vb, &[grid * grid + 1, embed], "positional_embedding")?.to_dtype(dtype)?;
-        if cfg.heads == 0 || embed % cfg.heads != 0 {
+        if cfg.heads == 0 || !embed.is_multiple_of(cfg.heads) {
             return Err(raise(Error::Architecture(format!(
                 "pool width {embed} cannot be split into {} heads",
                 cfg.heads
@@ -563,6 +573,24 @@ impl ModifiedResNet {
         })
     }
 
+    /// Loads the image tower of an open_clip / OpenAI safetensors file (names `visual.*`; the text tower,
+    /// if present, is not read), memory-mapped, with the architecture inferred from the tensor shapes.
+    ///
+    /// Errors: the file errors of [`Weights::open`], [`Error::MissingTensor`], [`Error::ShapeMismatch`],
+    /// [`Error::Architecture`], [`Error::UnsupportedDtype`].
+    pub fn from_file(
+        path: impl AsRef<std::path::Path>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let weights = Weights::open(path)?;
+        let cfg = ResNetConfig::infer("visual", |n| weights.shape(n))?;
+        let vb = VarBuilder::from_backend(Box::new(weights), dtype, device.clone());
+        // The mapping is released when `vb` drops at the end of this call; only the fused
+        // weights stay.
+        Self::new(vb.pp("visual"), &cfg)
+    }
+
     /// Infers the config from the tensors under `vb` ([`ResNetConfig::infer_from_var_builder`]) and builds
     /// the tower, with this crate's typed errors.
     pub fn load(vb: VarBuilder) -> Result<Self> {
@@ -588,26 +616,50 @@ impl ModifiedResNet {
     /// Embeds a batch of preprocessed images `(batch, 3, image_size, image_size)` (CLIP-normalised) into
     /// `(batch, output_dim)` embeddings (not L2-normalised). Checks the input shape first.
     pub fn encode(&self, pixels: &Tensor) -> Result<Tensor> {
+        self.check_input(pixels)?;
+        self.forward(pixels).map_err(lower)
+    }
+
+    fn check_input(&self, pixels: &Tensor) -> Result<()> {
         let s = self.cfg.image_size;
         match pixels.dims() {
-            [b, 3, h, w] if *b > 0 && *h == s && *w == s => {}
-            dims => {
-                return Err(Error::InvalidInput(format!(
-                    "pixels must have shape (batch, 3, {s}, {s}) with batch > 0, found {dims:?}"
-                )));
-            }
+            [b, 3, h, w] if *b > 0 && *h == s && *w == s => Ok(()),
+            dims => Err(Error::InvalidInput(format!(
+                "pixels must have shape (batch, 3, {s}, {s}) with batch > 0, found {dims:?}"
+            ))),
         }
-        self.forward(pixels).map_err(lower)
+    }
+}
+
+impl ModifiedResNet {
+    /// The feature maps before attention pooling: the stem's output (after its average pool) and the
+    /// output of each of the four stages, as open_clip's `forward_intermediates` returns them (NCHW).
+    pub fn feature_maps(&self, pixels: &Tensor) -> Result<Vec<Tensor>> {
+        self.check_input(pixels)?;
+        let mut maps = Vec::with_capacity(5);
+        let mut x = self.stem_forward(pixels).map_err(lower)?;
+        maps.push(x.clone());
+        for stage in &self.stages {
+            for block in stage {
+                x = block.forward(&x).map_err(lower)?;
+            }
+            maps.push(x.clone());
+        }
+        Ok(maps)
+    }
+
+    fn stem_forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let x = x.to_dtype(self.stem[0].weight.dtype())?;
+        let mut x = self.stem[0].forward(&x)?.relu()?;
+        x = self.stem[1].forward(&x)?.relu()?;
+        x = self.stem[2].forward(&x)?.relu()?;
+        x.avg_pool2d(2)
     }
 }
 
 impl Module for ModifiedResNet {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let x = x.to_dtype(self.stem[0].weight.dtype())?;
-        let mut x = self.stem[0].forward(&x)?.relu()?;
-        x = self.stem[1].forward(&x)?.relu()?;
-        x = self.stem[2].forward(&x)?.relu()?;
-        x = x.avg_pool2d(2)?;
+        let mut x = self.stem_forward(x)?;
         for stage in &self.stages {
             for block in stage {
                 x = block.forward(&x)?;

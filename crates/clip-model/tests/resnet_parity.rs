@@ -41,9 +41,9 @@ fn shapes(ts: &HashMap<String, Tensor>) -> HashMap<String, Vec<usize>> {
         .collect()
 }
 
-fn build(ts: HashMap<String, Tensor>) -> Result<ModifiedResNet, Error> {
-    let vb = VarBuilder::from_tensors(ts, DType::F32, &Device::Cpu);
-    ModifiedResNet::load(vb.pp("visual"))
+/// The tower's weights as open_clip names them (`visual.*`).
+fn tower(ts: HashMap<String, Tensor>) -> VarBuilder<'static> {
+    VarBuilder::from_tensors(ts, DType::F32, &Device::Cpu).pp("visual")
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn config_is_inferred_from_shapes() {
 
 #[test]
 fn matches_open_clip() {
-    let model = build(tensors()).unwrap();
+    let model = ModifiedResNet::load(tower(tensors())).unwrap();
     assert_eq!(model.image_size(), 64);
     assert_eq!(model.output_dim(), 32);
     let x = npy("resnet_tiny_input.npy");
@@ -116,7 +116,7 @@ fn matches_open_clip() {
 fn missing_tensor_is_named() {
     let mut ts = tensors();
     ts.remove("visual.layer3.1.bn2.running_var");
-    let err = build(ts).unwrap_err();
+    let err = ModifiedResNet::load(tower(ts)).unwrap_err();
     assert!(
         matches!(err, Error::MissingTensor { ref name, .. } if name == "visual.layer3.1.bn2.running_var"),
         "{err}"
@@ -128,9 +128,53 @@ fn missing_stage_block_is_an_architecture_gap() {
     // Without any block of stage 2 the layer count cannot be inferred.
     let mut ts = tensors();
     ts.retain(|k, _| !k.starts_with("visual.layer2."));
-    let err = build(ts).unwrap_err();
+    let err = ModifiedResNet::load(tower(ts)).unwrap_err();
     assert!(
         matches!(err, Error::MissingTensor { ref name, .. } if name == "visual.layer2.0.conv1.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gap_in_a_stage_is_a_missing_tensor() {
+    // Block 1 of stage 3 loses its first convolution: not a shorter stage but a broken file.
+    let mut ts = tensors();
+    ts.remove("visual.layer3.1.conv1.weight");
+    let err = ModifiedResNet::load(tower(ts)).unwrap_err();
+    assert!(
+        matches!(err, Error::MissingTensor { ref name, .. } if name == "visual.layer3.1.conv1.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn loads_from_file_through_the_crate_loader() {
+    let path = fixtures().join("resnet_tiny.safetensors");
+    let model = ModifiedResNet::from_file(&path, DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(*model.config(), tiny_config());
+    let got = model.encode(&npy("resnet_tiny_input.npy")).unwrap();
+    let want = npy("resnet_tiny_expected.npy");
+    let d = (got - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(d <= 1e-4, "max abs diff {d}");
+
+    // A file that is not safetensors is a typed error, not a panic.
+    let bad =
+        std::env::temp_dir().join(format!("resnet_not_safetensors_{}.bin", std::process::id()));
+    std::fs::write(&bad, b"definitely not a safetensors header").unwrap();
+    let err = ModifiedResNet::from_file(&bad, DType::F32, &Device::Cpu).unwrap_err();
+    std::fs::remove_file(&bad).ok();
+    assert!(
+        matches!(
+            err,
+            Error::NotSafetensors { .. } | Error::Truncated { .. } | Error::Corrupt { .. }
+        ),
         "{err}"
     );
 }
@@ -144,7 +188,7 @@ fn wrong_shape_names_expected_and_found() {
         name.into(),
         Tensor::zeros((32, 16, 3, 3), DType::F32, &Device::Cpu).unwrap(),
     );
-    let err = build(ts).unwrap_err();
+    let err = ModifiedResNet::load(tower(ts)).unwrap_err();
     match err {
         Error::ShapeMismatch {
             name: n,
@@ -164,7 +208,7 @@ fn wrong_shape_names_expected_and_found() {
         "visual.attnpool.positional_embedding".into(),
         Tensor::zeros((5, 64), DType::F32, &Device::Cpu).unwrap(),
     );
-    let err = build(ts).unwrap_err();
+    let err = ModifiedResNet::load(tower(ts)).unwrap_err();
     assert!(
         matches!(err, Error::ShapeMismatch { ref name, ref expected, .. }
             if name == "visual.attnpool.positional_embedding" && expected == &vec![5, 128]),
@@ -177,13 +221,13 @@ fn wrong_shape_names_expected_and_found() {
         "visual.attnpool.positional_embedding".into(),
         Tensor::zeros((6, 128), DType::F32, &Device::Cpu).unwrap(),
     );
-    let err = build(ts).unwrap_err();
+    let err = ModifiedResNet::load(tower(ts)).unwrap_err();
     assert!(matches!(err, Error::Architecture(_)), "{err}");
 }
 
 #[test]
 fn wrong_input_is_an_error() {
-    let model = build(tensors()).unwrap();
+    let model = ModifiedResNet::load(tower(tensors())).unwrap();
     for dims in [
         vec![1, 3, 224, 224],
         vec![1, 1, 64, 64],
