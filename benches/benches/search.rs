@@ -1,5 +1,5 @@
 //! Feature-store benchmarks: exact top-10 search over 10k / 100k / 1M random 512-d vectors
-//! (throughput = queries/s), and bulk insertion into the SQLite store (throughput = rows/s).
+//! (throughput = queries/s), bulk insertion into the SQLite store and opening it (rows/s).
 //!
 //! `cargo bench -p clip-benches --bench search`; the 1M case needs about 2 GiB of memory for the
 //! f32 matrix and 1 GiB for the f16 one (built one after the other).
@@ -123,6 +123,22 @@ fn bulk_insert(c: &mut Criterion) {
                 total += start.elapsed();
             }
             total
+        })
+    });
+    // Opening loads every vector into memory (start-up time of a server).
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let db = dir.path().join("open.db");
+    {
+        let mut store = FeatureStore::open(&db, &model, &OpenOptions::new()).expect("new store");
+        for chunk in rows.chunks(BATCH) {
+            store.add_batch(chunk).expect("insert");
+        }
+    }
+    group.bench_function(format!("open_{ROWS}_rows"), |b| {
+        b.iter(|| {
+            FeatureStore::open(&db, &model, &OpenOptions::new())
+                .expect("open")
+                .len()
         })
     });
     group.finish();
