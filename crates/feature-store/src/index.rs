@@ -230,6 +230,22 @@ impl FlatIndex {
         }
     }
 
+    fn validate_as(&self, item: &dyn std::fmt::Display, vector: &[f32]) -> Result<()> {
+        check_vector(item, vector, self.dim)?;
+        if let Matrix::F16(_) = self.matrix {
+            let max = f16::MAX.to_f32();
+            if let Some((index, &value)) = vector.iter().enumerate().find(|(_, v)| v.abs() > max) {
+                return Err(Error::OutOfRange {
+                    item: item.to_string(),
+                    index,
+                    value,
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn score_chunk(
         &self,
         query: &[f32],
@@ -268,6 +284,15 @@ impl FlatIndex {
             }
             row += n;
         }
+    }
+}
+
+/// Names an image in errors without formatting unless an error occurs.
+struct ImageLabel(ImageId);
+
+impl std::fmt::Display for ImageLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "image {}", self.0)
     }
 }
 
@@ -310,23 +335,11 @@ impl VectorIndex for FlatIndex {
     }
 
     fn validate(&self, item: &str, vector: &[f32]) -> Result<()> {
-        check_vector(&item, vector, self.dim)?;
-        if let Matrix::F16(_) = self.matrix {
-            let max = f16::MAX.to_f32();
-            if let Some((index, &value)) = vector.iter().enumerate().find(|(_, v)| v.abs() > max) {
-                return Err(Error::OutOfRange {
-                    item: item.to_owned(),
-                    index,
-                    value,
-                    max,
-                });
-            }
-        }
-        Ok(())
+        self.validate_as(&item, vector)
     }
 
     fn upsert(&mut self, id: ImageId, vector: &[f32]) -> Result<()> {
-        self.validate(&format!("image {id}"), vector)?;
+        self.validate_as(&ImageLabel(id), vector)?;
         match self.rows.get(&id) {
             Some(&row) => self.write_row(row, vector),
             None => {

@@ -269,20 +269,20 @@ fn read_meta(conn: &Connection, file: &Path) -> Result<Option<StoreHeader>> {
 }
 
 /// Decodes a stored vector blob, checking its length.
-fn decode_vector(file: &Path, id: ImageId, blob: &[u8], dim: usize) -> Result<Vec<f32>> {
-    if blob.len() != dim * 4 {
+fn decode_vector(file: &Path, id: ImageId, blob: &[u8], out: &mut [f32]) -> Result<()> {
+    if blob.len() != out.len() * 4 {
         return Err(Error::BadVectorBlob {
             file: file.to_path_buf(),
             id,
-            expected_bytes: dim * 4,
+            expected_bytes: out.len() * 4,
             found_bytes: blob.len(),
-            dim,
+            dim: out.len(),
         });
     }
-    Ok(blob
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
+    for (v, b) in out.iter_mut().zip(blob.chunks_exact(4)) {
+        *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    Ok(())
 }
 
 fn encode_vector(vector: &[f32]) -> Vec<u8> {
@@ -573,6 +573,7 @@ impl<I: VectorIndex> FeatureStore<I> {
                 .prepare("SELECT id, vector FROM images ORDER BY id")
                 .at(&file)?;
             let mut rows = stmt.query([]).at(&file)?;
+            let mut vector = vec![0.0f32; model.dim];
             while let Some(row) = rows.next().at(&file)? {
                 let id = ImageId(row.get(0).at(&file)?);
                 let blob = row.get_ref(1).at(&file)?;
@@ -580,9 +581,12 @@ impl<I: VectorIndex> FeatureStore<I> {
                     file: file.clone(),
                     source: e.into(),
                 })?;
-                let vector = decode_vector(&file, id, blob, model.dim)?;
-                index.validate(&format!("{} image {id}", file.display()), &vector)?;
-                index.upsert(id, &vector)?;
+                decode_vector(&file, id, blob, &mut vector)?;
+                if index.upsert(id, &vector).is_err() {
+                    // Name the file in the error.
+                    index.validate(&format!("{} image {id}", file.display()), &vector)?;
+                    index.upsert(id, &vector)?;
+                }
             }
         }
         Ok(FeatureStore {
