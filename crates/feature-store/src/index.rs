@@ -142,6 +142,8 @@ pub trait VectorIndex: Send + Sync {
     fn upsert(&mut self, id: ImageId, vector: &[f32]) -> Result<()>;
     /// Remove `id`; returns whether it was present.
     fn remove(&mut self, id: ImageId) -> bool;
+    /// The ids held, in no particular order.
+    fn ids(&self) -> Vec<ImageId>;
     /// A copy of the vector of `id` (as held, so f16-rounded for an f16 index).
     fn vector(&self, id: ImageId) -> Option<Vec<f32>>;
     /// Top-`k` by inner product; results go to `buf` ([`SearchBuffer::hits`]), best first, equal
@@ -372,6 +374,10 @@ impl VectorIndex for FlatIndex {
             Matrix::F16(m) => m.truncate(last * dim),
         }
         true
+    }
+
+    fn ids(&self) -> Vec<ImageId> {
+        self.keys.clone()
     }
 
     fn vector(&self, id: ImageId) -> Option<Vec<f32>> {

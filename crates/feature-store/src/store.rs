@@ -1,5 +1,6 @@
 //! [`FeatureStore`]: the SQLite file, its header checks, adding, browsing and searching.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -853,6 +854,48 @@ impl<I: VectorIndex> FeatureStore<I> {
             }
         }
         Ok(())
+    }
+
+    /// Brings the in-memory index up to date with what other processes (or other handles)
+    /// committed to the file since it was opened, e.g. a server while `sync` runs elsewhere.
+    /// Stored vectors never change under an id, so new ids are loaded and vanished ids dropped.
+    /// Returns (images loaded, images dropped).
+    pub fn refresh(&mut self) -> Result<(usize, usize)> {
+        let file = self.file.clone();
+        let dim = self.model.dim;
+        let in_file: HashSet<ImageId> = {
+            let conn = self.conn_mut();
+            let mut stmt = conn.prepare("SELECT id FROM images").at(&file)?;
+            stmt.query_map([], |r| r.get(0).map(ImageId))
+                .at(&file)?
+                .collect::<rusqlite::Result<_>>()
+                .at(&file)?
+        };
+        let held: HashSet<ImageId> = self.index.ids().into_iter().collect();
+        let mut dropped = 0;
+        for id in held.difference(&in_file) {
+            self.index.remove(*id);
+            dropped += 1;
+        }
+        let mut new: Vec<ImageId> = in_file.difference(&held).copied().collect();
+        new.sort_unstable();
+        let mut vector = vec![0.0f32; dim];
+        for id in &new {
+            let blob: Option<Vec<u8>> = self
+                .conn_mut()
+                .prepare_cached("SELECT vector FROM images WHERE id=?1")
+                .at(&file)?
+                .query_row([id.0], |r| r.get(0))
+                .optional()
+                .at(&file)?;
+            // Deleted again since the id list was read: nothing to load.
+            let Some(blob) = blob else { continue };
+            decode_vector(&file, *id, &blob, &mut vector)?;
+            self.index
+                .validate(&format!("{} image {id}", file.display()), &vector)?;
+            self.index.upsert(*id, &vector)?;
+        }
+        Ok((new.len(), dropped))
     }
 
     /// Forgets `path`; the image behind it is deleted when no other path holds its bytes.

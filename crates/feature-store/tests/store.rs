@@ -495,3 +495,21 @@ fn remove_missing_forgets_only_files_that_are_gone() {
     let r = store.sync(&photos, &mut embedder, &images_only).unwrap();
     assert_eq!((r.removed_paths, r.removed_images, store.len()), (1, 1, 1));
 }
+
+#[test]
+fn refresh_picks_up_changes_committed_by_another_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lib.db");
+    let mut writer = FeatureStore::open(&db, &model(), &OpenOptions::new()).unwrap();
+    let mut reader = FeatureStore::open(&db, &model(), &OpenOptions::new()).unwrap();
+    let a = writer.add(&image("/a.png", b"a", unit(0))).unwrap().id;
+    let b = writer.add(&image("/b.png", b"b", unit(1))).unwrap().id;
+    assert_eq!(reader.len(), 0);
+    assert_eq!(reader.refresh().unwrap(), (2, 0));
+    assert_eq!(reader.search(&unit(1), 1).unwrap()[0].id, b);
+    writer.remove(a).unwrap();
+    assert_eq!(reader.refresh().unwrap(), (0, 1));
+    assert_eq!(reader.len(), 1);
+    assert_eq!(reader.refresh().unwrap(), (0, 0));
+    assert!(reader.integrity_check().unwrap().is_empty());
+}
