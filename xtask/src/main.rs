@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench_compare;
 mod embed;
 mod eval_imagenet;
 mod meta_to_json;
@@ -38,6 +39,8 @@ enum Command {
     Parity(parity::Args),
     /// L2-normalised image and text embeddings as JSON.
     Embed(embed::Args),
+    /// Our encoders and search vs PyTorch + open_clip, ONNX Runtime and FAISS, interleaved.
+    BenchCompare(bench_compare::Args),
 }
 
 fn main() {
@@ -59,5 +62,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Preprocess(args) => preprocess::run(args),
         Command::Parity(args) => parity::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::BenchCompare(args) => bench_compare::run(args),
     }
 }

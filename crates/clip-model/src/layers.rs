@@ -7,6 +7,7 @@ use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use crate::config::Activation;
+use crate::ops;
 
 /// Layer-norm epsilon of every CLIP layer norm (PyTorch's default).
 pub(crate) const LN_EPS: f64 = 1e-5;
@@ -126,6 +127,83 @@ impl ResidualBlock {
         let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask)?)?;
         &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
     }
+
+    /// The same block through the fused CPU kernels of [`crate::ops`]: whole-batch `[B·T, D]`
+    /// matmuls, bias / activation / residual applied in place, attention straight from the packed
+    /// projection. `Ok(None)` where they do not apply (other devices and dtypes).
+    fn forward_fused(&self, x: &Tensor, causal: bool) -> Result<Option<Tensor>> {
+        if !ops::fused(x) {
+            return Ok(None);
+        }
+        let (b, t, w) = x.dims3()?;
+        let rows = x.reshape((b * t, w))?;
+        let h = self.ln_1.forward(&rows)?;
+        let qkv = linear_in_place(&h, &self.attn.in_proj, Epilogue::Bias)?;
+        let Some(a) = ops::attention(&qkv.reshape((b, t, 3 * w))?, self.attn.heads, causal)? else {
+            return Ok(None);
+        };
+        let y = linear_in_place(
+            &a.reshape((b * t, w))?,
+            &self.attn.out_proj,
+            Epilogue::Residual(&rows),
+        )?;
+        let h = self.ln_2.forward(&y)?;
+        let f = linear_in_place(&h, &self.mlp.c_fc, Epilogue::Act(self.mlp.activation))?;
+        let z = linear_in_place(&f, &self.mlp.c_proj, Epilogue::Residual(&y))?;
+        Ok(Some(z.reshape((b, t, w))?))
+    }
+}
+
+/// What [`linear_in_place`] applies after the matrix product, besides the bias.
+enum Epilogue<'a> {
+    Bias,
+    Act(Activation),
+    Residual(&'a Tensor),
+}
+
+/// `x Wᵀ + b` on a `[rows, in]` matrix, then the epilogue, in place on the product where the
+/// fused kernels apply (plain candle ops otherwise).
+fn linear_in_place(x: &Tensor, lin: &Linear, epilogue: Epilogue) -> Result<Tensor> {
+    let y = x.matmul(&lin.weight().t()?)?;
+    let Some(bias) = lin.bias() else {
+        return Err(candle_core::Error::Msg("linear layer without bias".into()));
+    };
+    let done = match &epilogue {
+        Epilogue::Bias => ops::bias_(&y, bias)?,
+        Epilogue::Act(a) => ops::bias_act_(&y, bias, *a)?,
+        Epilogue::Residual(r) => ops::bias_residual_(&y, bias, r)?,
+    };
+    if done {
+        return Ok(y);
+    }
+    let y = y.broadcast_add(bias)?;
+    match epilogue {
+        Epilogue::Bias => Ok(y),
+        Epilogue::Act(a) => a.apply(&y),
+        Epilogue::Residual(r) => y + r,
+    }
+}
+
+/// Whether `mask` is the additive causal mask (0 on and below the diagonal, −∞ above); `None`
+/// for a mask of another kind.
+fn causal_flag(mask: Option<&Tensor>) -> Result<Option<bool>> {
+    let Some(m) = mask else {
+        return Ok(Some(false));
+    };
+    let (r, c) = m.dims2()?;
+    if r != c || m.dtype() != candle_core::DType::F32 {
+        return Ok(None);
+    }
+    let v = m.flatten_all()?.to_vec1::<f32>()?;
+    let causal = v.iter().enumerate().all(|(k, &x)| {
+        let (i, j) = (k / c, k % c);
+        if j > i {
+            x == f32::NEG_INFINITY
+        } else {
+            x == 0.0
+        }
+    });
+    Ok(causal.then_some(true))
 }
 
 /// Sizes of a stack of residual blocks.
@@ -154,9 +232,17 @@ impl Transformer {
     }
 
     pub(crate) fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let causal = causal_flag(mask)?;
         let mut x = x.clone();
         for block in &self.resblocks {
-            x = block.forward(&x, mask)?;
+            let fused = match causal {
+                Some(c) => block.forward_fused(&x, c)?,
+                None => None,
+            };
+            x = match fused {
+                Some(y) => y,
+                None => block.forward(&x, mask)?,
+            };
         }
         Ok(x)
     }

@@ -63,6 +63,7 @@ pub mod error;
 pub mod hub;
 mod layers;
 pub mod model;
+mod ops;
 pub mod resnet;
 pub mod text;
 pub mod vit;

@@ -1,0 +1,195 @@
+//! Image and text encoder benchmarks on random full-size weights (no files needed).
+//!
+//! - `image/<model>/batch<N>`: ViT-B/32 @224 and RN50 @224 at batch 1 and 32 (throughput =
+//!   images/s). With `CLIP_BENCH_HEAVY=1` also ViT-B/16 @224 (batch 1, 32) and RN50x64 @448
+//!   (batch 1, 4): each of their iterations takes seconds to tens of seconds on two cores.
+//! - `text/<length>/batch<N>`: the ViT-B/32 text tower on real ImageNet prompts (OpenAI's class
+//!   names × 80 templates, spread over the classes), all 77 positions (`full77`, open_clip's
+//!   way) vs. stopping at the batch's last end-of-text token (`to_last_eot`), batch 1 and 256
+//!   (throughput = prompts/s). The full-length batch of 256 runs only with `CLIP_BENCH_HEAVY=1`.
+//!
+//! For profilers (perf, callgrind), `CLIP_BENCH_LOOP=<preset>:<batch>:<iterations>` (e.g.
+//! `ViT-B/32:32:3`, or `text:256:3` / `text77:256:3` for the text tower) runs exactly that many
+//! encodes, prints the CPU and wall seconds of each, and exits before criterion starts.
+//!
+//! Weights are plain random tensors handed to `ClipModel::from_tensors` (no trainable variables,
+//! so candle keeps no gradient graph). Threads: candle's default (all cores, or
+//! `RAYON_NUM_THREADS`). `cargo bench -p clip-benches --bench encoders`.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use clip_eval::{ClassNames, Templates};
+use clip_model::candle_core::{DType, Device, Tensor};
+use clip_model::{ClipConfig, ClipModel, TextLength, Tokenizer, Truncation};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+
+fn heavy() -> bool {
+    std::env::var_os("CLIP_BENCH_HEAVY").is_some_and(|v| v != "0")
+}
+
+/// A model of the named preset with random weights (running variances kept positive).
+fn random_model(preset: &str) -> ClipModel {
+    let config = ClipConfig::preset(preset).unwrap_or_else(|| panic!("unknown preset {preset}"));
+    let device = Device::Cpu;
+    let mut tensors = HashMap::new();
+    for (name, shape) in config.tensor_shapes() {
+        let t = if name.ends_with("running_var") || name.ends_with("weight") && shape.len() == 1 {
+            Tensor::ones(shape, DType::F32, &device)
+        } else {
+            Tensor::randn(0f32, 0.02, shape, &device)
+        };
+        tensors.insert(name, t.expect("random tensor"));
+    }
+    ClipModel::from_tensors(tensors, &config, DType::F32, &device).expect("model from tensors")
+}
+
+fn pixels(model: &ClipModel, batch: usize) -> Tensor {
+    let s = model.config().vision.image_size();
+    Tensor::randn(0f32, 1.0, (batch, 3, s, s), &Device::Cpu).expect("pixels")
+}
+
+fn image(c: &mut Criterion) {
+    let mut cases: Vec<(&str, &[usize], usize)> =
+        vec![("ViT-B/32", &[1, 32], 10), ("RN50", &[1, 32], 10)];
+    if heavy() {
+        cases.push(("ViT-B/16", &[1, 32], 10));
+        cases.push(("RN50x64", &[1, 4], 10));
+    }
+    let mut group = c.benchmark_group("image");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for (preset, batches, samples) in cases {
+        let model = random_model(preset);
+        let size = model.config().vision.image_size();
+        for &batch in batches {
+            let x = pixels(&model, batch);
+            group
+                .sample_size(samples)
+                .throughput(Throughput::Elements(batch as u64));
+            let id = BenchmarkId::new(format!("{preset}@{size}"), format!("batch{batch}"));
+            group.bench_function(id, |b| {
+                b.iter(|| black_box(model.encode_image(&x).expect("encode")))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// `n` real ImageNet prompts spread over the classes and templates, as token ids `[n, 77]`.
+fn prompt_ids(n: usize) -> Tensor {
+    let names = ClassNames::openai().expect("class names");
+    let templates = Templates::openai80().expect("templates");
+    let texts: Vec<String> = (0..n)
+        .map(|i| {
+            let class = (i * 997 + 13) % names.len();
+            let t = (i * 31 + 7) % templates.len();
+            templates.templates[t].replace("{}", &names.names[class])
+        })
+        .collect();
+    let batch = Tokenizer::openai()
+        .expect("tokenizer")
+        .encode_batch(&texts, 77, Truncation::Error)
+        .expect("tokenize");
+    Tensor::from_vec(batch.into_ids(), (n, 77), &Device::Cpu).expect("ids")
+}
+
+fn text(c: &mut Criterion) {
+    let model = random_model("ViT-B/32");
+    let mut group = c.benchmark_group("text");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for batch in [1usize, 256] {
+        let ids = prompt_ids(batch);
+        group.throughput(Throughput::Elements(batch as u64));
+        for (label, length) in [
+            ("to_last_eot", TextLength::UpToLongestEot),
+            ("full77", TextLength::Full),
+        ] {
+            if batch > 1 && length == TextLength::Full && !heavy() {
+                continue;
+            }
+            let id = BenchmarkId::new(label, format!("batch{batch}"));
+            group.bench_function(id, |b| {
+                b.iter(|| black_box(model.encode_text_with(&ids, length).expect("encode")))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// CPU seconds (user + system) of this process so far.
+fn cpu_seconds() -> f64 {
+    // /proc/self/stat fields 14 and 15: utime, stime in clock ticks (100 per second on Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    if f.len() > 13 {
+        (f[11] + f[12]) / 100.0
+    } else {
+        f64::NAN
+    }
+}
+
+/// One encode of a fixed input.
+type Encode = Box<dyn Fn(&ClipModel)>;
+
+fn fixed_loop(spec: &str) {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [what, batch, iters] = parts[..] else {
+        panic!("CLIP_BENCH_LOOP=<preset>:<batch>:<iterations>, got {spec}")
+    };
+    let batch: usize = batch.parse().expect("batch");
+    let iters: usize = iters.parse().expect("iterations");
+    let (model, run): (ClipModel, Encode) = match what {
+        "text" | "text77" => {
+            let ids = prompt_ids(batch);
+            let length = if what == "text" {
+                TextLength::UpToLongestEot
+            } else {
+                TextLength::Full
+            };
+            (
+                random_model("ViT-B/32"),
+                Box::new(move |m: &ClipModel| {
+                    drop(m.encode_text_with(&ids, length).expect("encode"))
+                }),
+            )
+        }
+        preset => {
+            let model = random_model(preset);
+            let x = pixels(&model, batch);
+            (
+                model,
+                Box::new(move |m: &ClipModel| drop(m.encode_image(&x).expect("encode"))),
+            )
+        }
+    };
+    for i in 0..iters {
+        let (c0, t0) = (cpu_seconds(), std::time::Instant::now());
+        run(&model);
+        let (cpu, wall) = (cpu_seconds() - c0, t0.elapsed().as_secs_f64());
+        println!(
+            "{what} batch {batch} iteration {i}: wall {wall:.3} s ({:.2} items/s), cpu {cpu:.2} s",
+            batch as f64 / wall
+        );
+    }
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("CLIP_BENCH_LOOP") {
+        fixed_loop(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+criterion_group!(benches, image, text);

@@ -1,0 +1,450 @@
+//! Fused CPU kernels for the transformer blocks, as candle custom ops.
+//!
+//! candle runs each elementwise step as its own pass over a freshly allocated tensor, and
+//! multi-head attention as permutes, copies and many small matrix products. On the CPU the
+//! blocks here do the same arithmetic in fewer passes and allocations:
+//!
+//! - [`attention`]: softmax(q kᵀ / √d [+ causal mask]) v for every (batch, head), read straight
+//!   from the packed `[batch, tokens, 3 × width]` output of the input projection and written as
+//!   `[batch, tokens, width]` (heads side by side), so no q/k/v copies and no transposes;
+//! - [`bias_act_`]: `x += bias` then QuickGELU / GELU in place (the MLP's hidden layer);
+//! - [`bias_residual_`]: `x += bias + residual` in place (the end of each residual branch);
+//! - [`bias_`]: `x += bias` in place.
+//!
+//! Each returns `Ok(None)` / does nothing special where it does not apply (other devices or
+//! dtypes): callers then take the plain candle path, so CUDA / Metal / f16 keep working.
+//! Work is split over rows (or (batch, head) pairs) with rayon, the pool candle's matmul uses.
+
+use candle_core::{
+    CpuStorage, CustomOp1, DType, InplaceOp2, InplaceOp3, Layout, Result, Shape, Tensor, bail,
+};
+use rayon::prelude::*;
+
+use crate::config::Activation;
+
+/// Whether the fused kernels apply to `x` (contiguous f32 on the CPU, and the environment
+/// variable `CLIP_MODEL_UNFUSED` unset: setting it to anything but `0` selects the plain candle
+/// path, for A/B timing and debugging).
+pub(crate) fn fused(x: &Tensor) -> bool {
+    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let disabled =
+        *DISABLED.get_or_init(|| std::env::var_os("CLIP_MODEL_UNFUSED").is_some_and(|v| v != "0"));
+    !disabled && x.device().is_cpu() && x.dtype() == DType::F32 && x.is_contiguous()
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        bail!("{what}: expected f32 storage")
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => bail!("{what}: expected a contiguous tensor"),
+    }
+}
+
+fn f32_slice_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(v) = s else {
+        bail!("{what}: expected f32 storage")
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&mut v[a..b]),
+        None => bail!("{what}: expected a contiguous tensor"),
+    }
+}
+
+/// Rows per rayon task for row-wise passes (keeps tasks near 64 KiB of data).
+fn rows_per_task(width: usize) -> usize {
+    (16 * 1024 / width.max(1)).max(1)
+}
+
+#[inline(always)]
+fn quick_gelu(x: f32) -> f32 {
+    x / (1.0 + (-1.702 * x).exp())
+}
+
+/// erf-based GELU, `0.5 x (1 + erf(x / √2))`, as candle's `gelu_erf` computes it.
+#[inline(always)]
+fn gelu_erf(x: f32) -> f32 {
+    (candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x
+}
+
+struct BiasAct(Activation);
+
+impl InplaceOp2 for BiasAct {
+    fn name(&self) -> &'static str {
+        "clip-bias-act"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let bias = f32_slice(s2, l2, self.name())?;
+        let x = f32_slice_mut(s1, l1, self.name())?;
+        let w = bias.len();
+        if w == 0 || x.len() % w != 0 {
+            bail!(
+                "{}: {} values do not split into rows of {w}",
+                self.name(),
+                x.len()
+            );
+        }
+        let act = self.0;
+        x.par_chunks_mut(w * rows_per_task(w)).for_each(|rows| {
+            for row in rows.chunks_exact_mut(w) {
+                match act {
+                    Activation::QuickGelu => {
+                        for (v, b) in row.iter_mut().zip(bias) {
+                            *v = quick_gelu(*v + b);
+                        }
+                    }
+                    Activation::Gelu => {
+                        for (v, b) in row.iter_mut().zip(bias) {
+                            *v = gelu_erf(*v + b);
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+struct BiasResidual;
+
+impl InplaceOp3 for BiasResidual {
+    fn name(&self) -> &'static str {
+        "clip-bias-residual"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let bias = f32_slice(s2, l2, self.name())?;
+        let residual = f32_slice(s3, l3, self.name())?;
+        let x = f32_slice_mut(s1, l1, self.name())?;
+        let w = bias.len();
+        if w == 0 || x.len() % w != 0 || residual.len() != x.len() {
+            bail!("{}: shapes do not match", self.name());
+        }
+        let chunk = w * rows_per_task(w);
+        x.par_chunks_mut(chunk)
+            .zip(residual.par_chunks(chunk))
+            .for_each(|(rows, res)| {
+                for (row, r) in rows.chunks_exact_mut(w).zip(res.chunks_exact(w)) {
+                    for ((v, b), r) in row.iter_mut().zip(bias).zip(r) {
+                        *v += b + r;
+                    }
+                }
+            });
+        Ok(())
+    }
+}
+
+struct Bias;
+
+impl InplaceOp2 for Bias {
+    fn name(&self) -> &'static str {
+        "clip-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let bias = f32_slice(s2, l2, self.name())?;
+        let x = f32_slice_mut(s1, l1, self.name())?;
+        let w = bias.len();
+        if w == 0 || x.len() % w != 0 {
+            bail!(
+                "{}: {} values do not split into rows of {w}",
+                self.name(),
+                x.len()
+            );
+        }
+        x.par_chunks_mut(w * rows_per_task(w)).for_each(|rows| {
+            for row in rows.chunks_exact_mut(w) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `x += bias`, then the activation, in place. `x` must be a fresh tensor (e.g. a matmul result)
+/// that no other tensor shares. Returns `false` (nothing done) where the fused path does not apply.
+pub(crate) fn bias_act_(x: &Tensor, bias: &Tensor, act: Activation) -> Result<bool> {
+    if !fused(x) || !fused(bias) || bias.dtype() != DType::F32 {
+        return Ok(false);
+    }
+    x.inplace_op2(bias, &BiasAct(act))?;
+    Ok(true)
+}
+
+/// `x += bias + residual` in place (see [`bias_act_`]).
+pub(crate) fn bias_residual_(x: &Tensor, bias: &Tensor, residual: &Tensor) -> Result<bool> {
+    if !fused(x) || !fused(bias) || !fused(residual) {
+        return Ok(false);
+    }
+    x.inplace_op3(bias, residual, &BiasResidual)?;
+    Ok(true)
+}
+
+/// `x += bias` in place (see [`bias_act_`]).
+pub(crate) fn bias_(x: &Tensor, bias: &Tensor) -> Result<bool> {
+    if !fused(x) || !fused(bias) {
+        return Ok(false);
+    }
+    x.inplace_op2(bias, &Bias)?;
+    Ok(true)
+}
+
+/// Multi-head attention on a packed projection.
+struct Attention {
+    heads: usize,
+    causal: bool,
+}
+
+impl CustomOp1 for Attention {
+    fn name(&self) -> &'static str {
+        "clip-attention"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let qkv = f32_slice(storage, layout, self.name())?;
+        let (b, t, w3) = layout.shape().dims3()?;
+        let w = w3 / 3;
+        let h = self.heads;
+        if w3 % 3 != 0 || h == 0 || w % h != 0 {
+            bail!("{}: width {w3} is not 3 × heads × head width", self.name());
+        }
+        let d = w / h;
+        let scale = 1.0 / (d as f32).sqrt();
+        let causal = self.causal;
+        // One task per (batch, head): its output block [t, d], scattered afterwards.
+        let blocks: Vec<Vec<f32>> = (0..b * h)
+            .into_par_iter()
+            .map(|bh| {
+                let (bi, hi) = (bh / h, bh % h);
+                let x = &qkv[bi * t * w3..(bi + 1) * t * w3];
+                head(x, t, w, d, hi, scale, causal)
+            })
+            .collect();
+        let mut out = vec![0f32; b * t * w];
+        for (bh, block) in blocks.iter().enumerate() {
+            let (bi, hi) = (bh / h, bh % h);
+            for (ti, src) in block.chunks_exact(d).enumerate() {
+                let o = (bi * t + ti) * w + hi * d;
+                out[o..o + d].copy_from_slice(src);
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((b, t, w))))
+    }
+}
+
+/// One head of one batch row: `x` is `[t, 3w]` (q | k | v, heads side by side in each).
+fn head(x: &[f32], t: usize, w: usize, d: usize, hi: usize, scale: f32, causal: bool) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { head_avx2(x, t, w, d, hi, scale, causal) };
+        }
+    }
+    head_generic(x, t, w, d, hi, scale, causal)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn head_avx2(
+    x: &[f32],
+    t: usize,
+    w: usize,
+    d: usize,
+    hi: usize,
+    scale: f32,
+    causal: bool,
+) -> Vec<f32> {
+    head_generic(x, t, w, d, hi, scale, causal)
+}
+
+#[inline(always)]
+fn head_generic(
+    x: &[f32],
+    t: usize,
+    w: usize,
+    d: usize,
+    hi: usize,
+    scale: f32,
+    causal: bool,
+) -> Vec<f32> {
+    let w3 = 3 * w;
+    // Gather this head's k and v as contiguous [t, d] blocks.
+    let mut k = vec![0f32; t * d];
+    let mut v = vec![0f32; t * d];
+    for ti in 0..t {
+        let row = &x[ti * w3..(ti + 1) * w3];
+        k[ti * d..(ti + 1) * d].copy_from_slice(&row[w + hi * d..w + (hi + 1) * d]);
+        v[ti * d..(ti + 1) * d].copy_from_slice(&row[2 * w + hi * d..2 * w + (hi + 1) * d]);
+    }
+    let mut out = vec![0f32; t * d];
+    let mut s = vec![0f32; t];
+    for i in 0..t {
+        let q = &x[i * w3 + hi * d..i * w3 + (hi + 1) * d];
+        let n = if causal { i + 1 } else { t };
+        let mut max = f32::NEG_INFINITY;
+        for (j, sj) in s[..n].iter_mut().enumerate() {
+            *sj = dot(q, &k[j * d..(j + 1) * d]) * scale;
+            max = max.max(*sj);
+        }
+        let mut sum = 0f32;
+        for sj in &mut s[..n] {
+            *sj = (*sj - max).exp();
+            sum += *sj;
+        }
+        let inv = 1.0 / sum;
+        let o = &mut out[i * d..(i + 1) * d];
+        for (j, &p) in s[..n].iter().enumerate() {
+            let p = p * inv;
+            for (ov, vv) in o.iter_mut().zip(&v[j * d..(j + 1) * d]) {
+                *ov += p * vv;
+            }
+        }
+    }
+    out
+}
+
+/// Dot product with eight independent partial sums (vectorises without reassociation).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, ar) = a.split_at(a.len() / 8 * 8);
+    let (bc, br) = b.split_at(ac.len());
+    for (x, y) in ac.chunks_exact(8).zip(bc.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = (acc[0] + acc[4]) + (acc[1] + acc[5]) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ar.iter().zip(br) {
+        s += x * y;
+    }
+    s
+}
+
+/// softmax(q kᵀ / √d [+ causal mask]) v per head, from the packed `[batch, tokens, 3 × width]`
+/// input projection to `[batch, tokens, width]`. `Ok(None)` where the fused path does not apply.
+pub(crate) fn attention(qkv: &Tensor, heads: usize, causal: bool) -> Result<Option<Tensor>> {
+    if !fused(qkv) {
+        return Ok(None);
+    }
+    Ok(Some(qkv.apply_op1_no_bwd(&Attention { heads, causal })?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{D, Device, IndexOp};
+
+    /// The plain candle computation the fused attention replaces (layers.rs before fusion).
+    fn reference(qkv: &Tensor, heads: usize, causal: bool) -> Tensor {
+        let (b, t, w3) = qkv.dims3().unwrap();
+        let w = w3 / 3;
+        let d = w / heads;
+        let qkv = qkv
+            .reshape((b, t, 3, heads, d))
+            .unwrap()
+            .permute((2, 0, 3, 1, 4))
+            .unwrap();
+        let q = (qkv.i(0).unwrap().contiguous().unwrap() / (d as f64).sqrt()).unwrap();
+        let k = qkv.i(1).unwrap().contiguous().unwrap();
+        let v = qkv.i(2).unwrap().contiguous().unwrap();
+        let mut s = q.matmul(&k.t().unwrap()).unwrap();
+        if causal {
+            let m: Vec<f32> = (0..t)
+                .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+                .collect();
+            let m = Tensor::from_vec(m, (t, t), &Device::Cpu).unwrap();
+            s = s.broadcast_add(&m).unwrap();
+        }
+        let p =
+            candle_core::Tensor::exp(&s.broadcast_sub(&s.max_keepdim(D::Minus1).unwrap()).unwrap())
+                .unwrap();
+        let p = p.broadcast_div(&p.sum_keepdim(D::Minus1).unwrap()).unwrap();
+        p.matmul(&v)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((b, t, w))
+            .unwrap()
+    }
+
+    fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// Against the unfused candle ops; both are f32 with different summation orders, so the
+    /// bar is a few f32 ulps of values of order 1.
+    #[test]
+    fn attention_matches_unfused() {
+        for (b, t, heads, d, causal) in [
+            (2, 7, 3, 8, false),
+            (3, 13, 2, 64, true),
+            (1, 50, 12, 64, false),
+        ] {
+            let qkv = Tensor::randn(0f32, 1.0, (b, t, 3 * heads * d), &Device::Cpu).unwrap();
+            let got = attention(&qkv, heads, causal).unwrap().unwrap();
+            let want = reference(&qkv, heads, causal);
+            let err = max_abs(&got, &want);
+            println!(
+                "attention b={b} t={t} heads={heads} d={d} causal={causal}: max |diff| {err:.2e}"
+            );
+            assert!(err < 1e-5, "max |diff| {err}");
+        }
+    }
+
+    #[test]
+    fn bias_kernels_match_unfused() {
+        let x = Tensor::randn(0f32, 2.0, (5, 33), &Device::Cpu).unwrap();
+        let r = Tensor::randn(0f32, 1.0, (5, 33), &Device::Cpu).unwrap();
+        let bias = Tensor::randn(0f32, 1.0, 33, &Device::Cpu).unwrap();
+        let xb = x.broadcast_add(&bias).unwrap();
+
+        let y = x.copy().unwrap();
+        assert!(bias_act_(&y, &bias, Activation::QuickGelu).unwrap());
+        let want = (&xb * candle_nn::ops::sigmoid(&(&xb * 1.702).unwrap()).unwrap()).unwrap();
+        assert!(max_abs(&y, &want) < 1e-5);
+
+        let y = x.copy().unwrap();
+        assert!(bias_act_(&y, &bias, Activation::Gelu).unwrap());
+        assert!(max_abs(&y, &xb.gelu_erf().unwrap()) < 1e-5);
+
+        let y = x.copy().unwrap();
+        assert!(bias_residual_(&y, &bias, &r).unwrap());
+        assert!(max_abs(&y, &(&xb + &r).unwrap()) < 1e-5);
+
+        let y = x.copy().unwrap();
+        assert!(bias_(&y, &bias).unwrap());
+        assert!(max_abs(&y, &xb) < 1e-6);
+    }
+}

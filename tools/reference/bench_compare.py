@@ -1,0 +1,233 @@
+"""The Python side of `cargo xtask bench-compare`: PyTorch + open_clip, ONNX Runtime and FAISS.
+
+    # random full-size models (open_clip naming, safetensors) + ONNX exports of ViT-B/32
+    $PY tools/reference/bench_compare.py prepare --out DIR [--rn50x64]
+    # a timing server: one JSON command per stdin line, one JSON answer per stdout line
+    $PY tools/reference/bench_compare.py serve --dir DIR --threads 2
+
+`prepare` builds ViT-B-32-quickgelu (and RN50x64 with --rn50x64) with every parameter random
+(`model_parity.randomize`), saves `DIR/<model>/open_clip_model.safetensors` (the file the Rust side
+loads, so both sides run the same weights), and exports the ViT-B/32 image tower (dynamic batch) and
+text tower (dynamic batch, 77 tokens) to ONNX with `torch.onnx.export`.
+
+`serve` loads everything once and answers commands so the caller can interleave its own runs with
+ours. Each command names an engine (`torch`, `ort`, `faiss`), a workload and a shape, and gets the
+seconds of each repetition back (after one untimed warm-up run). Threads: torch.set_num_threads,
+ORT intra-op threads, faiss.omp_set_num_threads, all = --threads.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+MODELS = {"vit-b-32": "ViT-B-32-quickgelu", "rn50x64": "RN50x64-quickgelu"}
+
+
+def prepare(args):
+    import open_clip
+    from safetensors.torch import save_file
+    from model_parity import open_clip_state, randomize
+
+    names = ["vit-b-32"] + (["rn50x64"] if args.rn50x64 else [])
+    for key in names:
+        out = os.path.join(args.out, key)
+        os.makedirs(out, exist_ok=True)
+        path = os.path.join(out, "open_clip_model.safetensors")
+        if os.path.exists(path) and not args.regenerate:
+            continue
+        gen = torch.Generator().manual_seed(1234)
+        model = open_clip.create_model(MODELS[key], pretrained=None).eval()
+        randomize(model, gen)
+        state = open_clip_state(model)
+        # BatchNorm buffers are not parameters: keep the running variances positive.
+        for k, v in state.items():
+            if k.endswith("running_var"):
+                state[k] = (0.5 + torch.rand(v.shape, generator=gen)).contiguous()
+            elif k.endswith("running_mean"):
+                state[k] = (0.1 * torch.randn(v.shape, generator=gen)).contiguous()
+        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+        save_file(state, path + ".tmp")
+        os.replace(path + ".tmp", path)
+        print(f"saved {path}", file=sys.stderr)
+        if key == "vit-b-32":
+            export_onnx(model, out)
+
+
+class ImageTower(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels):
+        return self.model.encode_image(pixels)
+
+
+class TextTower(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids):
+        return self.model.encode_text(ids)
+
+
+def export_onnx(model, out):
+    pixels = torch.randn(2, 3, 224, 224)
+    ids = torch.zeros(2, 77, dtype=torch.int64)
+    ids[:, 0], ids[:, 5] = 49406, 49407
+    kw = dict(opset_version=17, do_constant_folding=True, dynamo=False)
+    torch.onnx.export(ImageTower(model), (pixels,), os.path.join(out, "image.onnx"),
+                      input_names=["pixels"], output_names=["embeds"],
+                      dynamic_axes={"pixels": {0: "batch"}, "embeds": {0: "batch"}}, **kw)
+    torch.onnx.export(TextTower(model), (ids,), os.path.join(out, "text.onnx"),
+                      input_names=["ids"], output_names=["embeds"],
+                      dynamic_axes={"ids": {0: "batch"}, "embeds": {0: "batch"}}, **kw)
+    print(f"exported ONNX to {out}", file=sys.stderr)
+
+
+class Server:
+    def __init__(self, args):
+        import open_clip
+        from safetensors.torch import load_file
+
+        torch.set_num_threads(args.threads)
+        torch.set_num_interop_threads(1)
+        self.threads = args.threads
+        self.dir = args.dir
+        self.models = {}
+        for key, name in MODELS.items():
+            path = os.path.join(args.dir, key, "open_clip_model.safetensors")
+            if os.path.exists(path):
+                model = open_clip.create_model(name, pretrained=None).eval()
+                model.load_state_dict(load_file(path), strict=False)
+                self.models[key] = model
+        self.ort = {}
+        self.faiss_index = None
+        self.versions = {"torch": torch.__version__, "open_clip": open_clip.__version__}
+        try:
+            import onnxruntime as ort
+
+            self.versions["onnxruntime"] = ort.__version__
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = args.threads
+            so.inter_op_num_threads = 1
+            so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            for part in ("image", "text"):
+                path = os.path.join(args.dir, "vit-b-32", f"{part}.onnx")
+                if os.path.exists(path):
+                    self.ort[part] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        except ImportError:
+            pass
+        try:
+            import faiss
+
+            self.versions["faiss"] = faiss.__version__
+            faiss.omp_set_num_threads(args.threads)
+        except ImportError:
+            pass
+        ids_path = os.path.join(args.dir, "prompt_ids.npy")
+        self.prompt_ids = np.load(ids_path).astype(np.int64) if os.path.exists(ids_path) else None
+
+    def pixels(self, batch, size):
+        return torch.randn((batch, 3, size, size), generator=torch.Generator().manual_seed(batch))
+
+    def run(self, cmd):
+        engine, work, reps = cmd["engine"], cmd["workload"], int(cmd.get("reps", 1))
+        if engine == "faiss":
+            return self.faiss(cmd, reps)
+        batch = int(cmd["batch"])
+        if work == "image":
+            model_key = cmd.get("model", "vit-b-32")
+            size = 448 if model_key == "rn50x64" else 224
+            x = self.pixels(batch, size)
+            if engine == "torch":
+                model = self.models[model_key]
+                fn = lambda: model.encode_image(x)
+            elif engine == "ort":
+                sess, feed = self.ort["image"], {"pixels": x.numpy()}
+                fn = lambda: sess.run(None, feed)
+            else:
+                raise ValueError(engine)
+        elif work == "text":
+            ids = torch.from_numpy(self.prompt_ids[:batch].copy())
+            if engine == "torch":
+                model = self.models["vit-b-32"]
+                fn = lambda: model.encode_text(ids)
+            elif engine == "ort":
+                sess, feed = self.ort["text"], {"ids": ids.numpy()}
+                fn = lambda: sess.run(None, feed)
+            else:
+                raise ValueError(engine)
+        else:
+            raise ValueError(work)
+        with torch.inference_mode():
+            if not cmd.get("no_warmup"):
+                fn()
+            secs = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn()
+                secs.append(time.perf_counter() - t0)
+        return {"seconds": secs}
+
+    def faiss(self, cmd, reps):
+        import faiss
+
+        n, dim, k = int(cmd["n"]), int(cmd["dim"]), int(cmd["k"])
+        if self.faiss_index is None or self.faiss_index.ntotal != n:
+            rng = np.random.default_rng(7)
+            index = faiss.IndexFlatIP(dim)
+            for start in range(0, n, 100_000):
+                x = rng.standard_normal((min(100_000, n - start), dim), dtype=np.float32)
+                x /= np.linalg.norm(x, axis=1, keepdims=True)
+                index.add(x)
+            self.faiss_index = index
+        rng = np.random.default_rng(11)
+        q = rng.standard_normal((reps + 1, dim), dtype=np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        self.faiss_index.search(q[:1], k)
+        secs = []
+        for i in range(1, reps + 1):
+            t0 = time.perf_counter()
+            self.faiss_index.search(q[i : i + 1], k)
+            secs.append(time.perf_counter() - t0)
+        return {"seconds": secs}
+
+
+def serve(args):
+    server = Server(args)
+    print(json.dumps({"ready": True, "threads": args.threads, "versions": server.versions,
+                      "models": sorted(server.models), "ort": sorted(server.ort)}), flush=True)
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            answer = server.run(json.loads(line))
+        except Exception as e:  # report and keep serving
+            answer = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(answer), flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("prepare")
+    a.add_argument("--out", required=True)
+    a.add_argument("--rn50x64", action="store_true")
+    a.add_argument("--regenerate", action="store_true")
+    b = sub.add_parser("serve")
+    b.add_argument("--dir", required=True)
+    b.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    prepare(args) if args.cmd == "prepare" else serve(args)
+
+
+if __name__ == "__main__":
+    main()
