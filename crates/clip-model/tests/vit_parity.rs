@@ -257,3 +257,31 @@ fn tensor_shapes_list_matches_the_checkpoint() {
         assert_eq!(w.file().shape(name).unwrap(), shape.as_slice(), "{name}");
     }
 }
+
+#[test]
+fn transformers_config_hidden_act_gelu_matches_open_clip_gelu() {
+    // The transformers config beside the weights gives the activation as `hidden_act`.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("hf/model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let cfg = std::fs::read_to_string(fixtures().join("hf/config.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    v["text_config"]["hidden_act"] = "gelu".into();
+    v["vision_config"]["hidden_act"] = "gelu".into();
+    std::fs::write(dir.path().join("config.json"), v.to_string()).unwrap();
+    let model = ClipModel::load(dir.path().join("model.safetensors")).unwrap();
+    assert_eq!(model.config().activation, Activation::Gelu);
+    assert_parity(
+        "transformers gelu image",
+        &model.encode_image(&pixels()).unwrap(),
+        "gelu/image_embeds.npy",
+    );
+    assert_parity(
+        "transformers gelu text",
+        &model.encode_text(&token_ids()).unwrap(),
+        "gelu/text_embeds.npy",
+    );
+}
