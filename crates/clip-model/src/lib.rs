@@ -76,9 +76,8 @@ pub use text::TextTransformer;
 pub use vit::VisionTransformer;
 pub use weights::{Naming, SafetensorsFile, Weights};
 
-// Modules added by other parts of the crate go below, one line each, e.g.:
-// pub mod tokenizer;
-// pub mod resnet;
+pub use resnet::{ModifiedResNet, ResNetConfig};
+
 pub mod tokenizer;
 
 pub use tokenizer::{TokenBatch, Tokenizer, Truncation};
