@@ -84,6 +84,45 @@ fn search(c: &mut Criterion) {
     group.finish();
 }
 
+/// The memory-bandwidth floor: summing a 1M × 512 f32 matrix (2 GiB) with one thread per core,
+/// the least any exact f32 scan of it can take.
+fn memory_floor(c: &mut Criterion) {
+    let n = 1_000_000 * DIM;
+    let data: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let mut group = c.benchmark_group("memory_floor");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Bytes((n * 4) as u64));
+    group.bench_function("sum_1M_512d_f32", |b| {
+        b.iter(|| {
+            std::thread::scope(|s| {
+                let parts: Vec<_> = data
+                    .chunks(n.div_ceil(threads))
+                    .map(|part| {
+                        s.spawn(move || {
+                            let mut acc = [0.0f32; 16];
+                            for x in part.chunks_exact(16) {
+                                for j in 0..16 {
+                                    acc[j] += x[j];
+                                }
+                            }
+                            acc.iter().sum::<f32>()
+                        })
+                    })
+                    .collect();
+                parts
+                    .into_iter()
+                    .map(|p| p.join().unwrap_or(0.0))
+                    .sum::<f32>()
+            })
+        })
+    });
+    group.finish();
+}
+
 fn bulk_insert(c: &mut Criterion) {
     const ROWS: usize = 20_000;
     const BATCH: usize = 1_000;
@@ -144,5 +183,5 @@ fn bulk_insert(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, search, bulk_insert);
+criterion_group!(benches, search, memory_floor, bulk_insert);
 criterion_main!(benches);
