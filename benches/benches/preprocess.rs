@@ -25,7 +25,8 @@ fn photos() -> Vec<(PathBuf, Vec<u8>)> {
     files.sort();
     files.truncate(64);
     if files.is_empty() {
-        let dir = dev_support::workspace_root().join("crates/clip-preprocess/tests/fixtures/photos");
+        let dir =
+            dev_support::workspace_root().join("crates/clip-preprocess/tests/fixtures/photos");
         files = ["rocket.jpg", "horse.png", "camera.png"]
             .iter()
             .map(|f| dir.join(f))
@@ -46,17 +47,21 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("preprocess");
     g.throughput(Throughput::Elements(photos.len() as u64));
     g.sample_size(10);
-    g.bench_function(format!("openai_224_one_core_{}_photos", photos.len()), |b| {
-        b.iter(|| {
-            for (_, bytes) in &photos {
-                std::hint::black_box(pre.preprocess_bytes(bytes).expect("decodes"));
-            }
-        })
-    });
+    g.bench_function(
+        format!("openai_224_one_core_{}_photos", photos.len()),
+        |b| {
+            b.iter(|| {
+                for (_, bytes) in &photos {
+                    std::hint::black_box(pre.preprocess_bytes(bytes).expect("decodes"));
+                }
+            })
+        },
+    );
     let paths: Vec<PathBuf> = photos.iter().map(|(p, _)| p.clone()).collect();
-    g.bench_function(format!("openai_224_load_batch_{}_photos", photos.len()), |b| {
-        b.iter(|| std::hint::black_box(pre.load_batch(&paths)))
-    });
+    g.bench_function(
+        format!("openai_224_load_batch_{}_photos", photos.len()),
+        |b| b.iter(|| std::hint::black_box(pre.load_batch(&paths))),
+    );
     g.finish();
 }
 
