@@ -10,6 +10,9 @@ Two modes:
 
       ~/.cache/clip-rs/reference-venv/bin/python tools/reference/resnet_parity.py
 
+* ``time --model rn50x64 --out DIR``: times PyTorch again on the saved model and images (for timing
+  interleaved with ours).
+
 * ``full --model rn50x64 --out DIR``: builds a full-size random model of the named preset, writes
   ``DIR/model.safetensors``, ``DIR/input.npy``, ``DIR/expected.npy`` and ``DIR/torch.json`` (PyTorch's time per
   image at batch 1 on this machine). Used by ``cargo xtask parity --model rn50x64``.
@@ -149,6 +152,30 @@ def full(model_name, out, images, runs):
     print(json.dumps(info))
 
 
+def time_saved(model_name, out, runs):
+    """Times PyTorch on the model and images already saved in `out` (no rebuild), for interleaved timing."""
+    from safetensors.torch import load_file
+
+    layers, width, image_size, output_dim = PRESETS[model_name]
+    out = Path(out)
+    with torch.device("meta"):
+        model = ModifiedResNet(
+            layers=layers, output_dim=output_dim, heads=width * 32 // 64, image_size=image_size, width=width
+        )
+    state = {k[len("visual."):]: v for k, v in load_file(out / "model.safetensors").items()}
+    model.load_state_dict(state, assign=True)
+    model.eval()
+    x = torch.from_numpy(np.load(out / "input.npy"))
+    embed(model, x[:1])  # warm-up
+    times = []
+    for _ in range(runs):
+        for i in range(x.shape[0]):
+            t = time.perf_counter()
+            embed(model, x[i : i + 1])
+            times.append(time.perf_counter() - t)
+    print(json.dumps({"seconds_per_image": times, "median_seconds_per_image": float(np.median(times))}))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="mode")
@@ -158,10 +185,16 @@ def main():
     f.add_argument("--out", required=True)
     f.add_argument("--images", type=int, default=2)
     f.add_argument("--runs", type=int, default=1, help="timed passes over the images")
+    t = sub.add_parser("time", help="time PyTorch on a model saved by `full` (prints JSON)")
+    t.add_argument("--model", choices=sorted(PRESETS), default="rn50x64")
+    t.add_argument("--out", required=True)
+    t.add_argument("--runs", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(int(os.environ.get("CLIP_REF_THREADS", torch.get_num_threads())))
     if a.mode == "full":
         full(a.model, a.out, a.images, a.runs)
+    elif a.mode == "time":
+        time_saved(a.model, a.out, a.runs)
     else:
         fixtures()
 

@@ -134,8 +134,27 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let want = expected.to_vec2::<f32>()?;
     let (max_abs, min_cos) = compare(&ours, &want);
     let rss_f32 = peak_rss_kib();
+    drop(model);
+    // PyTorch again, right after ours, on the saved model: this machine's speed drifts, so the
+    // comparison is made from runs next to each other.
+    let python = opts.python.clone().unwrap_or_else(default_python);
+    let again = Command::new(&python)
+        .arg(root.join("tools/reference/resnet_parity.py"))
+        .args(["time", "--model", &key, "--out"])
+        .arg(&dir)
+        .args(["--runs", &opts.runs.max(1).to_string()])
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    let torch_after: Vec<f64> = if again.status.success() {
+        let v: serde_json::Value = serde_json::from_slice(&again.stdout)?;
+        seconds(&v)
+    } else {
+        bail!(
+            "timing PyTorch failed: {}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+    };
     if opts.f64_check {
-        drop(model);
         let model64 = ModifiedResNet::from_file(&weights, DType::F64, &device)?;
         let y = model64
             .encode(&input.narrow(0, 0, 1)?)?
@@ -146,13 +165,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         let (a, c) = compare(&want[..1], &y);
         println!("  image 0, PyTorch f32 vs ours f64: max abs {a:.3e}, cosine {c:.9}");
     }
-    let torch_median = torch["median_seconds_per_image"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
-    let torch_all: Vec<f64> = torch["seconds_per_image"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-        .unwrap_or_default();
+    let torch_before = seconds(&torch);
     let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "{key}: {} px, layers {:?}, width {}, out {}, heads {}",
@@ -167,10 +180,16 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         rounded(&times)
     );
     println!(
-        "  PyTorch {} ({} threads): median {torch_median:.3} s/img  all {:?}",
+        "  PyTorch {} ({} threads), before ours: median {:.3} s/img  all {:?}",
         torch["torch"].as_str().unwrap_or("?"),
         torch["threads"],
-        rounded(&torch_all)
+        median(&torch_before),
+        rounded(&torch_before)
+    );
+    println!(
+        "  PyTorch, after ours: median {:.3} s/img  all {:?}",
+        median(&torch_after),
+        rounded(&torch_after)
     );
     println!(
         "  load {load_s:.2} s; peak RSS (VmHWM): {} MiB before load, {} MiB after load, {} MiB after \
@@ -185,6 +204,13 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     }
     println!("  ok: cosine >= {MIN_COSINE}, max abs <= {max_abs_allowed:.3e}");
     Ok(())
+}
+
+fn seconds(v: &serde_json::Value) -> Vec<f64> {
+    v["seconds_per_image"]
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+        .unwrap_or_default()
 }
 
 fn default_python() -> PathBuf {

@@ -390,11 +390,46 @@ impl Module for ConvBn {
                 k.broadcast_left(b)?.matmul(&x)?
             };
             y.reshape((b, c_out, h, w))?
+        } else if kh == 3
+            && kw == 3
+            && self.stride == 1
+            && self.padding == 1
+            && x.device().is_cpu()
+            && x.dim(2)? * x.dim(3)? <= IM2COL_MAX_PIXELS
+        {
+            conv3x3_im2col(x, &self.weight)?
         } else {
             x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
         };
         y.broadcast_add(&self.bias)
     }
+}
+
+/// Largest feature map (pixels) for which a 3×3 convolution runs as one im2col matrix product on the
+/// CPU; above it candle's tiled convolution is used (building the 9× larger column matrix costs more
+/// than it saves there). Measured on a 2-core AVX2 machine: 1.1–2× faster at 56², 28² and 14².
+const IM2COL_MAX_PIXELS: usize = 56 * 56;
+
+/// 3×3 convolution, stride 1, padding 1, as `weight (O, 9C) · columns (9C, HW)` per image.
+fn conv3x3_im2col(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let c_out = weight.dim(0)?;
+    let xp = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+    let mut taps = Vec::with_capacity(9);
+    for dy in 0..3 {
+        for dx in 0..3 {
+            taps.push(xp.narrow(2, dy, h)?.narrow(3, dx, w)?);
+        }
+    }
+    // (B, C, 9, H, W): column index c * 9 + (dy * 3 + dx), the order of the (O, C, 3, 3) kernel.
+    let cols = Tensor::stack(&taps, 2)?.reshape((b, c * 9, h * w))?;
+    let k = weight.reshape((c_out, c * 9))?;
+    let y = if b == 1 {
+        k.matmul(&cols.squeeze(0)?)?.unsqueeze(0)?
+    } else {
+        k.broadcast_left(b)?.matmul(&cols)?
+    };
+    y.reshape((b, c_out, h, w))
 }
 
 /// A bottleneck block with anti-aliased striding.
