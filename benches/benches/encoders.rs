@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use clip_eval::{ClassNames, Templates};
 use clip_model::candle_core::{DType, Device, Tensor};
-use clip_model::{ClipConfig, ClipModel, TextLength, Tokenizer, Truncation};
+use clip_model::{ClipConfig, ClipModel, TextLength, Tokenizer, Truncation, VisionConfig};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
 fn heavy() -> bool {
@@ -34,7 +34,16 @@ fn random_model(preset: &str) -> ClipModel {
     let config = ClipConfig::preset(preset).unwrap_or_else(|| panic!("unknown preset {preset}"));
     let device = Device::Cpu;
     let mut tensors = HashMap::new();
-    for (name, shape) in config.tensor_shapes() {
+    let mut shapes = config.tensor_shapes();
+    if let VisionConfig::ModifiedResNet(r) = &config.vision {
+        shapes.extend(resnet_shapes(
+            r.layers,
+            r.width,
+            r.grid_size(),
+            r.output_dim,
+        ));
+    }
+    for (name, shape) in shapes {
         let t = if name.ends_with("running_var") || name.ends_with("weight") && shape.len() == 1 {
             Tensor::ones(shape, DType::F32, &device)
         } else {
@@ -43,6 +52,95 @@ fn random_model(preset: &str) -> ClipModel {
         tensors.insert(name, t.expect("random tensor"));
     }
     ClipModel::from_tensors(tensors, &config, DType::F32, &device).expect("model from tensors")
+}
+
+/// The image-tower tensors of OpenAI's ModifiedResNet (`visual.…`, open_clip naming).
+fn resnet_shapes(
+    layers: [usize; 4],
+    width: usize,
+    grid: usize,
+    output_dim: usize,
+) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    let mut conv_bn = |conv: String, bn: String, c_out: usize, c_in: usize, k: usize| {
+        out.push((conv, vec![c_out, c_in, k, k]));
+        for t in ["weight", "bias", "running_mean", "running_var"] {
+            out.push((format!("{bn}.{t}"), vec![c_out]));
+        }
+    };
+    let half = width / 2;
+    conv_bn(
+        "visual.conv1.weight".into(),
+        "visual.bn1".into(),
+        half,
+        3,
+        3,
+    );
+    conv_bn(
+        "visual.conv2.weight".into(),
+        "visual.bn2".into(),
+        half,
+        half,
+        3,
+    );
+    conv_bn(
+        "visual.conv3.weight".into(),
+        "visual.bn3".into(),
+        width,
+        half,
+        3,
+    );
+    let mut inplanes = width;
+    for (i, &blocks) in layers.iter().enumerate() {
+        let planes = width << i;
+        for j in 0..blocks {
+            let p = format!("visual.layer{}.{j}", i + 1);
+            conv_bn(
+                format!("{p}.conv1.weight"),
+                format!("{p}.bn1"),
+                planes,
+                inplanes,
+                1,
+            );
+            conv_bn(
+                format!("{p}.conv2.weight"),
+                format!("{p}.bn2"),
+                planes,
+                planes,
+                3,
+            );
+            conv_bn(
+                format!("{p}.conv3.weight"),
+                format!("{p}.bn3"),
+                4 * planes,
+                planes,
+                1,
+            );
+            if j == 0 && (i > 0 || inplanes != 4 * planes) {
+                let (c, b) = (
+                    format!("{p}.downsample.0.weight"),
+                    format!("{p}.downsample.1"),
+                );
+                conv_bn(c, b, 4 * planes, inplanes, 1);
+            }
+            inplanes = 4 * planes;
+        }
+    }
+    let embed = width * 32;
+    out.push((
+        "visual.attnpool.positional_embedding".into(),
+        vec![grid * grid + 1, embed],
+    ));
+    for proj in ["q_proj", "k_proj", "v_proj"] {
+        out.push((format!("visual.attnpool.{proj}.weight"), vec![embed, embed]));
+        out.push((format!("visual.attnpool.{proj}.bias"), vec![embed]));
+    }
+    out.push((
+        "visual.attnpool.c_proj.weight".into(),
+        vec![output_dim, embed],
+    ));
+    out.push(("visual.attnpool.c_proj.bias".into(), vec![output_dim]));
+    out
 }
 
 fn pixels(model: &ClipModel, batch: usize) -> Tensor {

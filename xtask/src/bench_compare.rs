@@ -280,14 +280,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )?)
     };
     println!("building the {}×512 search matrix", args.search_rows);
-    let index = {
+    let (index, index16) = {
         let rows = random_unit_rows(args.search_rows, 512, 7);
-        let mut index = FlatIndex::new(512, Precision::F32);
-        index.reserve(args.search_rows);
-        for (i, row) in rows.chunks(512).enumerate() {
-            index.upsert(ImageId(i as i64), row)?;
-        }
-        index
+        let build = |precision| -> anyhow::Result<FlatIndex> {
+            let mut index = FlatIndex::new(512, precision);
+            index.reserve(args.search_rows);
+            for (i, row) in rows.chunks(512).enumerate() {
+                index.upsert(ImageId(i as i64), row)?;
+            }
+            Ok(index)
+        };
+        (build(Precision::F32)?, build(Precision::F16)?)
     };
     let queries = random_unit_rows(args.queries + 1, 512, 11);
 
@@ -301,7 +304,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut w_text = Workload::new("ViT-B/32 text 77 tokens", args.text_batch, "prompts/s");
     let mut w_eot = Workload::new("ViT-B/32 text to last EOT", args.text_batch, "prompts/s");
     let mut w_rn = Workload::new("RN50x64 @448 image batch 1", 1, "img/s");
-    let mut w_search = Workload::new("top-10 search", 1, "queries/s");
+    let mut w_search = Workload::new("top-10 search f32", 1, "queries/s");
+    let mut w_search16 = Workload::new("top-10 search f16 store", 1, "queries/s");
     let tb = args.text_batch;
     let started = Instant::now();
     for round in 0..args.rounds {
@@ -404,6 +408,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 json!({"engine":"faiss","workload":"search","n":args.search_rows,"dim":512,"k":10,"reps":nq}),
             )],
         )?;
+        let mut buf = SearchBuffer::new();
+        let mut i = 0;
+        w_search16.add(
+            "ours",
+            time_ours(nq, || {
+                i += 1;
+                let q = &queries[(i % (nq + 1)) * 512..][..512];
+                Ok(index16.search_into(q, SearchOptions::top(10), &mut buf)?)
+            })?,
+        );
     }
     drop(reference);
 
@@ -413,7 +427,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "workload", "ours", "torch", "ort/faiss"
     );
     let mut summary = Vec::new();
-    for w in [&w_b32, &w_b1, &w_text, &w_eot, &w_rn, &w_search] {
+    for w in [
+        &w_b32,
+        &w_b1,
+        &w_text,
+        &w_eot,
+        &w_rn,
+        &w_search,
+        &w_search16,
+    ] {
         let Some(ours) = w.rate("ours") else { continue };
         let fmt = |e: &str| {
             w.rate(e)
@@ -445,9 +467,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let (Some(o), Some(t), Some(r)) = (ms(&w_b1, "ours"), ms(&w_b1, "torch"), ms(&w_b1, "ort")) {
         println!("batch-1 latency: ours {o:.1} ms, torch {t:.1} ms, ort {r:.1} ms");
     }
-    if let (Some(o), Some(f)) = (ms(&w_search, "ours"), ms(&w_search, "faiss")) {
+    if let (Some(o), Some(h), Some(f)) = (
+        ms(&w_search, "ours"),
+        ms(&w_search16, "ours"),
+        ms(&w_search, "faiss"),
+    ) {
         println!(
-            "search 1 query over {} rows: ours {o:.2} ms, faiss {f:.2} ms",
+            "search 1 query over {} × 512 rows: ours f32 {o:.2} ms, ours f16 {h:.2} ms, faiss flat f32 {f:.2} ms",
             args.search_rows
         );
     }
@@ -499,7 +525,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let (Some(o), Some(f)) = (w_search.rate("ours"), w_search.rate("faiss")) {
         let ms = w_search.median("ours").unwrap_or(f64::NAN) * 1000.0;
-        parts.push(format!("search {:.2}x faiss {ms:.1}ms/q", o / f));
+        parts.push(format!("search-f32 {:.2}x faiss {ms:.1}ms/q", o / f));
+    }
+    if let (Some(o), Some(f)) = (w_search16.rate("ours"), w_search.rate("faiss")) {
+        let ms = w_search16.median("ours").unwrap_or(f64::NAN) * 1000.0;
+        parts.push(format!("search-f16 {:.2}x faiss {ms:.1}ms/q", o / f));
     }
     if let Some((e2e, model)) = eval {
         parts.push(format!("eval e2e/model {:.2}", e2e / model));
