@@ -246,6 +246,8 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
     };
     let width = n_found.to_string().len();
     let mut done = 0usize;
+    let plain_every = (n_found / 10).max(1);
+    let pipeline_started = Instant::now();
     let totals = pipeline::run(
         &scan.samples,
         pixels_per_image,
@@ -255,6 +257,15 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
         |item| {
             done += 1;
             progress.inc(1);
+            if progress.is_hidden() && done.is_multiple_of(plain_every) {
+                // No terminal (a log file, CI): a plain line every 10 %.
+                let secs = pipeline_started.elapsed().as_secs_f64();
+                eprintln!(
+                    "{done}/{n_found} images, {:.2} images/s, ETA {:.0} s",
+                    done as f64 / secs,
+                    (n_found - done) as f64 * secs / done as f64
+                );
+            }
             match item {
                 pipeline::Item::Scored {
                     sample,
