@@ -310,6 +310,20 @@ fn hash_from_blob(file: &Path, id: ImageId, blob: &[u8]) -> Result<ContentHash> 
         })
 }
 
+/// An [`ImageRecord`] from an `images` row `(id, path, hash, size, mtime_ns)`.
+fn image_record(
+    file: &Path,
+    (id, path, hash, size, mtime_ns): (ImageId, String, Vec<u8>, i64, i64),
+) -> Result<ImageRecord> {
+    Ok(ImageRecord {
+        id,
+        path: PathBuf::from(path),
+        hash: hash_from_blob(file, id, &hash)?,
+        size: u64::try_from(size).unwrap_or(0),
+        mtime_ns,
+    })
+}
+
 /// One path to record, with its vector when its bytes may be new.
 pub(crate) struct Pending {
     pub(crate) path: String,
@@ -653,13 +667,7 @@ impl<I: VectorIndex> FeatureStore<I> {
             .optional()
             .at(&self.file)?;
         row.map(|(path, hash, size, mtime_ns)| {
-            Ok(ImageRecord {
-                id,
-                path: PathBuf::from(path),
-                hash: hash_from_blob(&self.file, id, &hash)?,
-                size: u64::try_from(size).unwrap_or(0),
-                mtime_ns,
-            })
+            image_record(&self.file, (id, path, hash, size, mtime_ns))
         })
         .transpose()
     }
@@ -701,15 +709,7 @@ impl<I: VectorIndex> FeatureStore<I> {
             .collect::<rusqlite::Result<Vec<_>>>()
             .at(&self.file)?;
         rows.into_iter()
-            .map(|(id, path, hash, size, mtime_ns)| {
-                Ok(ImageRecord {
-                    id,
-                    path: PathBuf::from(path),
-                    hash: hash_from_blob(&self.file, id, &hash)?,
-                    size: u64::try_from(size).unwrap_or(0),
-                    mtime_ns,
-                })
-            })
+            .map(|row| image_record(&self.file, row))
             .collect()
     }
 
