@@ -148,6 +148,18 @@ pub(crate) struct Window {
     pub y1: usize,
 }
 
+/// The source rows `[first, last)` that the kept output rows read: the rows under the vertical
+/// filter taps when the height changes, else the window's own rows.
+fn source_rows(vert: &Coeffs, need_v: bool, win: &Window) -> (usize, usize) {
+    if need_v {
+        let first = vert.bounds.iter().map(|b| b.0).min().unwrap_or(0);
+        let last = vert.bounds.iter().map(|b| b.0 + b.1).max().unwrap_or(0);
+        (first, last)
+    } else {
+        (win.y0, win.y1)
+    }
+}
+
 /// Resizes an interleaved 8-bit image with `C` channels to `out_w`×`out_h` and returns only
 /// `win` of the result (row-major, `C` channels), bit-identical to Pillow.
 ///
@@ -201,14 +213,7 @@ fn resample_u8_impl<const C: usize>(
     let need_h = out_w != w;
     let need_v = out_h != h;
     let vert = Coeffs::new_range(h, out_h, filter, win.y0..win.y1);
-    // Source rows the kept output rows read.
-    let (row_first, row_last) = if need_v {
-        let first = vert.bounds.iter().map(|b| b.0).min().unwrap_or(0);
-        let last = vert.bounds.iter().map(|b| b.0 + b.1).max().unwrap_or(0);
-        (first, last)
-    } else {
-        (win.y0, win.y1)
-    };
+    let (row_first, row_last) = source_rows(&vert, need_v, &win);
     // Horizontal pass over the needed rows and kept columns (or a plain copy of the columns).
     let tmp_h = row_last - row_first;
     let mut tmp = vec![0u8; tmp_h * win_w * C];
@@ -374,13 +379,7 @@ pub(crate) fn resample_u16(
     let need_h = out_w != w;
     let need_v = out_h != h;
     let vert = Coeffs::new_range(h, out_h, filter, win.y0..win.y1);
-    let (row_first, row_last) = if need_v {
-        let first = vert.bounds.iter().map(|b| b.0).min().unwrap_or(0);
-        let last = vert.bounds.iter().map(|b| b.0 + b.1).max().unwrap_or(0);
-        (first, last)
-    } else {
-        (win.y0, win.y1)
-    };
+    let (row_first, row_last) = source_rows(&vert, need_v, &win);
     let tmp_h = row_last - row_first;
     let mut tmp = vec![0u16; tmp_h * win_w];
     if need_h {
