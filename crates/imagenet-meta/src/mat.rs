@@ -233,6 +233,7 @@ impl StructArray {
 
 /// The contents of an array.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Data {
     /// A numeric array (any numeric class), possibly complex; `logical` marks MATLAB logicals.
     Numeric {
