@@ -4,6 +4,9 @@
 //!   vocabulary) through the `CLIP_SHARED_DATA` environment variable, which `.ci/run` sets.
 //! - [`Npy`] reads and writes little-endian `float32` / `int64` `.npy` files, the format of the
 //!   committed reference fixtures made by the Python scripts under `tools/reference`.
+//! - [`max_abs_diff`] and [`agreement`] compare our numbers with a reference's. Unlike a
+//!   `fold(0.0, f32::max)`, which skips NaN, they return NaN when either side holds one, so a
+//!   bound such as `max <= 1e-5` or `min_cosine >= 0.99999` fails on NaN output.
 //!
 //! ```
 //! use dev_support::Npy;
@@ -35,6 +38,9 @@ pub enum Error {
     /// The bytes are not a `.npy` file this crate supports.
     #[error("not a supported .npy file: {0}")]
     Npy(String),
+    /// Two arrays that should be compared element by element have different sizes.
+    #[error("cannot compare: {0}")]
+    Mismatch(String),
     /// The shared data folder could not be found.
     #[error(
         "shared data folder not found: set {SHARED_DATA_ENV} to the `shared/data` folder \
@@ -78,6 +84,78 @@ pub fn shared_data_or_skip(test: &str) -> Option<PathBuf> {
 /// The workspace root (the folder holding the root `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The largest `|got[i] - want[i]|`, or NaN when any difference is NaN (a NaN on either side).
+///
+/// Errors when the lengths differ, instead of comparing only the common prefix.
+pub fn max_abs_diff(got: &[f32], want: &[f32]) -> Result<f32, Error> {
+    if got.len() != want.len() {
+        return Err(Error::Mismatch(format!(
+            "{} values against {} reference values",
+            got.len(),
+            want.len()
+        )));
+    }
+    Ok(got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, nan_max))
+}
+
+/// How closely two row-major matrices (e.g. embeddings, one per row) agree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Agreement {
+    /// The smallest cosine similarity of a pair of rows (sums in `f64`); NaN when any row pair
+    /// has none (a NaN value, or a row of zeros).
+    pub min_cosine: f64,
+    /// The largest absolute difference of two elements; NaN when any element is NaN.
+    pub max_abs_diff: f64,
+    /// The number of rows compared.
+    pub rows: usize,
+}
+
+/// Compares `got` with `want`, both row-major with rows of `dim` values, row by row.
+///
+/// Errors when the lengths differ or are not a whole number of rows.
+pub fn agreement(got: &[f32], want: &[f32], dim: usize) -> Result<Agreement, Error> {
+    if got.len() != want.len() || dim == 0 || !got.len().is_multiple_of(dim) {
+        return Err(Error::Mismatch(format!(
+            "{} values against {} reference values in rows of {dim}",
+            got.len(),
+            want.len()
+        )));
+    }
+    let (mut min_cosine, mut max_abs) = (f64::INFINITY, 0.0f64);
+    for (g, w) in got.chunks_exact(dim).zip(want.chunks_exact(dim)) {
+        let (mut dot, mut gg, mut ww) = (0.0f64, 0.0f64, 0.0f64);
+        for (&a, &b) in g.iter().zip(w) {
+            let (a, b) = (f64::from(a), f64::from(b));
+            dot += a * b;
+            gg += a * a;
+            ww += b * b;
+            max_abs = nan_max(max_abs, (a - b).abs());
+        }
+        let cos = dot / (gg.sqrt() * ww.sqrt());
+        min_cosine = if cos.is_nan() || min_cosine.is_nan() {
+            f64::NAN
+        } else {
+            min_cosine.min(cos)
+        };
+    }
+    Ok(Agreement {
+        min_cosine,
+        max_abs_diff: max_abs,
+        rows: got.len() / dim,
+    })
+}
+
+/// `max` that keeps NaN (`f32::max` / `f64::max` drop it).
+fn nan_max<T: PartialOrd + Copy>(m: T, d: T) -> T {
+    // Only NaN is unordered with itself; once `m` is NaN, `d > m` is false and `m` stays.
+    let d_is_nan = d.partial_cmp(&d).is_none();
+    if d_is_nan || d > m { d } else { m }
 }
 
 /// Element data of an [`Npy`] array.
@@ -309,6 +387,34 @@ mod tests {
         let a = Npy::from_bytes(&b).unwrap();
         assert_eq!(a.shape, vec![2, 3]);
         assert_eq!(a.into_f32().unwrap(), vec![0.0; 6]);
+    }
+
+    #[test]
+    fn comparisons_see_nan_and_size_mismatches() {
+        assert_eq!(max_abs_diff(&[1.0, 2.0], &[1.5, 2.0]).unwrap(), 0.5);
+        assert!(
+            max_abs_diff(&[f32::NAN, 2.0], &[1.0, 2.0])
+                .unwrap()
+                .is_nan()
+        );
+        assert!(
+            max_abs_diff(&[1.0, 9.0], &[1.0, f32::NAN])
+                .unwrap()
+                .is_nan()
+        );
+        assert!(max_abs_diff(&[1.0], &[1.0, 2.0]).is_err());
+
+        // Rows [1, 0] vs [1, 0] (cosine 1) and [0, 1] vs [1, 1] (cosine 1/sqrt 2).
+        let a = agreement(&[1.0, 0.0, 0.0, 1.0], &[1.0, 0.0, 1.0, 1.0], 2).unwrap();
+        assert_eq!(a.rows, 2);
+        assert!((a.min_cosine - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-15);
+        assert_eq!(a.max_abs_diff, 1.0);
+        let nan = agreement(&[1.0, 0.0, f32::NAN, 1.0], &[1.0, 0.0, 0.0, 1.0], 2).unwrap();
+        assert!(nan.min_cosine.is_nan() && nan.max_abs_diff.is_nan());
+        let zero = agreement(&[0.0, 0.0], &[1.0, 0.0], 2).unwrap();
+        assert!(zero.min_cosine.is_nan());
+        assert!(agreement(&[1.0; 4], &[1.0; 4], 3).is_err());
+        assert!(agreement(&[1.0; 4], &[1.0; 2], 2).is_err());
     }
 
     #[test]
