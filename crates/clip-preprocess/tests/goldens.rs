@@ -75,16 +75,12 @@ fn pixels_and_tensors_match_pillow_torchvision() {
                 (got.channels, got.height, got.width),
                 (3, size as usize, size as usize)
             );
-            let max_t = got
-                .data
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            // NaN-propagating, and a length mismatch is an error rather than a shorter zip.
+            let max_t = dev_support::max_abs_diff(&got.data, &want).unwrap();
             line += &format!("; tensor max |diff| {max_t:e}");
             worst_tensor = worst_tensor.max(max_t);
             tensors += 1;
-            if max_t > 1e-5 {
+            if max_t.is_nan() || max_t > 1e-5 {
                 failures.push(format!("{name}: tensor max abs diff {max_t}"));
             }
         }
