@@ -155,12 +155,7 @@ fn zero_shot_matches_openai_notebook_in_torch() {
     let mut first: Option<Classifier> = None;
     for batch in [1, 2, 3, 4, 100] {
         let clf = build_classifier(&names, &templates, batch, table_encoder(&z)).unwrap();
-        let max = clf
-            .weights()
-            .iter()
-            .zip(&want_w)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let max = dev_support::max_abs_diff(clf.weights(), &want_w).unwrap();
         println!("batch {batch}: max |weight - torch| = {max:e}");
         // torch accumulates in float32, we in float64: a few float32 ulps (6e-8) of unit-norm values.
         assert!(max < 2e-7, "batch {batch}: {max}");
@@ -172,11 +167,7 @@ fn zero_shot_matches_openai_notebook_in_torch() {
     let clf = first.unwrap();
     let images = f32s(&z["image_embeddings"]);
     let cos = clf.cosine_scores(&images).unwrap();
-    let max_cos = cos
-        .iter()
-        .zip(f32s(&z["cosine"]))
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let max_cos = dev_support::max_abs_diff(&cos, &f32s(&z["cosine"])).unwrap();
     let best2 = clf.top_k_cosine(&images, 2).unwrap();
     assert_eq!(best2.len(), 4);
     for (i, (idx, sc)) in best2.iter().enumerate() {
@@ -187,11 +178,7 @@ fn zero_shot_matches_openai_notebook_in_torch() {
         assert_eq!(row[idx[0]], sorted[0]);
     }
     let probs = clf.probabilities(&images, 100.0).unwrap();
-    let max_p = probs
-        .iter()
-        .zip(f32s(&z["probs"]))
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let max_p = dev_support::max_abs_diff(&probs, &f32s(&z["probs"])).unwrap();
     println!("max |cosine - torch| = {max_cos:e}, max |prob - torch| = {max_p:e}");
     assert!(max_cos < 5e-7);
     // The logit scale of 100 multiplies cosine rounding (~1e-7) into the exponent.
