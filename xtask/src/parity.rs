@@ -170,18 +170,10 @@ fn end_to_end(model: &ClipModel, preset: &str, reference: &Path) -> anyhow::Resu
         ("image", &ours.image_embeds, &r.image_embeds),
         ("text", &ours.text_embeds, &r.text_embeds),
     ] {
-        let (mut min_cos, mut max_abs) = (f64::INFINITY, 0f64);
-        for (x, y) in a.iter().zip(b) {
-            let dot: f64 = x
-                .iter()
-                .zip(y)
-                .map(|(p, q)| f64::from(*p) * f64::from(*q))
-                .sum();
-            min_cos = min_cos.min(dot);
-            for (p, q) in x.iter().zip(y) {
-                max_abs = max_abs.max(f64::from((p - q).abs()));
-            }
-        }
+        let dim = b.first().map_or(1, Vec::len);
+        // Both sides are unit vectors, so the cosine is their dot product; NaN fails.
+        let agree = dev_support::agreement(&a.concat(), &b.concat(), dim)?;
+        let (min_cos, max_abs) = (agree.min_cosine, agree.max_abs_diff);
         let pass = a.len() == b.len() && min_cos >= MIN_COSINE_END_TO_END;
         ok &= pass;
         println!(
@@ -226,19 +218,7 @@ fn compare(ours: &Tensor, reference: &Path) -> anyhow::Result<(f64, f64)> {
     let d = want.shape[1];
     let want = want.into_f32()?;
     let got = ours.flatten_all()?.to_vec1::<f32>()?;
-    let (mut min_cos, mut max_abs) = (f64::INFINITY, 0f64);
-    for (g, w) in got.chunks(d).zip(want.chunks(d)) {
-        let dot: f64 = g
-            .iter()
-            .zip(w)
-            .map(|(a, b)| f64::from(*a) * f64::from(*b))
-            .sum();
-        let ng = g.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
-        let nw = w.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
-        min_cos = min_cos.min(dot / (ng * nw));
-        for (a, b) in g.iter().zip(w) {
-            max_abs = max_abs.max(f64::from((a - b).abs()));
-        }
-    }
-    Ok((min_cos, max_abs))
+    // NaN anywhere makes both numbers NaN, which fails the bars.
+    let a = dev_support::agreement(&got, &want, d)?;
+    Ok((a.min_cosine, a.max_abs_diff))
 }

@@ -40,28 +40,12 @@ fn compare(what: &str, ours: &Tensor, reference: &str) -> (f32, f32) {
     let (shape, want) = npy_f32(reference);
     assert_eq!(ours.dims(), shape.as_slice(), "{what}: shape");
     let got = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let d = shape[1];
-    let (mut min_cos, mut max_abs) = (f32::INFINITY, 0f32);
-    for (g, w) in got.chunks(d).zip(want.chunks(d)) {
-        let dot: f64 = g
-            .iter()
-            .zip(w)
-            .map(|(a, b)| f64::from(*a) * f64::from(*b))
-            .sum();
-        let ng: f64 = g.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
-        let nw: f64 = w.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
-        let cos = (dot / (ng * nw)) as f32;
-        let abs = g
-            .iter()
-            .zip(w)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        min_cos = min_cos.min(cos);
-        max_abs = max_abs.max(abs);
-    }
+    // NaN anywhere makes both numbers NaN, which fails the bars below.
+    let a = dev_support::agreement(&got, &want, shape[1]).unwrap();
+    let (min_cos, max_abs) = (a.min_cosine as f32, a.max_abs_diff as f32);
     println!(
         "{what}: min cosine {min_cos:.9}, max |diff| {max_abs:.3e} ({} rows)",
-        shape[0]
+        a.rows
     );
     (min_cos, max_abs)
 }
