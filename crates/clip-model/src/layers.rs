@@ -136,21 +136,35 @@ impl ResidualBlock {
             return Ok(None);
         }
         let (b, t, w) = x.dims3()?;
-        let rows = x.reshape((b * t, w))?;
-        let h = self.ln_1.forward(&rows)?;
+        let heads = self.attn.heads;
+        let z = self.forward_rows(&x.reshape((b * t, w))?, |qkv| {
+            ops::attention(&qkv.reshape((b, t, 3 * w))?, heads, causal)
+        })?;
+        z.map(|z| z.reshape((b, t, w))).transpose()
+    }
+
+    /// The fused block on a `[rows, width]` matrix; `attend` maps the packed q/k/v projection
+    /// `[rows, 3 × width]` to the attention output (`None`: not applicable).
+    fn forward_rows(
+        &self,
+        rows: &Tensor,
+        attend: impl FnOnce(&Tensor) -> Result<Option<Tensor>>,
+    ) -> Result<Option<Tensor>> {
+        let (n, w) = rows.dims2()?;
+        let h = self.ln_1.forward(rows)?;
         let qkv = linear_in_place(&h, &self.attn.in_proj, Epilogue::Bias)?;
-        let Some(a) = ops::attention(&qkv.reshape((b, t, 3 * w))?, self.attn.heads, causal)? else {
+        let Some(a) = attend(&qkv)? else {
             return Ok(None);
         };
         let y = linear_in_place(
-            &a.reshape((b * t, w))?,
+            &a.reshape((n, w))?,
             &self.attn.out_proj,
-            Epilogue::Residual(&rows),
+            Epilogue::Residual(rows),
         )?;
         let h = self.ln_2.forward(&y)?;
         let f = linear_in_place(&h, &self.mlp.c_fc, Epilogue::Act(self.mlp.activation))?;
         let z = linear_in_place(&f, &self.mlp.c_proj, Epilogue::Residual(&y))?;
-        Ok(Some(z.reshape((b, t, w))?))
+        Ok(Some(z))
     }
 }
 
@@ -245,6 +259,28 @@ impl Transformer {
             };
         }
         Ok(x)
+    }
+
+    /// Causal blocks on sequences of different lengths packed row after row (`x`:
+    /// `[rows, width]`, sequence `i` = rows `offsets[i]..offsets[i + 1]`), so no padding is
+    /// computed. `Ok(None)` where the fused CPU kernels do not apply.
+    pub(crate) fn forward_packed_causal(
+        &self,
+        x: &Tensor,
+        offsets: &[usize],
+    ) -> Result<Option<Tensor>> {
+        if !ops::fused(x) {
+            return Ok(None);
+        }
+        let mut x = x.clone();
+        for block in &self.resblocks {
+            let heads = block.attn.heads;
+            match block.forward_rows(&x, |qkv| ops::packed_causal_attention(qkv, heads, offsets))? {
+                Some(y) => x = y,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(x))
     }
 }
 

@@ -346,7 +346,12 @@ impl ClipModel {
             dst[..n].copy_from_slice(&src[..n]);
         }
         let t = Tensor::from_vec(cut, (rows, run), &self.device)?;
-        let out = self.text.forward(&t, &eot).map_err(lower)?;
+        let out = match length {
+            // Each row only up to its own end-of-text token (rows packed, no padding computed).
+            TextLength::UpToLongestEot => self.text.forward_to_eot(&t, &eot),
+            TextLength::Full => self.text.forward(&t, &eot),
+        }
+        .map_err(lower)?;
         Ok(out.to_dtype(DType::F32)?)
     }
 }

@@ -366,6 +366,70 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// Causal attention over sequences of different lengths packed row after row: `qkv` is
+/// `[rows, 3 × width]`, sequence `i` the rows `offsets[i]..offsets[i + 1]`.
+struct PackedCausalAttention {
+    heads: usize,
+    offsets: Vec<usize>,
+}
+
+impl CustomOp1 for PackedCausalAttention {
+    fn name(&self) -> &'static str {
+        "clip-packed-causal-attention"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let qkv = f32_slice(storage, layout, self.name())?;
+        let (n, w3) = layout.shape().dims2()?;
+        let w = w3 / 3;
+        let h = self.heads;
+        let o = &self.offsets;
+        if w3 % 3 != 0 || h == 0 || w % h != 0 {
+            bail!("{}: width {w3} is not 3 × heads × head width", self.name());
+        }
+        if o.first() != Some(&0) || o.last() != Some(&n) || o.windows(2).any(|p| p[0] > p[1]) {
+            bail!("{}: offsets {o:?} do not split {n} rows", self.name());
+        }
+        let d = w / h;
+        let scale = 1.0 / (d as f32).sqrt();
+        let seqs = o.len() - 1;
+        let blocks: Vec<Vec<f32>> = (0..seqs * h)
+            .into_par_iter()
+            .map(|sh| {
+                let (si, hi) = (sh / h, sh % h);
+                let (a, b) = (o[si], o[si + 1]);
+                head(&qkv[a * w3..b * w3], b - a, w, d, hi, scale, true)
+            })
+            .collect();
+        let mut out = vec![0f32; n * w];
+        for (sh, block) in blocks.iter().enumerate() {
+            let (si, hi) = (sh / h, sh % h);
+            for (ti, src) in block.chunks_exact(d).enumerate() {
+                let at = (o[si] + ti) * w + hi * d;
+                out[at..at + d].copy_from_slice(src);
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, w))))
+    }
+}
+
+/// Causal attention on sequences packed row after row (see [`attention`]); `offsets` has one
+/// more entry than there are sequences, starting at 0 and ending at the row count.
+pub(crate) fn packed_causal_attention(
+    qkv: &Tensor,
+    heads: usize,
+    offsets: &[usize],
+) -> Result<Option<Tensor>> {
+    if !fused(qkv) {
+        return Ok(None);
+    }
+    let op = PackedCausalAttention {
+        heads,
+        offsets: offsets.to_vec(),
+    };
+    Ok(Some(qkv.apply_op1_no_bwd(&op)?))
+}
+
 /// softmax(q kᵀ / √d [+ causal mask]) v per head, from the packed `[batch, tokens, 3 × width]`
 /// input projection to `[batch, tokens, width]`. `Ok(None)` where the fused path does not apply.
 pub(crate) fn attention(qkv: &Tensor, heads: usize, causal: bool) -> Result<Option<Tensor>> {
@@ -444,6 +508,30 @@ mod tests {
             );
             assert!(err < 1e-5, "max |diff| {err}");
         }
+    }
+
+    /// Each packed sequence against the batched causal kernel run on that sequence alone.
+    #[test]
+    fn packed_attention_matches_per_sequence() {
+        let (heads, d) = (2, 16);
+        let w3 = 3 * heads * d;
+        let lens = [3usize, 1, 7, 5];
+        let n: usize = lens.iter().sum();
+        let qkv = Tensor::randn(0f32, 1.0, (n, w3), &Device::Cpu).unwrap();
+        let mut offsets = vec![0];
+        for l in lens {
+            offsets.push(offsets.last().unwrap() + l);
+        }
+        let got = packed_causal_attention(&qkv, heads, &offsets)
+            .unwrap()
+            .unwrap();
+        for (i, &l) in lens.iter().enumerate() {
+            let one = qkv.narrow(0, offsets[i], l).unwrap().unsqueeze(0).unwrap();
+            let want = reference(&one, heads, true).squeeze(0).unwrap();
+            let err = max_abs(&got.narrow(0, offsets[i], l).unwrap(), &want);
+            assert!(err < 1e-5, "sequence {i}: max |diff| {err}");
+        }
+        assert!(packed_causal_attention(&qkv, heads, &[0, 3, n + 1]).is_err());
     }
 
     #[test]

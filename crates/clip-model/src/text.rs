@@ -77,6 +77,46 @@ impl TextTransformer {
     }
 }
 
+impl TextTransformer {
+    /// [`TextTransformer::forward`] with each row run only up to its own end-of-text token:
+    /// the rows are packed one after another (no padding computed), which gives the same
+    /// result because attention is causal. Falls back to `forward` where the fused CPU kernels
+    /// do not apply. Same contract as `forward`.
+    pub fn forward_to_eot(&self, ids: &Tensor, eot: &[usize]) -> Result<Tensor> {
+        let (b, len) = ids.dims2()?;
+        if eot.len() != b || eot.iter().any(|&e| e >= len) {
+            candle_core::bail!("end-of-text positions {eot:?} do not fit token rows {b} x {len}");
+        }
+        let mut offsets = Vec::with_capacity(b + 1);
+        let mut keep = Vec::new();
+        offsets.push(0usize);
+        for (i, &e) in eot.iter().enumerate() {
+            keep.extend((0..=e).map(|j| (i * len + j) as u32));
+            offsets.push(keep.len());
+        }
+        let positions: Vec<u32> = eot.iter().flat_map(|&e| 0..=e as u32).collect();
+        let n = keep.len();
+        let device = ids.device();
+        let flat = ids
+            .flatten_all()?
+            .index_select(&Tensor::new(keep, device)?, 0)?;
+        let x = self.token_embedding.forward(&flat)?;
+        let pos = self
+            .positional_embedding
+            .index_select(&Tensor::new(positions, device)?, 0)?;
+        let x = (x + pos)?;
+        let Some(x) = self.transformer.forward_packed_causal(&x, &offsets)? else {
+            return self.forward(ids, eot);
+        };
+        let last: Vec<u32> = offsets[1..].iter().map(|&o| (o - 1) as u32).collect();
+        debug_assert_eq!(x.dim(0)?, n);
+        let pooled = x.index_select(&Tensor::new(last, device)?, 0)?;
+        self.ln_final
+            .forward(&pooled)?
+            .matmul(&self.text_projection)
+    }
+}
+
 /// Additive causal mask: 0 on and below the diagonal, −∞ above.
 fn causal_mask(len: usize, dtype: DType, device: &Device) -> Result<Tensor> {
     let mask: Vec<f32> = (0..len)
