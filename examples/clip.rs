@@ -6,8 +6,9 @@ use std::path::Path;
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use clip_model::{ClipModel, Tokenizer, Truncation};
-use clip_preprocess::{PreprocessConfig, Preprocessor};
+use clip_preprocess::{PreprocessConfig, Preprocessor, Tensor3};
 use feature_store::{EmbedInput, ImageEmbedder, SyncOptions, SyncReport};
+use rayon::prelude::*;
 
 use crate::gallery::library::Library;
 use crate::{EmbedError, Embedder, weights};
@@ -94,23 +95,35 @@ impl Embedder for Clip {
     }
 
     fn embed_images(&self, images: &[&[u8]]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if images.is_empty() {
-            return Ok(Vec::new());
+        self.embed_each(images).into_iter().collect()
+    }
+
+    /// Decodes and preprocesses the pictures in parallel, then runs the model once on the
+    /// ones that decoded.
+    fn embed_each(&self, images: &[&[u8]]) -> Vec<Result<Vec<f32>, EmbedError>> {
+        let pixels: Vec<_> = images
+            .par_iter()
+            .map(|bytes| {
+                self.pre
+                    .preprocess_bytes(bytes)
+                    .map_err(|e| EmbedError::BadImage(e.to_string()))
+            })
+            .collect();
+        let good: Vec<_> = pixels.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let mut embedded = match self.encode_pixels(&good) {
+            Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e); good.len()],
         }
-        let mut data = Vec::new();
-        let (mut h, mut w) = (0, 0);
-        for bytes in images {
-            let t = self
-                .pre
-                .preprocess_bytes(bytes)
-                .map_err(|e| EmbedError::BadImage(e.to_string()))?;
-            (h, w) = (t.height, t.width);
-            data.extend_from_slice(&t.data);
-        }
-        let pixels =
-            Tensor::from_vec(data, (images.len(), 3, h, w), &Device::Cpu).map_err(model_err)?;
-        let out = self.model.encode_image(&pixels).map_err(model_err)?;
-        rows_normalized(&out)
+        .into_iter();
+        pixels
+            .into_iter()
+            .map(|p| match p {
+                Ok(_) => embedded
+                    .next()
+                    .unwrap_or_else(|| Err(model_err("the model returned too few embeddings"))),
+                Err(e) => Err(e),
+            })
+            .collect()
     }
 
     fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -126,7 +139,28 @@ impl Embedder for Clip {
             .model
             .encode_tokens(batch.ids(), texts.len())
             .map_err(model_err)?;
-        rows_normalized(&out)
+        unit_rows(&out)
+    }
+}
+
+impl Clip {
+    /// Unit image embeddings of preprocessed pictures (all of the model's image size).
+    fn encode_pixels(&self, images: &[&Tensor3]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let Some(first) = images.first() else {
+            return Ok(Vec::new());
+        };
+        let (h, w) = (first.height, first.width);
+        let mut data = Vec::with_capacity(images.len() * 3 * h * w);
+        for t in images {
+            data.extend_from_slice(&t.data);
+        }
+        let pixels =
+            Tensor::from_vec(data, (images.len(), 3, h, w), &Device::Cpu).map_err(model_err)?;
+        let out = self
+            .model
+            .encode_image_normalized(&pixels)
+            .map_err(model_err)?;
+        out.to_vec2::<f32>().map_err(model_err)
     }
 }
 
@@ -134,20 +168,18 @@ fn model_err(e: impl std::fmt::Display) -> EmbedError {
     EmbedError::Model(e.to_string())
 }
 
-/// `[batch, dim]` → one L2-normalised vector per row.
-fn rows_normalized(t: &Tensor) -> Result<Vec<Vec<f32>>, EmbedError> {
-    let rows = t.to_vec2::<f32>().map_err(model_err)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            r.into_iter().map(|x| x / n).collect()
-        })
-        .collect())
+/// `[batch, dim]` text embeddings → one unit vector per row (the token path has no
+/// normalised variant taking ids).
+fn unit_rows(t: &Tensor) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let norms = t
+        .sqr()
+        .and_then(|s| s.sum_keepdim(1))
+        .and_then(|s| s.sqrt());
+    let unit = norms.and_then(|n| t.broadcast_div(&n)).map_err(model_err)?;
+    unit.to_vec2::<f32>().map_err(model_err)
 }
 
-/// Adapts an [`Embedder`] to the feature store's [`ImageEmbedder`] (one image at a time, so a
-/// bad file fails alone).
+/// Adapts an [`Embedder`] to the feature store's [`ImageEmbedder`] (a bad file fails alone).
 struct StoreEmbedder<'a, E: Embedder + ?Sized>(&'a E);
 
 impl<E: Embedder + ?Sized> ImageEmbedder for StoreEmbedder<'_, E> {
@@ -163,11 +195,7 @@ impl<E: Embedder + ?Sized> ImageEmbedder for StoreEmbedder<'_, E> {
 
     fn embed_batch(&mut self, batch: &[EmbedInput<'_>]) -> Vec<Result<Vec<f32>, EmbedError>> {
         let all: Vec<&[u8]> = batch.iter().map(|i| i.bytes).collect();
-        match self.0.embed_images(&all) {
-            Ok(v) if v.len() == batch.len() => v.into_iter().map(Ok).collect(),
-            // One bad picture fails the batch call: retry one by one so only it fails.
-            _ => batch.iter().map(|i| self.0.embed_image(i.bytes)).collect(),
-        }
+        self.0.embed_each(&all)
     }
 }
 

@@ -14,7 +14,7 @@ pub mod labels;
 pub mod weights;
 
 /// Why an embedding could not be computed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmbedError {
     /// The bytes are not an image we can decode (or exceed the decoder limits).
@@ -40,6 +40,12 @@ pub trait Embedder: Send + Sync + 'static {
     fn embed_images(&self, images: &[&[u8]]) -> Result<Vec<Vec<f32>>, EmbedError>;
     /// Embeds texts, one unit vector per input, in input order.
     fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+
+    /// Embeds encoded image files, one result per input in input order, so that a bad file
+    /// fails alone. The default embeds them one by one; implementations can batch the good ones.
+    fn embed_each(&self, images: &[&[u8]]) -> Vec<Result<Vec<f32>, EmbedError>> {
+        images.iter().map(|i| self.embed_image(i)).collect()
+    }
 
     /// Embeds one encoded image file.
     fn embed_image(&self, image: &[u8]) -> Result<Vec<f32>, EmbedError> {

@@ -51,11 +51,7 @@ fn tiny_model_loads_and_embeds() {
         assert!((norm(v) - 1.0).abs() < 1e-5);
         // A batch row equals the image embedded alone.
         let alone = clip.embed_image(bytes).unwrap();
-        let diff = v
-            .iter()
-            .zip(&alone)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let diff = dev_support::max_abs_diff(v, &alone).unwrap();
         assert!(diff < 1e-5, "batch vs single: {diff}");
     }
     assert!(
@@ -97,6 +93,34 @@ fn bad_inputs_are_typed_errors() {
 }
 
 #[test]
+fn a_bad_picture_in_a_batch_fails_alone() {
+    let (_d, clip) = tiny();
+    let (rocket, horse) = (photo_bytes("rocket.jpg"), photo_bytes("horse.png"));
+    let out = clip.embed_each(&[&rocket, b"not a picture", &horse]);
+    assert_eq!(out.len(), 3);
+    assert!(
+        matches!(out[1], Err(EmbedError::BadImage(_))),
+        "{:?}",
+        out[1]
+    );
+    for (got, bytes) in [(&out[0], &rocket), (&out[2], &horse)] {
+        let got = got.as_ref().expect("good picture embedded");
+        let alone = clip.embed_image(bytes).unwrap();
+        let diff = got
+            .iter()
+            .zip(&alone)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            diff < 1e-5 && got.len() == alone.len(),
+            "in batch vs alone: {diff}"
+        );
+    }
+    // The whole-batch call reports the bad picture instead of a partial result.
+    assert!(clip.embed_images(&[&rocket, b"not a picture"]).is_err());
+}
+
+#[test]
 fn missing_weights_say_how_to_get_them() {
     let msg = format!(
         "{:#}",
@@ -134,9 +158,7 @@ fn model_with_a_small_vocabulary_is_refused_clearly() {
     // clip-model's parity fixture has a 1000-token vocabulary: fine for parity, not for real text.
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../crates/clip-model/tests/fixtures/vit_tiny/open_clip/open_clip_model.safetensors");
-    if !p.is_file() {
-        return;
-    }
+    assert!(p.is_file(), "committed fixture missing: {}", p.display());
     let msg = format!("{:#}", Clip::from_file(&p).unwrap_err());
     assert!(msg.contains("49408") && msg.contains("1000"), "{msg}");
 }
