@@ -133,7 +133,7 @@ pub enum Error {
     },
     /// A context length too small for `<|startoftext|>` and `<|endoftext|>`.
     #[error(
-        "context length {context_length} is too small: it must hold at least the 2 special tokens"
+        "context length {context_length} is out of range: it must hold the 2 special tokens and be at most 65536"
     )]
     InvalidContextLength {
         /// The context length asked for.

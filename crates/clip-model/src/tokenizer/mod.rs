@@ -154,6 +154,9 @@ impl TokenBatch {
     }
 }
 
+/// The longest context [`Tokenizer::encode_batch`] accepts (OpenAI's models use 77).
+pub const MAX_CONTEXT_LENGTH: usize = 1 << 16;
+
 /// OpenAI's CLIP tokenizer. Cheap to clone (the BPE tables are shared).
 ///
 /// ```
@@ -274,15 +277,19 @@ impl Tokenizer {
         context_length: usize,
         truncation: Truncation,
     ) -> Result<TokenBatch> {
-        if context_length < 2 {
+        if !(2..=MAX_CONTEXT_LENGTH).contains(&context_length) {
             return Err(Error::InvalidContextLength { context_length });
         }
+        let total = texts
+            .len()
+            .checked_mul(context_length)
+            .ok_or(Error::InvalidContextLength { context_length })?;
         let cleaned: Vec<String> = texts.iter().map(|t| clean::clean(t.as_ref())).collect();
         let encodings = self
             .pipeline
             .encode_batch_fast(cleaned, false)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let mut ids = vec![0u32; texts.len() * context_length];
+        let mut ids = vec![0u32; total];
         let mut eot_positions = Vec::with_capacity(texts.len());
         for ((row, encoding), text) in ids
             .chunks_exact_mut(context_length)
@@ -493,6 +500,11 @@ mod tests {
         ));
         let batch = t.encode_batch(&["x"], 2, Truncation::Truncate).unwrap();
         assert_eq!(batch.ids(), [SOT, EOT]);
+        // An absurd context length is an error, not an overflowing allocation.
+        assert!(matches!(
+            t.encode_batch(&["x", "y"], usize::MAX, Truncation::Truncate),
+            Err(Error::InvalidContextLength { .. })
+        ));
         let empty: [&str; 0] = [];
         assert!(
             t.encode_batch(&empty, 77, Truncation::Error)
