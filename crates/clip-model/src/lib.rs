@@ -7,7 +7,9 @@
 //!   [`ClipModel::logit_scale`]).
 //! - [`ClipConfig`] describes the architecture. It is inferred from the tensor shapes (an
 //!   `open_clip_config.json` beside the weights is read and checked when present) and named after
-//!   the matching preset (`ViT-B/32`, `ViT-B/16`, `ViT-L/14`, `ViT-L/14@336`) or `custom`.
+//!   the matching preset (`ViT-B/32`, `ViT-B/16`, `ViT-L/14`, `ViT-L/14@336`, `RN50`, `RN101`,
+//!   `RN50x4`, `RN50x16`, `RN50x64`) or `custom`. The image backbone is a [`VisionTower`]: a
+//!   [`VisionTransformer`] or a [`ModifiedResNet`] with attention pooling.
 //! - [`Tokenizer`] turns text into the token ids the text tower takes.
 //! - [`Error`] is the crate's error type: missing tensors, wrong shapes, unsupported dtypes and
 //!   damaged files are typed errors naming the tensor or file.
@@ -66,18 +68,15 @@ pub mod model;
 mod ops;
 pub mod resnet;
 pub mod text;
+pub mod tokenizer;
 pub mod vit;
 pub mod weights;
 
 pub use config::{Activation, ClipConfig, ConfigHints, TextConfig, VisionConfig, VitConfig};
 pub use error::{Error, Result};
 pub use model::{ClipModel, LoadOptions, TextLength, VisionTower};
+pub use resnet::{ModifiedResNet, ResNetConfig};
 pub use text::TextTransformer;
+pub use tokenizer::{TokenBatch, Tokenizer, Truncation};
 pub use vit::VisionTransformer;
 pub use weights::{Naming, SafetensorsFile, Weights};
-
-pub use resnet::{ModifiedResNet, ResNetConfig};
-
-pub mod tokenizer;
-
-pub use tokenizer::{TokenBatch, Tokenizer, Truncation};

@@ -628,7 +628,7 @@ impl ModifiedResNet {
 
     /// Infers the config from the tensors under `vb` ([`ResNetConfig::infer_from_var_builder`]) and builds
     /// the tower, with this crate's typed errors.
-    pub fn load(vb: VarBuilder) -> Result<Self> {
+    pub fn from_var_builder(vb: VarBuilder) -> Result<Self> {
         let cfg = ResNetConfig::infer_from_var_builder(&vb)?;
         Self::new(vb, &cfg)
     }

@@ -71,7 +71,7 @@ fn config_is_inferred_from_shapes() {
 
 #[test]
 fn matches_open_clip() {
-    let model = ModifiedResNet::load(tower(tensors())).unwrap();
+    let model = ModifiedResNet::from_var_builder(tower(tensors())).unwrap();
     assert_eq!(model.image_size(), 64);
     assert_eq!(model.output_dim(), 32);
     let x = npy("resnet_tiny_input.npy");
@@ -101,7 +101,7 @@ fn matches_open_clip() {
 fn missing_tensor_is_named() {
     let mut ts = tensors();
     ts.remove("visual.layer3.1.bn2.running_var");
-    let err = ModifiedResNet::load(tower(ts)).unwrap_err();
+    let err = ModifiedResNet::from_var_builder(tower(ts)).unwrap_err();
     assert!(
         matches!(err, Error::MissingTensor { ref name, .. } if name == "visual.layer3.1.bn2.running_var"),
         "{err}"
@@ -113,7 +113,7 @@ fn missing_stage_block_is_an_architecture_gap() {
     // Without any block of stage 2 the layer count cannot be inferred.
     let mut ts = tensors();
     ts.retain(|k, _| !k.starts_with("visual.layer2."));
-    let err = ModifiedResNet::load(tower(ts)).unwrap_err();
+    let err = ModifiedResNet::from_var_builder(tower(ts)).unwrap_err();
     assert!(
         matches!(err, Error::MissingTensor { ref name, .. } if name == "visual.layer2.0.conv1.weight"),
         "{err}"
@@ -125,7 +125,7 @@ fn gap_in_a_stage_is_a_missing_tensor() {
     // Block 1 of stage 3 loses its first convolution: not a shorter stage but a broken file.
     let mut ts = tensors();
     ts.remove("visual.layer3.1.conv1.weight");
-    let err = ModifiedResNet::load(tower(ts)).unwrap_err();
+    let err = ModifiedResNet::from_var_builder(tower(ts)).unwrap_err();
     assert!(
         matches!(err, Error::MissingTensor { ref name, .. } if name == "visual.layer3.1.conv1.weight"),
         "{err}"
@@ -173,7 +173,7 @@ fn wrong_shape_names_expected_and_found() {
         name.into(),
         Tensor::zeros((32, 16, 3, 3), DType::F32, &Device::Cpu).unwrap(),
     );
-    let err = ModifiedResNet::load(tower(ts)).unwrap_err();
+    let err = ModifiedResNet::from_var_builder(tower(ts)).unwrap_err();
     match err {
         Error::ShapeMismatch {
             name: n,
@@ -193,7 +193,7 @@ fn wrong_shape_names_expected_and_found() {
         "visual.attnpool.positional_embedding".into(),
         Tensor::zeros((5, 64), DType::F32, &Device::Cpu).unwrap(),
     );
-    let err = ModifiedResNet::load(tower(ts)).unwrap_err();
+    let err = ModifiedResNet::from_var_builder(tower(ts)).unwrap_err();
     assert!(
         matches!(err, Error::ShapeMismatch { ref name, ref expected, .. }
             if name == "visual.attnpool.positional_embedding" && expected == &vec![5, 128]),
@@ -206,13 +206,13 @@ fn wrong_shape_names_expected_and_found() {
         "visual.attnpool.positional_embedding".into(),
         Tensor::zeros((6, 128), DType::F32, &Device::Cpu).unwrap(),
     );
-    let err = ModifiedResNet::load(tower(ts)).unwrap_err();
+    let err = ModifiedResNet::from_var_builder(tower(ts)).unwrap_err();
     assert!(matches!(err, Error::Architecture(_)), "{err}");
 }
 
 #[test]
 fn wrong_input_is_an_error() {
-    let model = ModifiedResNet::load(tower(tensors())).unwrap();
+    let model = ModifiedResNet::from_var_builder(tower(tensors())).unwrap();
     for dims in [
         vec![1, 3, 224, 224],
         vec![1, 1, 64, 64],
