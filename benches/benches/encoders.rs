@@ -5,7 +5,7 @@
 //!   (batch 1, 4): each of their iterations takes seconds to tens of seconds on two cores.
 //! - `text/<length>/batch<N>`: the ViT-B/32 text tower on real ImageNet prompts (OpenAI's class
 //!   names × 80 templates, spread over the classes), all 77 positions (`full77`, open_clip's
-//!   way) vs. stopping at the batch's last end-of-text token (`to_last_eot`), batch 1 and 256
+//!   way) vs. each row run only to its own end-of-text token (`to_eot`, the default), batch 1 and 256
 //!   (throughput = prompts/s). The full-length batch of 256 runs only with `CLIP_BENCH_HEAVY=1`.
 //!
 //! For profilers (perf, callgrind), `CLIP_BENCH_LOOP=<preset>:<batch>:<iterations>` (e.g.
@@ -205,7 +205,7 @@ fn text(c: &mut Criterion) {
         let ids = prompt_ids(batch);
         group.throughput(Throughput::Elements(batch as u64));
         for (label, length) in [
-            ("to_last_eot", TextLength::UpToLongestEot),
+            ("to_eot", TextLength::UpToLongestEot),
             ("full77", TextLength::Full),
         ] {
             if batch > 1 && length == TextLength::Full && !heavy() {
