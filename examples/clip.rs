@@ -217,13 +217,3 @@ pub fn sync_folder<E: Embedder + ?Sized>(
     }
     Ok(report)
 }
-
-/// The weights file of a hub model `owner/name[@revision]`, downloaded into the hub cache if
-/// missing (feature `hub`).
-#[cfg(feature = "hub")]
-pub fn hub_weights(id: &str) -> Result<std::path::PathBuf, String> {
-    let (repo, revision) = id.split_once('@').unwrap_or((id, "main"));
-    clip_model::hub::fetch(repo, revision)
-        .map(|f| f.weights)
-        .map_err(|e| e.to_string())
-}

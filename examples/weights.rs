@@ -71,8 +71,8 @@ pub fn resolve_with(arg: Option<&str>, env: Option<PathBuf>) -> Result<PathBuf, 
         if p.is_file() {
             return Ok(p.to_owned());
         }
-        if looks_like_hub_id(a) {
-            return from_hub(a);
+        if let Some(id) = clip_model::HubId::parse(a) {
+            return from_hub(&id);
         }
         return Err(WeightsError::NotFound {
             looked: format!("--weights {a}: no such file"),
@@ -103,34 +103,21 @@ pub fn resolve_with(arg: Option<&str>, env: Option<PathBuf>) -> Result<PathBuf, 
     })
 }
 
-/// `owner/name` (optionally `owner/name@revision`) with no path-like parts.
-fn looks_like_hub_id(s: &str) -> bool {
-    let id = s.split('@').next().unwrap_or(s);
-    let mut parts = id.split('/');
-    let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    let ok = |p: &str| {
-        !p.is_empty()
-            && p != "."
-            && p != ".."
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    };
-    ok(a) && ok(b) && !b.ends_with(".safetensors")
-}
-
 #[cfg(feature = "hub")]
-fn from_hub(id: &str) -> Result<PathBuf, WeightsError> {
-    crate::clip::hub_weights(id).map_err(|cause| WeightsError::Hub {
-        id: id.to_owned(),
-        cause,
-    })
+fn from_hub(id: &clip_model::HubId) -> Result<PathBuf, WeightsError> {
+    id.fetch()
+        .map(|files| files.weights)
+        .map_err(|e| WeightsError::Hub {
+            id: id.to_string(),
+            cause: e.to_string(),
+        })
 }
 
 #[cfg(not(feature = "hub"))]
-fn from_hub(id: &str) -> Result<PathBuf, WeightsError> {
-    Err(WeightsError::HubDisabled { id: id.to_owned() })
+fn from_hub(id: &clip_model::HubId) -> Result<PathBuf, WeightsError> {
+    Err(WeightsError::HubDisabled {
+        id: id.repo.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -164,16 +151,6 @@ mod tests {
             msg.contains(HUB_FILE) && msg.contains(DEFAULT_WEIGHTS),
             "{msg}"
         );
-    }
-
-    #[test]
-    fn hub_ids_recognised() {
-        assert!(looks_like_hub_id("timm/vit_base_patch32_clip_224.openai"));
-        assert!(looks_like_hub_id("openai/clip-vit-base-patch32@main"));
-        assert!(!looks_like_hub_id("models/x.safetensors"));
-        assert!(!looks_like_hub_id("a/b/c"));
-        assert!(!looks_like_hub_id("../x"));
-        assert!(!looks_like_hub_id("w.safetensors"));
     }
 
     #[cfg(not(feature = "hub"))]

@@ -63,6 +63,7 @@ pub mod config;
 pub mod error;
 #[cfg(feature = "hub")]
 pub mod hub;
+mod hub_id;
 mod layers;
 pub mod model;
 mod ops;
@@ -74,6 +75,7 @@ pub mod weights;
 
 pub use config::{Activation, ClipConfig, ConfigHints, TextConfig, VisionConfig, VitConfig};
 pub use error::{Error, Result};
+pub use hub_id::HubId;
 pub use model::{ClipModel, LoadOptions, TextLength, VisionTower};
 pub use resnet::{ModifiedResNet, ResNetConfig};
 pub use text::TextTransformer;

@@ -38,27 +38,24 @@ pub fn resolve_weights(spec: &str) -> anyhow::Result<PathBuf> {
     if p.exists() {
         bail!("--weights {spec}: not a file");
     }
-    if !spec.contains('/')
-        || spec.starts_with('.')
-        || spec.starts_with('/')
-        || spec.ends_with(".safetensors")
-    {
-        bail!("--weights {spec}: no such file");
+    match clip_model::HubId::parse(spec) {
+        Some(id) => hub_weights(&id),
+        None => bail!("--weights {spec}: no such file"),
     }
-    hub_weights(spec)
 }
 
-/// `owner/name` or `owner/name@revision` → the weights file in the hub cache (downloaded when missing).
+/// A hub id → the weights file in the hub cache (downloaded when missing).
 #[cfg(feature = "hub")]
-fn hub_weights(spec: &str) -> anyhow::Result<PathBuf> {
-    let (id, revision) = spec.split_once('@').unwrap_or((spec, "main"));
-    let files = clip_model::hub::fetch(id, revision)
-        .with_context(|| format!("fetching {id}@{revision} from the Hugging Face hub"))?;
+fn hub_weights(id: &clip_model::HubId) -> anyhow::Result<PathBuf> {
+    let files = id
+        .fetch()
+        .with_context(|| format!("fetching {id} from the Hugging Face hub"))?;
     Ok(files.weights)
 }
 
 #[cfg(not(feature = "hub"))]
-fn hub_weights(id: &str) -> anyhow::Result<PathBuf> {
+fn hub_weights(id: &clip_model::HubId) -> anyhow::Result<PathBuf> {
+    let id = &id.repo;
     bail!(
         "--weights {id}: no such file; to fetch a hub id, build with `cargo xtask --features hub` \
          (cargo run -p xtask --features hub -- eval-imagenet …) or download the safetensors file and pass its path"
