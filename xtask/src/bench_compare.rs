@@ -229,7 +229,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let root = dev_support::workspace_root();
     let root = root.canonicalize().unwrap_or(root);
     let dir = root.join("target/bench-compare");
-    let python = reference_python(args.python.clone())?;
+    let python = crate::reference::python(args.python.clone())?;
     let script = root.join("tools/reference/bench_compare.py");
 
     let mut prep = Command::new(&python);
@@ -551,22 +551,4 @@ fn eval_ratio(path: &Path) -> anyhow::Result<Option<(f64, f64)>> {
     Ok(timing["images_per_s"]
         .as_f64()
         .zip(v["timing_detail"]["images_per_s_model"].as_f64()))
-}
-
-fn reference_python(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let p = match given {
-        Some(p) => p,
-        None => match std::env::var_os("CLIP_REF_VENV") {
-            Some(v) => PathBuf::from(v).join("bin/python"),
-            None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
-                .join(".cache/clip-rs/reference-venv/bin/python"),
-        },
-    };
-    if !p.exists() {
-        bail!(
-            "reference Python not found at {}: run tools/reference/setup-venv.sh or pass --python",
-            p.display()
-        );
-    }
-    Ok(p)
 }

@@ -11,6 +11,7 @@ mod meta_to_json;
 mod parity;
 mod parity_resnet;
 mod preprocess;
+mod reference;
 mod tokenize;
 
 #[derive(Parser)]

@@ -60,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let weights = dir.join("open_clip_model.safetensors");
     let photos = demo_photos(&root)?;
     if args.regenerate || !dir.join("end_to_end.json").exists() {
-        let python = reference_python(args.python)?;
+        let python = crate::reference::python(args.python)?;
         println!(
             "building a random {preset} with open_clip into {}",
             dir.display()
@@ -183,24 +183,6 @@ fn end_to_end(model: &ClipModel, preset: &str, reference: &Path) -> anyhow::Resu
         );
     }
     Ok(ok)
-}
-
-fn reference_python(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let p = match given {
-        Some(p) => p,
-        None => match std::env::var_os("CLIP_REF_VENV") {
-            Some(v) => PathBuf::from(v).join("bin/python"),
-            None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
-                .join(".cache/clip-rs/reference-venv/bin/python"),
-        },
-    };
-    if !p.exists() {
-        bail!(
-            "reference Python not found at {}: run tools/reference/setup-venv.sh or pass --python",
-            p.display()
-        );
-    }
-    Ok(p)
 }
 
 fn f32_tensor(path: &Path) -> anyhow::Result<Tensor> {

@@ -81,7 +81,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     .iter()
     .all(|f| dir.join(f).exists());
     if opts.regenerate || !ready {
-        let python = opts.python.clone().unwrap_or_else(default_python);
+        let python = crate::reference::python(opts.python.clone())?;
         eprintln!(
             "building the random {key} reference with {}",
             python.display()
@@ -137,7 +137,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     drop(model);
     // PyTorch again, right after ours, on the saved model: this machine's speed drifts, so the
     // comparison is made from runs next to each other.
-    let python = opts.python.clone().unwrap_or_else(default_python);
+    let python = crate::reference::python(opts.python.clone())?;
     let again = Command::new(&python)
         .arg(root.join("tools/reference/resnet_parity.py"))
         .args(["time", "--model", &key, "--out"])
@@ -214,16 +214,6 @@ fn seconds(v: &serde_json::Value) -> Vec<f64> {
         .as_array()
         .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
         .unwrap_or_default()
-}
-
-fn default_python() -> PathBuf {
-    let venv = std::env::var_os("CLIP_REF_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/clip-rs/reference-venv")
-        });
-    venv.join("bin/python")
 }
 
 fn read_npy(path: &Path, device: &Device) -> anyhow::Result<Tensor> {
