@@ -67,6 +67,7 @@ mod hub_id;
 mod layers;
 pub mod model;
 mod ops;
+mod ops_conv;
 pub mod resnet;
 pub mod text;
 pub mod tokenizer;

@@ -22,6 +22,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use crate::error::{Error, Result, lower, raise};
+use crate::ops_conv::{ConvSpec, conv_bias_act};
 use crate::weights::Weights;
 
 /// Batch-norm epsilon of every BN layer in the tower (PyTorch's default, used by OpenAI's models).
@@ -341,6 +342,9 @@ struct ConvBn {
     weight: Tensor,
     /// Shape `(1, out, 1, 1)`.
     bias: Tensor,
+    /// Shape `(out)`, for the fused CPU kernel.
+    bias_flat: Tensor,
+    kernel: usize,
     padding: usize,
     stride: usize,
 }
@@ -369,9 +373,37 @@ impl ConvBn {
         Ok(Self {
             weight: weight.to_dtype(dtype)?,
             bias: bias.reshape((1, c_out, 1, 1))?.to_dtype(dtype)?,
+            bias_flat: bias.to_dtype(dtype)?,
+            kernel,
             padding,
             stride,
         })
+    }
+}
+
+impl ConvBn {
+    /// `relu?(conv(x) + bias (+ residual))`: one fused CPU kernel for contiguous f32 input, candle ops
+    /// otherwise.
+    fn run(
+        &self,
+        x: &Tensor,
+        relu: bool,
+        residual: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        if crate::ops::fused(x) && residual.is_none_or(crate::ops::fused) {
+            let spec = ConvSpec {
+                kernel: self.kernel,
+                stride: self.stride,
+                padding: self.padding,
+                relu,
+            };
+            return conv_bias_act(x, &self.weight, &self.bias_flat, residual, spec);
+        }
+        let mut y = self.forward(x)?;
+        if let Some(r) = residual {
+            y = (y + r)?;
+        }
+        if relu { y.relu() } else { Ok(y) }
     }
 }
 
@@ -471,18 +503,17 @@ impl Bottleneck {
 
 impl Module for Bottleneck {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut out = self.conv1.forward(x)?.relu()?;
-        out = self.conv2.forward(&out)?.relu()?;
+        let mut out = self.conv1.run(x, true, None)?;
+        out = self.conv2.run(&out, true, None)?;
         if self.stride > 1 {
             out = out.avg_pool2d(self.stride)?;
         }
-        out = self.conv3.forward(&out)?;
         let identity = match &self.downsample {
-            Some(ds) if self.stride > 1 => ds.forward(&x.avg_pool2d(self.stride)?)?,
-            Some(ds) => ds.forward(x)?,
+            Some(ds) if self.stride > 1 => ds.run(&x.avg_pool2d(self.stride)?, false, None)?,
+            Some(ds) => ds.run(x, false, None)?,
             None => x.clone(),
         };
-        (out + identity)?.relu()
+        self.conv3.run(&out, true, Some(&identity))
     }
 }
 
@@ -685,9 +716,9 @@ impl ModifiedResNet {
 
     fn stem_forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let x = x.to_dtype(self.stem[0].weight.dtype())?;
-        let mut x = self.stem[0].forward(&x)?.relu()?;
-        x = self.stem[1].forward(&x)?.relu()?;
-        x = self.stem[2].forward(&x)?.relu()?;
+        let mut x = self.stem[0].run(&x.contiguous()?, true, None)?;
+        x = self.stem[1].run(&x, true, None)?;
+        x = self.stem[2].run(&x, true, None)?;
         x.avg_pool2d(2)
     }
 }
