@@ -68,7 +68,8 @@ fn gelu_erf(x: f32) -> f32 {
     (candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x
 }
 
-struct BiasAct(Activation);
+/// `x += bias`, then the activation if any, in place.
+struct BiasAct(Option<Activation>);
 
 impl InplaceOp2 for BiasAct {
     fn name(&self) -> &'static str {
@@ -95,14 +96,19 @@ impl InplaceOp2 for BiasAct {
         x.par_chunks_mut(w * rows_per_task(w)).for_each(|rows| {
             for row in rows.chunks_exact_mut(w) {
                 match act {
-                    Activation::QuickGelu => {
+                    Some(Activation::QuickGelu) => {
                         for (v, b) in row.iter_mut().zip(bias) {
                             *v = quick_gelu(*v + b);
                         }
                     }
-                    Activation::Gelu => {
+                    Some(Activation::Gelu) => {
                         for (v, b) in row.iter_mut().zip(bias) {
                             *v = gelu_erf(*v + b);
+                        }
+                    }
+                    None => {
+                        for (v, b) in row.iter_mut().zip(bias) {
+                            *v += b;
                         }
                     }
                 }
@@ -148,47 +154,13 @@ impl InplaceOp3 for BiasResidual {
     }
 }
 
-struct Bias;
-
-impl InplaceOp2 for Bias {
-    fn name(&self) -> &'static str {
-        "clip-bias"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<()> {
-        let bias = f32_slice(s2, l2, self.name())?;
-        let x = f32_slice_mut(s1, l1, self.name())?;
-        let w = bias.len();
-        if w == 0 || x.len() % w != 0 {
-            bail!(
-                "{}: {} values do not split into rows of {w}",
-                self.name(),
-                x.len()
-            );
-        }
-        x.par_chunks_mut(w * rows_per_task(w)).for_each(|rows| {
-            for row in rows.chunks_exact_mut(w) {
-                for (v, b) in row.iter_mut().zip(bias) {
-                    *v += b;
-                }
-            }
-        });
-        Ok(())
-    }
-}
-
 /// `x += bias`, then the activation, in place. `x` must be a fresh tensor (e.g. a matmul result)
 /// that no other tensor shares. Returns `false` (nothing done) where the fused path does not apply.
 pub(crate) fn bias_act_(x: &Tensor, bias: &Tensor, act: Activation) -> Result<bool> {
     if !fused(x) || !fused(bias) || bias.dtype() != DType::F32 {
         return Ok(false);
     }
-    x.inplace_op2(bias, &BiasAct(act))?;
+    x.inplace_op2(bias, &BiasAct(Some(act)))?;
     Ok(true)
 }
 
@@ -206,7 +178,7 @@ pub(crate) fn bias_(x: &Tensor, bias: &Tensor) -> Result<bool> {
     if !fused(x) || !fused(bias) {
         return Ok(false);
     }
-    x.inplace_op2(bias, &Bias)?;
+    x.inplace_op2(bias, &BiasAct(None))?;
     Ok(true)
 }
 
