@@ -319,7 +319,11 @@ fn image_record(
         id,
         path: PathBuf::from(path),
         hash: hash_from_blob(file, id, &hash)?,
-        size: u64::try_from(size).unwrap_or(0),
+        size: u64::try_from(size).map_err(|_| Error::BadHeader {
+            file: file.to_path_buf(),
+            key: "images.size",
+            problem: format!("negative size {size} for image {id}"),
+        })?,
         mtime_ns,
     })
 }

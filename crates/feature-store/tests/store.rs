@@ -170,6 +170,32 @@ fn corrupt_vector_blob_is_reported_not_reinterpreted() {
 }
 
 #[test]
+fn negative_size_in_a_row_is_reported_not_clamped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lib.db");
+    let id = {
+        let mut store = FeatureStore::open(&db, &model(), &OpenOptions::new()).unwrap();
+        store.add(&image("/a.png", b"a", unit(0))).unwrap().id
+    };
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("UPDATE images SET size = -5 WHERE id = ?1", [id.0])
+        .unwrap();
+    drop(conn);
+    let store = FeatureStore::open(&db, &model(), &OpenOptions::new()).unwrap();
+    let got = store.get(id);
+    assert!(
+        matches!(
+            got,
+            Err(Error::BadHeader {
+                key: "images.size",
+                ..
+            })
+        ),
+        "{got:?}"
+    );
+}
+
+#[test]
 fn add_is_add_if_new_and_bad_input_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("lib.db");
