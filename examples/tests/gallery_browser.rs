@@ -144,6 +144,10 @@ async fn text(c: &Client, css: &str) -> String {
         .unwrap()
 }
 
+async fn click(c: &Client, what: Locator<'_>) {
+    c.find(what).await.unwrap().click().await.unwrap();
+}
+
 async fn count(c: &Client, css: &str) -> usize {
     c.find_all(Locator::Css(css)).await.unwrap().len()
 }
@@ -239,12 +243,7 @@ async fn drive(c: &Client, base: &str, model: &dyn Embedder, lib_dir: &Path, n: 
         .send_keys(junk.to_str().unwrap())
         .await
         .unwrap();
-    c.find(Locator::Id("classify-btn"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Id("classify-btn")).await;
     let err = until("the error banner", || async {
         let e = c.find(Locator::Id("error")).await.unwrap();
         let t = e.text().await.unwrap();
@@ -268,12 +267,7 @@ async fn drive(c: &Client, base: &str, model: &dyn Embedder, lib_dir: &Path, n: 
     let labels = c.find(Locator::Id("labels")).await.unwrap();
     labels.clear().await.unwrap();
     labels.send_keys("rocket, cat, dog").await.unwrap();
-    c.find(Locator::Id("classify-btn"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Id("classify-btn")).await;
     let note = until("the classification", || async {
         let t = text(c, "#classify-note").await;
         t.starts_with("Added").then_some(t)
@@ -357,12 +351,7 @@ async fn drive(c: &Client, base: &str, model: &dyn Embedder, lib_dir: &Path, n: 
     let pages = total.div_ceil(4);
     let mut seen = first.iter().map(|c| c.0).collect::<Vec<_>>();
     for p in 2..=pages {
-        c.find(Locator::Id("next"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(c, Locator::Id("next")).await;
         let info = format!("Page {p} of {pages} ({total} images)");
         until("the next page", || async {
             (text(c, "#page-info").await == info).then_some(())
@@ -380,12 +369,7 @@ async fn drive(c: &Client, base: &str, model: &dyn Embedder, lib_dir: &Path, n: 
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), total);
-    c.find(Locator::Id("prev"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Id("prev")).await;
     until("the previous page", || async {
         text(c, "#page-info")
             .await
@@ -397,18 +381,8 @@ async fn drive(c: &Client, base: &str, model: &dyn Embedder, lib_dir: &Path, n: 
     // 5. Search by text: k results, best first, scores = text·image dot products.
     let q = c.find(Locator::Id("query")).await.unwrap();
     q.send_keys("a rocket launch").await.unwrap();
-    c.find(Locator::Css("#k option[value='4']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Id("search-btn"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Css("#k option[value='4']")).await;
+    click(c, Locator::Id("search-btn")).await;
     until("search results", || async {
         text(c, "#search-note")
             .await
