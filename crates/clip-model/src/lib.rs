@@ -68,6 +68,7 @@ mod layers;
 pub mod model;
 mod ops;
 mod ops_conv;
+mod packed;
 pub mod resnet;
 pub mod text;
 pub mod tokenizer;

@@ -32,6 +32,22 @@ pub(crate) fn fused(x: &Tensor) -> bool {
     !disabled && x.device().is_cpu() && x.dtype() == DType::F32 && x.is_contiguous()
 }
 
+/// Runs `f` on the values of `t`, a contiguous f32 CPU tensor (an error naming `what` otherwise).
+pub(crate) fn with_f32<R>(
+    t: &Tensor,
+    what: &str,
+    f: impl FnOnce(&[f32]) -> Result<R>,
+) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
+        bail!("{what}: expected an f32 CPU tensor")
+    };
+    match layout.contiguous_offsets() {
+        Some((a, b)) => f(&v[a..b]),
+        None => bail!("{what}: expected a contiguous tensor"),
+    }
+}
+
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else {
         bail!("{what}: expected f32 storage")
@@ -58,13 +74,13 @@ fn rows_per_task(width: usize) -> usize {
 }
 
 #[inline(always)]
-fn quick_gelu(x: f32) -> f32 {
+pub(crate) fn quick_gelu(x: f32) -> f32 {
     x / (1.0 + (-1.702 * x).exp())
 }
 
 /// erf-based GELU, `0.5 x (1 + erf(x / √2))`, as candle's `gelu_erf` computes it.
 #[inline(always)]
-fn gelu_erf(x: f32) -> f32 {
+pub(crate) fn gelu_erf(x: f32) -> f32 {
     (candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x
 }
 

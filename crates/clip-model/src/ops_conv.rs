@@ -4,8 +4,10 @@
 //!
 //! Only f32, contiguous, CPU tensors; the caller falls back to candle's `conv2d` otherwise.
 
-use candle_core::{CpuStorage, Device, Result, Storage, Tensor, bail};
+use candle_core::{Device, Result, Tensor, bail};
 use rayon::prelude::*;
+
+use crate::ops::with_f32;
 
 /// Target size of one band's column matrix (bytes): small enough to stay in L2/L3, large enough
 /// that each `gemm` call has a wide right-hand side.
@@ -13,17 +15,6 @@ const BAND_BYTES: usize = 2 << 20;
 
 /// Smallest number of output pixels per band (keeps the matrix products wide on small maps).
 const MIN_BAND_PIXELS: usize = 512;
-
-fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
-        bail!("{what}: expected an f32 CPU tensor")
-    };
-    match layout.contiguous_offsets() {
-        Some((a, b)) => f(&v[a..b]),
-        None => bail!("{what}: expected a contiguous tensor"),
-    }
-}
 
 /// Convolution parameters of [`conv_bias_act`].
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,789 @@
+//! Prepacked-weight matrix products for the CPU: `y = x Wᵀ + b`, then an optional activation or
+//! residual, for the linear layers of the transformer blocks.
+//!
+//! candle's CPU matmul hands every call to the `gemm` crate, which packs both operands again on
+//! every call: for a weight matrix that never changes that is a full extra read and write of the
+//! weights per layer and batch (batch 1 of ViT-B/32 streams ~350 MB of weights per image through
+//! the packing code), plus a transposed copy where few rows are multiplied. Here each weight is
+//! packed once, at load, into the layout the micro-kernel reads (column panels of [`NR`] outputs,
+//! `k`-major, zero-padded), so a product reads the weights once and the activations in place.
+//! Bias, activation and residual are applied to each output tile in registers (AVX-512; erf-GELU
+//! and the AVX2 kernel: while the tile is still in L1).
+//!
+//! Blocking (per thread): `k` in blocks of at most [`KC`] (a `KC × NR` weight block, ≤ 96 KiB,
+//! stays in L2 while a block of [`MC`] rows streams past it), and a register tile of up to
+//! 12 rows × 32 columns (AVX-512) or 6 × 16 (AVX2 + FMA). Threads split the column panels (and,
+//! with few panels, the rows); each writes disjoint tiles of `y`.
+//!
+//! Runtime dispatch: AVX-512F, else AVX2 + FMA; on other CPUs [`Kernel::detect`] gives `None` and
+//! the caller keeps the unpacked weights and candle's matmul.
+
+use rayon::prelude::*;
+
+use crate::config::Activation;
+
+/// Output columns per packed panel.
+pub(crate) const NR: usize = 32;
+/// Largest depth of one `k` block (`k` is cut into near-equal blocks of at most this).
+const KC: usize = 768;
+/// Rows of one row block.
+const MC: usize = 96;
+/// Floats per cache line (panel storage is aligned to it).
+const LINE: usize = 16;
+
+/// The micro-kernel family used on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// 12 × 32 register tile, AVX-512F.
+    Avx512,
+    /// 6 × 16 register tile, AVX2 + FMA.
+    Avx2,
+}
+
+impl Kernel {
+    /// The best kernel this CPU runs, if any.
+    pub(crate) fn detect() -> Option<Kernel> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Some(Kernel::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Some(Kernel::Avx2);
+            }
+        }
+        None
+    }
+
+    /// Whether this CPU can run `self`.
+    pub(crate) fn supported(self) -> bool {
+        matches!(
+            (Kernel::detect(), self),
+            (Some(Kernel::Avx512), _) | (Some(Kernel::Avx2), Kernel::Avx2)
+        )
+    }
+
+    /// Largest row count of one register tile.
+    fn max_rows(self) -> usize {
+        match self {
+            Kernel::Avx512 => 12,
+            Kernel::Avx2 => 6,
+        }
+    }
+}
+
+/// What is applied to each output after the product.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Epilogue<'a> {
+    /// `y = x Wᵀ + b`.
+    Bias,
+    /// `y = act(x Wᵀ + b)`.
+    Act(Activation),
+    /// `y = x Wᵀ + b + r` with `r` shaped like `y`.
+    Residual(&'a [f32]),
+}
+
+/// A weight matrix `W` (`n` outputs × `k` inputs, row-major as stored in checkpoints) packed for
+/// `x Wᵀ`, with its bias.
+#[derive(Clone)]
+pub(crate) struct PackedLinear {
+    n: usize,
+    k: usize,
+    /// `ceil(n / NR)` panels of `k × NR` floats, starting at `start` (cache-line aligned).
+    buf: Vec<f32>,
+    start: usize,
+    bias: Vec<f32>,
+    kernel: Kernel,
+}
+
+impl std::fmt::Debug for PackedLinear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedLinear")
+            .field("n", &self.n)
+            .field("k", &self.k)
+            .field("kernel", &self.kernel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PackedLinear {
+    /// Packs `weight` (`n × k`, row-major) and `bias` (`n`) for `kernel`.
+    pub(crate) fn new(
+        weight: &[f32],
+        bias: &[f32],
+        n: usize,
+        k: usize,
+        kernel: Kernel,
+    ) -> Result<Self, String> {
+        if n == 0 || k == 0 || weight.len() != n * k || bias.len() != n {
+            return Err(format!(
+                "cannot pack a {n}×{k} weight from {} values and a bias of {}",
+                weight.len(),
+                bias.len()
+            ));
+        }
+        let panels = n.div_ceil(NR);
+        let len = panels * k * NR;
+        let mut buf = vec![0f32; len + LINE];
+        let start = buf.as_ptr().align_offset(LINE * 4).min(LINE);
+        let packed = &mut buf[start..start + len];
+        for (j, row) in weight.chunks_exact(k).enumerate() {
+            let panel = &mut packed[(j / NR) * k * NR..][..k * NR];
+            for (p, &v) in row.iter().enumerate() {
+                panel[p * NR + j % NR] = v;
+            }
+        }
+        Ok(Self {
+            n,
+            k,
+            buf,
+            start,
+            bias: bias.to_vec(),
+            kernel,
+        })
+    }
+
+    /// Output features.
+    pub(crate) fn out_features(&self) -> usize {
+        self.n
+    }
+
+    /// Input features.
+    pub(crate) fn in_features(&self) -> usize {
+        self.k
+    }
+
+    /// The bias.
+    pub(crate) fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    fn panels(&self) -> &[f32] {
+        &self.buf[self.start..self.start + self.n.div_ceil(NR) * self.k * NR]
+    }
+
+    /// The weight back in checkpoint layout (`n × k`, row-major), for the plain candle path.
+    pub(crate) fn unpack(&self) -> Vec<f32> {
+        let (n, k) = (self.n, self.k);
+        let panels = self.panels();
+        let mut w = vec![0f32; n * k];
+        for (j, row) in w.chunks_exact_mut(k).enumerate() {
+            let panel = &panels[(j / NR) * k * NR..][..k * NR];
+            for (p, v) in row.iter_mut().enumerate() {
+                *v = panel[p * NR + j % NR];
+            }
+        }
+        w
+    }
+
+    /// `x Wᵀ + b` then `epilogue`, for `x` with `m` rows of `k` values; returns `m × n` values.
+    pub(crate) fn forward(
+        &self,
+        x: &[f32],
+        m: usize,
+        epilogue: Epilogue,
+    ) -> Result<Vec<f32>, String> {
+        let (n, k) = (self.n, self.k);
+        if x.len() != m * k {
+            return Err(format!(
+                "input of {} values is not {m} rows of {k}",
+                x.len()
+            ));
+        }
+        if let Epilogue::Residual(r) = epilogue
+            && r.len() != m * n
+        {
+            return Err(format!("residual of {} values, expected {m}×{n}", r.len()));
+        }
+        if !self.kernel.supported() {
+            return Err(format!(
+                "{:?} kernels are not supported on this CPU",
+                self.kernel
+            ));
+        }
+        let mut y: Vec<f32> = Vec::with_capacity(m * n);
+        if m == 0 {
+            return Ok(y);
+        }
+        let panels = n.div_ceil(NR);
+        let threads = rayon::current_num_threads().max(1);
+        // Tiny products are not worth waking the pool.
+        let work = m * n * k;
+        let (panel_groups, row_groups) = if threads == 1 || work < 1 << 18 {
+            (1, 1)
+        } else {
+            let pg = panels.min(threads);
+            (
+                pg,
+                threads.div_ceil(pg).min(m.div_ceil(self.kernel.max_rows())),
+            )
+        };
+        let out = SendPtr(y.as_mut_ptr());
+        let task = |t: usize| {
+            let (pg, rg) = (t % panel_groups, t / panel_groups);
+            let p = split(panels, panel_groups, pg);
+            let r = split(m, row_groups, rg);
+            // SAFETY: tasks cover disjoint (row range × panel range) tiles of `y`, which has
+            // m × n values; `x` and the residual have the lengths checked above.
+            unsafe { self.block(x, r, p, out, epilogue) };
+        };
+        if panel_groups * row_groups == 1 {
+            task(0);
+        } else {
+            (0..panel_groups * row_groups)
+                .into_par_iter()
+                .for_each(task);
+        }
+        // SAFETY: the tasks cover every (row, panel) tile and the first `k` block stores every
+        // output of its tile (columns beyond `n` are masked off), so all m × n values are set.
+        unsafe { y.set_len(m * n) };
+        Ok(y)
+    }
+
+    /// Rows `rows` × panels `panels` of the product, written through `y`.
+    ///
+    /// # Safety
+    /// `y` points to `m × n` floats of which no other thread touches this tile; `x` has `m × k`
+    /// values and a residual `m × n`, with `rows.end <= m` and `panels.end <= ceil(n / NR)`.
+    unsafe fn block(
+        &self,
+        x: &[f32],
+        rows: std::ops::Range<usize>,
+        panels: std::ops::Range<usize>,
+        y: SendPtr,
+        epilogue: Epilogue,
+    ) {
+        let (n, k) = (self.n, self.k);
+        let packed = self.panels();
+        let max_rows = self.kernel.max_rows();
+        let k_blocks = k.div_ceil(KC);
+        for kb in 0..k_blocks {
+            let kr = split(k, k_blocks, kb);
+            let (k0, kc) = (kr.start, kr.len());
+            let first = kb == 0;
+            let last = kb + 1 == k_blocks;
+            let mut r0 = rows.start;
+            while r0 < rows.end {
+                let r1 = (r0 + MC).min(rows.end);
+                let tiles = (r1 - r0).div_ceil(max_rows);
+                for p in panels.clone() {
+                    let cols = NR.min(n - p * NR);
+                    let b = &packed[p * k * NR + k0 * NR..][..kc * NR];
+                    for t in 0..tiles {
+                        let tr = split(r1 - r0, tiles, t);
+                        let (i0, mr) = (r0 + tr.start, tr.len());
+                        let a = &x[i0 * k + k0..];
+                        // SAFETY: the tile (rows i0..i0 + mr, columns p·NR..p·NR + cols) lies
+                        // inside y and inside this task's share; `a` holds rows i0.. of x from
+                        // column k0, each row `k` apart, `b` holds kc × NR packed values.
+                        unsafe {
+                            let c = y.0.add(i0 * n + p * NR);
+                            match self.kernel {
+                                Kernel::Avx512 => {
+                                    // The bias, residual and QuickGELU go into the kernel's
+                                    // last store; erf-GELU is left to `finish`.
+                                    let tail = match (last, epilogue) {
+                                        (false, _) | (_, Epilogue::Act(Activation::Gelu)) => {
+                                            Tail::None
+                                        }
+                                        (true, Epilogue::Bias) => Tail::Bias(&self.bias[p * NR..]),
+                                        (true, Epilogue::Act(Activation::QuickGelu)) => {
+                                            Tail::BiasQuickGelu(&self.bias[p * NR..])
+                                        }
+                                        (true, Epilogue::Residual(r)) => Tail::BiasResidual(
+                                            &self.bias[p * NR..],
+                                            &r[i0 * n + p * NR..],
+                                        ),
+                                    };
+                                    #[cfg(target_arch = "x86_64")]
+                                    x86::tile_avx512(mr, kc, a, k, b, c, n, cols, !first, tail);
+                                    if last && matches!(tail, Tail::None) {
+                                        self.finish(c, i0, mr, p * NR, cols, epilogue);
+                                    }
+                                }
+                                Kernel::Avx2 => {
+                                    #[cfg(target_arch = "x86_64")]
+                                    x86::tile_avx2(mr, kc, a, k, b, c, n, cols, !first);
+                                    if last {
+                                        self.finish(c, i0, mr, p * NR, cols, epilogue);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                r0 = r1;
+            }
+        }
+    }
+
+    /// Applies bias and `epilogue` to one finished tile.
+    ///
+    /// # Safety
+    /// `c` points at element (i0, j0) of `y` (row stride `n`); rows `i0..i0 + mr` and columns
+    /// `j0..j0 + cols` are inside `y` and owned by the caller.
+    unsafe fn finish(
+        &self,
+        c: *mut f32,
+        i0: usize,
+        mr: usize,
+        j0: usize,
+        cols: usize,
+        epilogue: Epilogue,
+    ) {
+        let n = self.n;
+        let bias = &self.bias[j0..j0 + cols];
+        for i in 0..mr {
+            // SAFETY: see the function contract.
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * n), cols) };
+            match epilogue {
+                Epilogue::Bias => row.iter_mut().zip(bias).for_each(|(v, b)| *v += b),
+                Epilogue::Residual(r) => {
+                    let r = &r[(i0 + i) * n + j0..][..cols];
+                    for ((v, b), r) in row.iter_mut().zip(bias).zip(r) {
+                        *v += b + r;
+                    }
+                }
+                Epilogue::Act(Activation::QuickGelu) => {
+                    for (v, b) in row.iter_mut().zip(bias) {
+                        *v = crate::ops::quick_gelu(*v + b);
+                    }
+                }
+                Epilogue::Act(Activation::Gelu) => {
+                    for (v, b) in row.iter_mut().zip(bias) {
+                        *v = crate::ops::gelu_erf(*v + b);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the AVX-512 kernel adds before its store (bias from the tile's first column; the
+/// residual from the tile's first element, rows `ldc` apart like the output).
+#[derive(Debug, Clone, Copy)]
+enum Tail<'a> {
+    None,
+    Bias(&'a [f32]),
+    BiasQuickGelu(&'a [f32]),
+    BiasResidual(&'a [f32], &'a [f32]),
+}
+
+/// Part `i` of `0..len` cut into `parts` near-equal ranges.
+fn split(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    let (base, extra) = (len / parts, len % parts);
+    let start = i * base + i.min(extra);
+    start..start + base + usize::from(i < extra)
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the pointer is only written through in disjoint tiles (see `PackedLinear::block`).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{NR, Tail};
+
+    /// One register tile: `c[0..mr][0..cols] (+)= a[0..mr][0..kc] · b[0..kc][0..NR]`, with `a`
+    /// rows `lda` apart, `b` packed (`NR` per step), `c` rows `ldc` apart, then `tail`. `mr` ≤ 12.
+    ///
+    /// # Safety
+    /// AVX-512F available; the slices and `c` cover the stated ranges.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile_avx512(
+        mr: usize,
+        kc: usize,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+        accumulate: bool,
+        tail: Tail,
+    ) {
+        macro_rules! go {
+            ($($r:literal)*) => {
+                match mr {
+                    $($r => unsafe { kernel_avx512::<$r>(kc, a, lda, b, c, ldc, cols, accumulate, tail) },)*
+                    _ => unreachable!("tile of {mr} rows"),
+                }
+            };
+        }
+        go!(1 2 3 4 5 6 7 8 9 10 11 12)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel_avx512<const MR: usize>(
+        kc: usize,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+        accumulate: bool,
+        tail: Tail,
+    ) {
+        debug_assert!(a.len() >= (MR - 1) * lda + kc && b.len() >= kc * NR);
+        let m0: __mmask16 = if cols >= 16 {
+            0xffff
+        } else {
+            (1u16 << cols) - 1
+        };
+        let m1: __mmask16 = if cols >= 32 {
+            0xffff
+        } else if cols > 16 {
+            (1u16 << (cols - 16)) - 1
+        } else {
+            0
+        };
+        let ap = a.as_ptr();
+        let bp = b.as_ptr();
+        let mut lo = [_mm512_setzero_ps(); MR];
+        let mut hi = [_mm512_setzero_ps(); MR];
+        // SAFETY (all pointer arithmetic below): in bounds by the caller's contract.
+        unsafe {
+            if accumulate {
+                for i in 0..MR {
+                    lo[i] = _mm512_maskz_loadu_ps(m0, c.add(i * ldc));
+                    hi[i] = _mm512_maskz_loadu_ps(m1, c.add(i * ldc + 16));
+                }
+            }
+            for p in 0..kc {
+                let b0 = _mm512_loadu_ps(bp.add(p * NR));
+                let b1 = _mm512_loadu_ps(bp.add(p * NR + 16));
+                for i in 0..MR {
+                    let x = _mm512_set1_ps(*ap.add(i * lda + p));
+                    lo[i] = _mm512_fmadd_ps(x, b0, lo[i]);
+                    hi[i] = _mm512_fmadd_ps(x, b1, hi[i]);
+                }
+            }
+            match tail {
+                Tail::None => {}
+                Tail::Bias(b) | Tail::BiasQuickGelu(b) | Tail::BiasResidual(b, _) => {
+                    let b0 = _mm512_maskz_loadu_ps(m0, b.as_ptr());
+                    let b1 = _mm512_maskz_loadu_ps(m1, b.as_ptr().add(16));
+                    for i in 0..MR {
+                        lo[i] = _mm512_add_ps(lo[i], b0);
+                        hi[i] = _mm512_add_ps(hi[i], b1);
+                    }
+                }
+            }
+            match tail {
+                Tail::BiasResidual(_, r) => {
+                    for i in 0..MR {
+                        let rp = r.as_ptr().add(i * ldc);
+                        lo[i] = _mm512_add_ps(lo[i], _mm512_maskz_loadu_ps(m0, rp));
+                        hi[i] = _mm512_add_ps(hi[i], _mm512_maskz_loadu_ps(m1, rp.add(16)));
+                    }
+                }
+                Tail::BiasQuickGelu(_) => {
+                    for i in 0..MR {
+                        lo[i] = quick_gelu_avx512(lo[i]);
+                        hi[i] = quick_gelu_avx512(hi[i]);
+                    }
+                }
+                Tail::None | Tail::Bias(_) => {}
+            }
+            for i in 0..MR {
+                _mm512_mask_storeu_ps(c.add(i * ldc), m0, lo[i]);
+                _mm512_mask_storeu_ps(c.add(i * ldc + 16), m1, hi[i]);
+            }
+        }
+    }
+
+    /// The AVX2 counterpart of [`tile_avx512`]: the 32-column panel as two 16-column halves,
+    /// up to 6 rows each (`mr` ≤ 6).
+    ///
+    /// # Safety
+    /// AVX2 and FMA available; ranges as for [`tile_avx512`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile_avx2(
+        mr: usize,
+        kc: usize,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+        accumulate: bool,
+    ) {
+        for half in 0..2 {
+            let h_cols = cols.saturating_sub(half * 16).min(16);
+            if h_cols == 0 {
+                break;
+            }
+            macro_rules! go {
+                ($($r:literal)*) => {
+                    match mr {
+                        $($r => unsafe {
+                            kernel_avx2::<$r>(kc, a, lda, &b[half * 16..], c.add(half * 16), ldc, h_cols, accumulate)
+                        },)*
+                        _ => unreachable!("tile of {mr} rows"),
+                    }
+                };
+            }
+            go!(1 2 3 4 5 6)
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel_avx2<const MR: usize>(
+        kc: usize,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+        accumulate: bool,
+    ) {
+        let ap = a.as_ptr();
+        let bp = b.as_ptr();
+        let mut lo = [_mm256_setzero_ps(); MR];
+        let mut hi = [_mm256_setzero_ps(); MR];
+        let mut tmp = [0f32; 16];
+        // SAFETY (all pointer arithmetic below): in bounds by the caller's contract; partial
+        // tiles go through `tmp`.
+        unsafe {
+            if accumulate {
+                for i in 0..MR {
+                    if cols == 16 {
+                        lo[i] = _mm256_loadu_ps(c.add(i * ldc));
+                        hi[i] = _mm256_loadu_ps(c.add(i * ldc + 8));
+                    } else {
+                        tmp = [0f32; 16];
+                        std::ptr::copy_nonoverlapping(c.add(i * ldc), tmp.as_mut_ptr(), cols);
+                        lo[i] = _mm256_loadu_ps(tmp.as_ptr());
+                        hi[i] = _mm256_loadu_ps(tmp.as_ptr().add(8));
+                    }
+                }
+            }
+            for p in 0..kc {
+                let b0 = _mm256_loadu_ps(bp.add(p * NR));
+                let b1 = _mm256_loadu_ps(bp.add(p * NR + 8));
+                for i in 0..MR {
+                    let x = _mm256_broadcast_ss(&*ap.add(i * lda + p));
+                    lo[i] = _mm256_fmadd_ps(x, b0, lo[i]);
+                    hi[i] = _mm256_fmadd_ps(x, b1, hi[i]);
+                }
+            }
+            for i in 0..MR {
+                if cols == 16 {
+                    _mm256_storeu_ps(c.add(i * ldc), lo[i]);
+                    _mm256_storeu_ps(c.add(i * ldc + 8), hi[i]);
+                } else {
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), lo[i]);
+                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), hi[i]);
+                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), c.add(i * ldc), cols);
+                }
+            }
+        }
+    }
+
+    /// `e^x` for 16 lanes: `x = n ln 2 + r`, a degree-6 polynomial for `e^r` on
+    /// `|r| ≤ ln 2 / 2`, scaled by `2^n`; relative error below 2e-7, `-inf → 0`, overflow → `inf`.
+    #[target_feature(enable = "avx512f")]
+    fn exp_avx512(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(x, _mm512_set1_ps(-104.0));
+        let x = _mm512_min_ps(x, _mm512_set1_ps(89.0));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        // ln 2 split in a high part exact in f32 and a low correction (Cody–Waite).
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
+        let mut p = _mm512_set1_ps(1.0 / 720.0);
+        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        _mm512_scalef_ps(p, n)
+    }
+
+    /// `x / (1 + e^(-1.702 x))`, QuickGELU, on 16 lanes.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn quick_gelu_avx512(x: __m512) -> __m512 {
+        let e = exp_avx512(_mm512_mul_ps(x, _mm512_set1_ps(-1.702)));
+        _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0), e))
+    }
+
+    #[cfg(test)]
+    pub(super) fn exp16(x: [f32; 16]) -> Option<[f32; 16]> {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return None;
+        }
+        let mut out = [0f32; 16];
+        // SAFETY: AVX-512F was detected just above.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), exp_avx512(_mm512_loadu_ps(x.as_ptr()))) };
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// `act(x Wᵀ + b) (+ r)` in f64, straight from the definition.
+    fn reference(
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        m: usize,
+        n: usize,
+        k: usize,
+        epilogue: Epilogue,
+    ) -> Vec<f32> {
+        let mut y = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = b[j] as f64;
+                for p in 0..k {
+                    s += x[i * k + p] as f64 * w[j * k + p] as f64;
+                }
+                let s = s as f32;
+                y[i * n + j] = match epilogue {
+                    Epilogue::Bias => s,
+                    Epilogue::Residual(r) => s + r[i * n + j],
+                    Epilogue::Act(Activation::QuickGelu) => {
+                        (s as f64 / (1.0 + (-1.702 * s as f64).exp())) as f32
+                    }
+                    Epilogue::Act(Activation::Gelu) => crate::ops::gelu_erf(s),
+                };
+            }
+        }
+        y
+    }
+
+    fn kernels() -> Vec<Kernel> {
+        [Kernel::Avx512, Kernel::Avx2]
+            .into_iter()
+            .filter(|k| k.supported())
+            .collect()
+    }
+
+    #[test]
+    fn pack_unpack_round_trip() {
+        for (n, k) in [(1, 1), (33, 7), (64, 300), (70, 5)] {
+            let w = values(n * k, 3);
+            let p = PackedLinear::new(&w, &vec![0.0; n], n, k, Kernel::Avx2).unwrap();
+            assert_eq!(p.unpack(), w, "{n}×{k}");
+        }
+    }
+
+    #[test]
+    fn products_match_the_definition() {
+        if kernels().is_empty() {
+            eprintln!("SKIP: neither AVX-512F nor AVX2+FMA on this CPU");
+            return;
+        }
+        // Shapes cover partial panels (n % 32), one to three k blocks, one to many row
+        // tiles, and sizes that take the threaded path.
+        let shapes = [
+            (1, 1, 1),
+            (3, 17, 5),
+            (13, 32, 256),
+            (50, 96, 300),
+            (97, 40, 513),
+            (20, 64, 1700),
+            (200, 130, 64),
+            (7, 2304, 768),
+        ];
+        for kernel in kernels() {
+            for &(m, n, k) in &shapes {
+                let x = values(m * k, 1);
+                let w = values(n * k, 2);
+                let b = values(n, 4);
+                let r = values(m * n, 5);
+                let packed = PackedLinear::new(&w, &b, n, k, kernel).unwrap();
+                for epilogue in [
+                    Epilogue::Bias,
+                    Epilogue::Residual(&r),
+                    Epilogue::Act(Activation::QuickGelu),
+                    Epilogue::Act(Activation::Gelu),
+                ] {
+                    let got = packed.forward(&x, m, epilogue).unwrap();
+                    let want = reference(&x, &w, &b, m, n, k, epilogue);
+                    // f32 accumulation of k products of values in [-1, 1): error grows like
+                    // √k · 2⁻²⁴ · |terms|; 1e-5 · √k (≈ 3e-4 at k = 768) is a loose bound
+                    // that still catches any wrong or missing term (each is ~0.3 on average).
+                    let tol = 1e-5 * (k as f32).sqrt().max(1.0);
+                    let worst = got
+                        .iter()
+                        .zip(&want)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(
+                        worst <= tol && got.iter().all(|v| v.is_finite()),
+                        "{kernel:?} {m}×{n}×{k} {epilogue:?}: max abs diff {worst} > {tol}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        assert!(PackedLinear::new(&[0.0; 6], &[0.0; 2], 2, 2, Kernel::Avx2).is_err());
+        assert!(PackedLinear::new(&[0.0; 4], &[0.0; 3], 2, 2, Kernel::Avx2).is_err());
+        let p = PackedLinear::new(&[0.0; 4], &[0.0; 2], 2, 2, Kernel::Avx2).unwrap();
+        if Kernel::Avx2.supported() {
+            assert!(p.forward(&[0.0; 5], 2, Epilogue::Bias).is_err());
+            assert!(
+                p.forward(&[0.0; 4], 2, Epilogue::Residual(&[0.0; 3]))
+                    .is_err()
+            );
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_exp_is_accurate() {
+        let mut xs = [0f32; 16];
+        let mut worst = 0f64;
+        for start in (-870..880).step_by(16) {
+            for (i, v) in xs.iter_mut().enumerate() {
+                *v = (start + i as i32) as f32 * 0.1;
+            }
+            let Some(got) = x86::exp16(xs) else {
+                eprintln!("SKIP: no AVX-512F on this CPU");
+                return;
+            };
+            for (x, g) in xs.iter().zip(got) {
+                let want = (*x as f64).exp();
+                let rel = ((g as f64 - want) / want).abs();
+                if want > 1e-37 && want < 1e38 {
+                    worst = worst.max(rel);
+                }
+            }
+        }
+        // A handful of f32 ulps (2⁻²³ ≈ 1.2e-7 each).
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        let edge = x86::exp16([f32::NEG_INFINITY; 16]).unwrap();
+        assert!(edge.iter().all(|&v| v == 0.0));
+    }
+}
