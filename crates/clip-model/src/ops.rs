@@ -6,7 +6,9 @@
 //!
 //! - [`attention`]: softmax(q kᵀ / √d [+ causal mask]) v for every (batch, head), read straight
 //!   from the packed `[batch, tokens, 3 × width]` output of the input projection and written as
-//!   `[batch, tokens, width]` (heads side by side), so no q/k/v copies and no transposes;
+//!   `[batch, tokens, width]` (heads side by side), so no q/k/v copies and no transposes; each
+//!   head's `q kᵀ` and `P v` run as small products through [`crate::packed`]'s kernels where the
+//!   CPU has them (a portable per-query loop otherwise);
 //! - [`bias_act_`]: `x += bias` then QuickGELU / GELU in place (the MLP's hidden layer);
 //! - [`bias_residual_`]: `x += bias + residual` in place (the end of each residual branch);
 //! - [`bias_`]: `x += bias` in place.
@@ -21,6 +23,7 @@ use candle_core::{
 use rayon::prelude::*;
 
 use crate::config::Activation;
+use crate::packed::{Epilogue, Kernel, PackedLinear, softmax_rows};
 
 /// Whether the fused kernels apply to `x` (contiguous f32 on the CPU, and the environment
 /// variable `CLIP_MODEL_UNFUSED` unset: setting it to anything but `0` selects the plain candle
@@ -220,46 +223,55 @@ impl CustomOp1 for Attention {
         let d = w / h;
         let scale = 1.0 / (d as f32).sqrt();
         let causal = self.causal;
-        // One task per (batch, head): its output block [t, d], scattered afterwards.
-        let blocks: Vec<Vec<f32>> = (0..b * h)
-            .into_par_iter()
-            .map(|bh| {
-                let (bi, hi) = (bh / h, bh % h);
-                let x = &qkv[bi * t * w3..(bi + 1) * t * w3];
-                head(x, t, w, d, hi, scale, causal)
-            })
-            .collect();
         let mut out = vec![0f32; b * t * w];
-        for (bh, block) in blocks.iter().enumerate() {
+        let base = OutPtr(out.as_mut_ptr());
+        (0..b * h).into_par_iter().try_for_each(|bh| {
             let (bi, hi) = (bh / h, bh % h);
-            for (ti, src) in block.chunks_exact(d).enumerate() {
-                let o = (bi * t + ti) * w + hi * d;
-                out[o..o + d].copy_from_slice(src);
-            }
-        }
+            let x = &qkv[bi * t * w3..(bi + 1) * t * w3];
+            // SAFETY: (batch bi, head hi) owns columns hi·d..(hi + 1)·d of rows bi·t..(bi + 1)·t
+            // of `out` (b·t rows of w), which no other task writes.
+            let rows = unsafe { OutRows::new(base, (bi * t) * w + hi * d, w) };
+            head(x, t, w, d, hi, scale, causal, rows)
+        })?;
         Ok((CpuStorage::F32(out), Shape::from((b, t, w))))
     }
 }
 
-/// One head of one batch row: `x` is `[t, 3w]` (q | k | v, heads side by side in each).
-fn head(x: &[f32], t: usize, w: usize, d: usize, hi: usize, scale: f32, causal: bool) -> Vec<f32> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { head_avx512(x, t, w, d, hi, scale, causal) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { head_avx2(x, t, w, d, hi, scale, causal) };
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: only written through `OutRows` of disjoint column blocks (see the callers).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+/// Where one head writes its `[t, d]` output: row `i` at `start + i × stride` of the buffer.
+struct OutRows {
+    base: OutPtr,
+    start: usize,
+    stride: usize,
+}
+
+impl OutRows {
+    /// # Safety
+    /// `base` points to a buffer holding row `t - 1` of this head (`start + (t - 1) × stride + d`
+    /// values), and no one else touches these rows' `d` columns while it lives.
+    unsafe fn new(base: OutPtr, start: usize, stride: usize) -> Self {
+        Self {
+            base,
+            start,
+            stride,
         }
     }
-    head_generic(x, t, w, d, hi, scale, causal)
+
+    fn row(&mut self, i: usize, d: usize) -> &mut [f32] {
+        // SAFETY: by the contract of `new`.
+        unsafe { std::slice::from_raw_parts_mut(self.base.0.add(self.start + i * self.stride), d) }
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn head_avx512(
+/// One head of one sequence: `x` is `[t, 3w]` (q | k | v, heads side by side in each).
+#[allow(clippy::too_many_arguments)]
+fn head(
     x: &[f32],
     t: usize,
     w: usize,
@@ -267,13 +279,21 @@ fn head_avx512(
     hi: usize,
     scale: f32,
     causal: bool,
-) -> Vec<f32> {
-    head_generic(x, t, w, d, hi, scale, causal)
+    out: OutRows,
+) -> Result<()> {
+    match Kernel::detect() {
+        Some(kernel) => head_packed(x, t, w, d, hi, scale, causal, kernel, out),
+        None => {
+            head_generic(x, t, w, d, hi, scale, causal, out);
+            Ok(())
+        }
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn head_avx2(
+/// [`head`] as two small matrix products through the packed kernels: `S = q kᵀ` (k packed as
+/// the "weight"), the row softmax of `S · scale` (masked when causal), then `O = P v` (vᵀ packed).
+#[allow(clippy::too_many_arguments)]
+fn head_packed(
     x: &[f32],
     t: usize,
     w: usize,
@@ -281,11 +301,34 @@ fn head_avx2(
     hi: usize,
     scale: f32,
     causal: bool,
-) -> Vec<f32> {
-    head_generic(x, t, w, d, hi, scale, causal)
+    kernel: Kernel,
+    mut out: OutRows,
+) -> Result<()> {
+    let w3 = 3 * w;
+    let mut q = Vec::with_capacity(t * d);
+    let mut k = Vec::with_capacity(t * d);
+    let mut vt = vec![0f32; d * t];
+    for j in 0..t {
+        let row = &x[j * w3..(j + 1) * w3];
+        q.extend_from_slice(&row[hi * d..(hi + 1) * d]);
+        k.extend_from_slice(&row[w + hi * d..w + (hi + 1) * d]);
+        for (p, &v) in row[2 * w + hi * d..2 * w + (hi + 1) * d].iter().enumerate() {
+            vt[p * t + j] = v;
+        }
+    }
+    let msg = candle_core::Error::Msg;
+    let kp = PackedLinear::new(&k, &vec![0.0; t], t, d, kernel).map_err(msg)?;
+    let mut s = kp.forward_serial(&q, t, Epilogue::Bias).map_err(msg)?;
+    softmax_rows(&mut s, t, scale, causal);
+    let vp = PackedLinear::new(&vt, &vec![0.0; d], d, t, kernel).map_err(msg)?;
+    let o = vp.forward_serial(&s, t, Epilogue::Bias).map_err(msg)?;
+    for (i, src) in o.chunks_exact(d).enumerate() {
+        out.row(i, d).copy_from_slice(src);
+    }
+    Ok(())
 }
 
-#[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn head_generic(
     x: &[f32],
     t: usize,
@@ -294,7 +337,8 @@ fn head_generic(
     hi: usize,
     scale: f32,
     causal: bool,
-) -> Vec<f32> {
+    mut out: OutRows,
+) {
     let w3 = 3 * w;
     // Gather this head's k and v as contiguous [t, d] blocks.
     let mut k = vec![0f32; t * d];
@@ -304,7 +348,6 @@ fn head_generic(
         k[ti * d..(ti + 1) * d].copy_from_slice(&row[w + hi * d..w + (hi + 1) * d]);
         v[ti * d..(ti + 1) * d].copy_from_slice(&row[2 * w + hi * d..2 * w + (hi + 1) * d]);
     }
-    let mut out = vec![0f32; t * d];
     let mut s = vec![0f32; t];
     for i in 0..t {
         let q = &x[i * w3 + hi * d..i * w3 + (hi + 1) * d];
@@ -320,7 +363,8 @@ fn head_generic(
             sum += *sj;
         }
         let inv = 1.0 / sum;
-        let o = &mut out[i * d..(i + 1) * d];
+        let o = out.row(i, d);
+        o.fill(0.0);
         for (j, &p) in s[..n].iter().enumerate() {
             let p = p * inv;
             for (ov, vv) in o.iter_mut().zip(&v[j * d..(j + 1) * d]) {
@@ -328,7 +372,6 @@ fn head_generic(
             }
         }
     }
-    out
 }
 
 /// Dot product with sixteen independent partial sums (vectorises without reassociation, as
@@ -381,22 +424,15 @@ impl CustomOp1 for PackedCausalAttention {
         let d = w / h;
         let scale = 1.0 / (d as f32).sqrt();
         let seqs = o.len() - 1;
-        let blocks: Vec<Vec<f32>> = (0..seqs * h)
-            .into_par_iter()
-            .map(|sh| {
-                let (si, hi) = (sh / h, sh % h);
-                let (a, b) = (o[si], o[si + 1]);
-                head(&qkv[a * w3..b * w3], b - a, w, d, hi, scale, true)
-            })
-            .collect();
         let mut out = vec![0f32; n * w];
-        for (sh, block) in blocks.iter().enumerate() {
+        let base = OutPtr(out.as_mut_ptr());
+        (0..seqs * h).into_par_iter().try_for_each(|sh| {
             let (si, hi) = (sh / h, sh % h);
-            for (ti, src) in block.chunks_exact(d).enumerate() {
-                let at = (o[si] + ti) * w + hi * d;
-                out[at..at + d].copy_from_slice(src);
-            }
-        }
+            let (a, b) = (o[si], o[si + 1]);
+            // SAFETY: (sequence si, head hi) owns columns hi·d..(hi + 1)·d of rows a..b of `out`.
+            let rows = unsafe { OutRows::new(base, a * w + hi * d, w) };
+            head(&qkv[a * w3..b * w3], b - a, w, d, hi, scale, true, rows)
+        })?;
         Ok((CpuStorage::F32(out), Shape::from((n, w))))
     }
 }
@@ -465,6 +501,24 @@ mod tests {
             .unwrap()
     }
 
+    /// [`attention`] through `head_generic` whatever the CPU.
+    fn generic_attention(qkv: &Tensor, heads: usize, causal: bool) -> Tensor {
+        let (b, t, w3) = qkv.dims3().unwrap();
+        let (w, x) = (w3 / 3, qkv.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let d = w / heads;
+        let mut out = vec![0f32; b * t * w];
+        let base = OutPtr(out.as_mut_ptr());
+        for bi in 0..b {
+            for hi in 0..heads {
+                // SAFETY: one (batch, head) block at a time, inside `out`.
+                let rows = unsafe { OutRows::new(base, bi * t * w + hi * d, w) };
+                let xs = &x[bi * t * w3..(bi + 1) * t * w3];
+                head_generic(xs, t, w, d, hi, 1.0 / (d as f32).sqrt(), causal, rows);
+            }
+        }
+        Tensor::from_vec(out, (b, t, w), &Device::Cpu).unwrap()
+    }
+
     fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
@@ -486,6 +540,8 @@ mod tests {
             (2, 7, 3, 8, false),
             (3, 13, 2, 64, true),
             (1, 50, 12, 64, false),
+            (2, 77, 2, 80, true),
+            (1, 33, 3, 20, false),
         ] {
             let qkv = Tensor::randn(0f32, 1.0, (b, t, 3 * heads * d), &Device::Cpu).unwrap();
             let got = attention(&qkv, heads, causal).unwrap().unwrap();
@@ -495,6 +551,10 @@ mod tests {
                 "attention b={b} t={t} heads={heads} d={d} causal={causal}: max |diff| {err:.2e}"
             );
             assert!(err < 1e-5, "max |diff| {err}");
+            // The portable per-head loop, taken on CPUs without AVX2 + FMA.
+            let generic = generic_attention(&qkv, heads, causal);
+            let err = max_abs(&generic, &want);
+            assert!(err < 1e-5, "portable kernel: max |diff| {err}");
         }
     }
 

@@ -179,11 +179,33 @@ impl PackedLinear {
     }
 
     /// `x Wᵀ + b` then `epilogue`, for `x` with `m` rows of `k` values; returns `m × n` values.
+    /// Large products are split over the rayon pool.
     pub(crate) fn forward(
         &self,
         x: &[f32],
         m: usize,
         epilogue: Epilogue,
+    ) -> Result<Vec<f32>, String> {
+        self.forward_on(x, m, epilogue, true)
+    }
+
+    /// [`Self::forward`] on the calling thread only (for callers that are already one of many
+    /// parallel tasks).
+    pub(crate) fn forward_serial(
+        &self,
+        x: &[f32],
+        m: usize,
+        epilogue: Epilogue,
+    ) -> Result<Vec<f32>, String> {
+        self.forward_on(x, m, epilogue, false)
+    }
+
+    fn forward_on(
+        &self,
+        x: &[f32],
+        m: usize,
+        epilogue: Epilogue,
+        parallel: bool,
     ) -> Result<Vec<f32>, String> {
         let (n, k) = (self.n, self.k);
         if x.len() != m * k {
@@ -211,7 +233,7 @@ impl PackedLinear {
         let threads = rayon::current_num_threads().max(1);
         // Tiny products are not worth waking the pool.
         let work = m * n * k;
-        let (panel_groups, row_groups) = if threads == 1 || work < 1 << 18 {
+        let (panel_groups, row_groups) = if !parallel || threads == 1 || work < 1 << 18 {
             (1, 1)
         } else {
             let pg = panels.min(threads);
@@ -359,6 +381,39 @@ impl PackedLinear {
             }
         }
     }
+}
+
+/// Row-wise softmax of `scale · s` for `s` holding `t × t` scores; with `causal`, row `i` only
+/// over columns `0..=i` (the rest set to 0).
+pub(crate) fn softmax_rows(s: &mut [f32], t: usize, scale: f32, causal: bool) {
+    for (i, row) in s.chunks_exact_mut(t).enumerate() {
+        let n = if causal { i + 1 } else { t };
+        let (live, masked) = row.split_at_mut(n);
+        masked.fill(0.0);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F was detected just above.
+            unsafe { x86::softmax_avx512(live, scale) };
+            continue;
+        }
+        softmax_scalar(live, scale);
+    }
+}
+
+/// `row = softmax(scale · row)`, one value at a time.
+fn softmax_scalar(live: &mut [f32], scale: f32) {
+    let mut max = f32::NEG_INFINITY;
+    for v in live.iter_mut() {
+        *v *= scale;
+        max = max.max(*v);
+    }
+    let mut sum = 0f32;
+    for v in live.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    live.iter_mut().for_each(|v| *v *= inv);
 }
 
 /// What the AVX-512 kernel adds before its store (bias from the tile's first column; the
@@ -611,6 +666,49 @@ mod x86 {
         _mm512_scalef_ps(p, n)
     }
 
+    /// In place: `row = softmax(scale · row)`, 16 lanes at a time.
+    ///
+    /// # Safety
+    /// AVX-512F available.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn softmax_avx512(row: &mut [f32], scale: f32) {
+        let len = row.len();
+        let mask = |j: usize| -> __mmask16 {
+            if len - j >= 16 {
+                0xffff
+            } else {
+                (1u16 << (len - j)) - 1
+            }
+        };
+        let p = row.as_mut_ptr();
+        let vscale = _mm512_set1_ps(scale);
+        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+        // SAFETY (all loads and stores): lanes at or beyond `len` are masked off.
+        unsafe {
+            for j in (0..len).step_by(16) {
+                let m = mask(j);
+                let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(j)), vscale);
+                _mm512_mask_storeu_ps(p.add(j), m, v);
+                vmax = _mm512_mask_max_ps(vmax, m, vmax, v);
+            }
+            let max = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+            let mut vsum = _mm512_setzero_ps();
+            for j in (0..len).step_by(16) {
+                let m = mask(j);
+                let e = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(j)), max));
+                let e = _mm512_maskz_mov_ps(m, e);
+                _mm512_mask_storeu_ps(p.add(j), m, e);
+                vsum = _mm512_add_ps(vsum, e);
+            }
+            let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(vsum));
+            for j in (0..len).step_by(16) {
+                let m = mask(j);
+                let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(j)), inv);
+                _mm512_mask_storeu_ps(p.add(j), m, v);
+            }
+        }
+    }
+
     /// `x / (1 + e^(-1.702 x))`, QuickGELU, on 16 lanes.
     #[target_feature(enable = "avx512f")]
     #[inline]
@@ -744,6 +842,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn softmax_paths_match_the_definition() {
+        for len in [1, 5, 16, 50, 77] {
+            let row: Vec<f32> = values(len, 9).iter().map(|v| v * 8.0).collect();
+            let scale = 0.125f32;
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v)) as f64;
+            let e: Vec<f64> = row
+                .iter()
+                .map(|&v| ((v as f64 - max) * scale as f64).exp())
+                .collect();
+            let sum: f64 = e.iter().sum();
+            let mut scalar = row.clone();
+            softmax_scalar(&mut scalar, scale);
+            let mut any = row.clone();
+            softmax_rows(&mut any, len, scale, false);
+            for (name, got) in [("scalar", &scalar), ("dispatched", &any)] {
+                let worst = got
+                    .iter()
+                    .zip(&e)
+                    .map(|(g, e)| (*g as f64 - e / sum).abs())
+                    .fold(0f64, f64::max);
+                // Probabilities ≤ 1: a few f32 ulps of 1.
+                assert!(
+                    worst < 1e-6,
+                    "{name} softmax of {len}: max abs diff {worst}"
+                );
+            }
+        }
+        let mut causal = values(9, 3);
+        softmax_rows(&mut causal, 3, 1.0, true);
+        assert_eq!(&causal[1..3], &[0.0, 0.0], "row 0 sees only column 0");
+        assert_eq!(causal[0], 1.0);
+        assert_eq!(causal[5], 0.0, "row 1 sees columns 0..=1");
     }
 
     #[test]
