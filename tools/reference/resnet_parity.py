@@ -109,6 +109,14 @@ def fixtures():
         save_file(state_dict_for_file(model), FIXTURES / f"{name}.safetensors")
         write_npy(FIXTURES / f"{name}_input.npy", x.numpy())
         write_npy(FIXTURES / f"{name}_expected.npy", y.numpy())
+        # The stem's output and each stage's (NCHW), flattened and concatenated: the feature maps.
+        with torch.inference_mode():
+            h = model.stem(x)
+            maps = [h]
+            for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
+                h = stage(h)
+                maps.append(h)
+        write_npy(FIXTURES / f"{name}_maps.npy", torch.cat([m.reshape(-1) for m in maps]).numpy())
         cos01 = torch.nn.functional.cosine_similarity(y[0], y[1], dim=0).item()
         print(
             f"{name}: layers={layers} width={width} image={image_size} out={output_dim} heads={heads} "

@@ -10,7 +10,7 @@ use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use crate::config::Activation;
 use crate::ops;
-use crate::packed::{self, Kernel, PackedLinear};
+use crate::packed::{self, PackedLinear};
 
 /// Layer-norm epsilon of every CLIP layer norm (PyTorch's default).
 pub(crate) const LN_EPS: f64 = 1e-5;
@@ -35,22 +35,9 @@ enum Dense {
     Packed(Arc<PackedLinear>),
 }
 
-/// The packed kernels to use for weights like `w`, if any. Off with `CLIP_MODEL_UNFUSED` (the
-/// whole plain candle path) or `CLIP_MODEL_UNPACKED` (candle's matmul inside the fused blocks),
-/// either set to anything but `0`.
-fn packing_kernel(w: &Tensor) -> Option<Kernel> {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let off =
-        *OFF.get_or_init(|| std::env::var_os("CLIP_MODEL_UNPACKED").is_some_and(|v| v != "0"));
-    if off || !ops::fused(w) || w.dtype() != DType::F32 {
-        return None;
-    }
-    Kernel::detect()
-}
-
 impl Dense {
     fn new(weight: Tensor, bias: Tensor) -> Result<Self> {
-        let Some(kernel) = packing_kernel(&weight) else {
+        let Some(kernel) = packed::kernel_for(&weight) else {
             return Ok(Dense::Plain(Linear::new(weight, Some(bias))));
         };
         let (n, k) = weight.dims2()?;
@@ -250,10 +237,10 @@ fn linear_in_place(x: &Tensor, dense: &Dense, epilogue: Epilogue) -> Result<Tens
             let run =
                 |e: packed::Epilogue<'_>| p.forward(xs, m, e).map_err(candle_core::Error::Msg);
             match epilogue {
-                Epilogue::Bias => run(packed::Epilogue::Bias),
-                Epilogue::Act(a) => run(packed::Epilogue::Act(a)),
+                Epilogue::Bias => run(packed::Epilogue::BIAS),
+                Epilogue::Act(a) => run(packed::Epilogue::act(packed::Act::Model(a))),
                 Epilogue::Residual(r) => {
-                    ops::with_f32(r, "residual", |rs| run(packed::Epilogue::Residual(rs)))
+                    ops::with_f32(r, "residual", |rs| run(packed::Epilogue::residual(rs)))
                 }
             }
         })?;

@@ -318,10 +318,10 @@ fn head_packed(
     }
     let msg = candle_core::Error::Msg;
     let kp = PackedLinear::new(&k, &vec![0.0; t], t, d, kernel).map_err(msg)?;
-    let mut s = kp.forward_serial(&q, t, Epilogue::Bias).map_err(msg)?;
+    let mut s = kp.forward_serial(&q, t, Epilogue::BIAS).map_err(msg)?;
     softmax_rows(&mut s, t, scale, causal);
     let vp = PackedLinear::new(&vt, &vec![0.0; d], d, t, kernel).map_err(msg)?;
-    let o = vp.forward_serial(&s, t, Epilogue::Bias).map_err(msg)?;
+    let o = vp.forward_serial(&s, t, Epilogue::BIAS).map_err(msg)?;
     for (i, src) in o.chunks_exact(d).enumerate() {
         out.row(i, d).copy_from_slice(src);
     }

@@ -1,6 +1,11 @@
-//! CPU convolution for the ModifiedResNet tower: a square-kernel convolution with bias folded in, as
-//! band-wise im2col + one `gemm` call per band writing straight into the NCHW output, then bias, an
-//! optional residual and an optional ReLU applied in place in one pass.
+//! CPU convolution for the ModifiedResNet tower: a square-kernel convolution with bias folded in,
+//! an optional residual and an optional ReLU.
+//!
+//! - [`PackedConv`] (x86-64 with AVX2 + FMA or AVX-512): NHWC feature maps ([`Nhwc`]), weights
+//!   packed once at load for [`crate::packed`]'s kernels; each band of output pixels is one
+//!   im2col + product with bias, residual and ReLU applied in the kernel's store.
+//! - [`conv_bias_act`] (other CPUs, or `CLIP_MODEL_UNPACKED`): NCHW, band-wise im2col + one `gemm`
+//!   call per band writing straight into the output, then bias/residual/ReLU in one pass.
 //!
 //! Only f32, contiguous, CPU tensors; the caller falls back to candle's `conv2d` otherwise.
 
@@ -8,6 +13,7 @@ use candle_core::{Device, Result, Tensor, bail};
 use rayon::prelude::*;
 
 use crate::ops::with_f32;
+use crate::packed::{Act, Epilogue, Kernel, PackedLinear};
 
 /// Target size of one band's column matrix (bytes): small enough to stay in L2/L3, large enough
 /// that each `gemm` call has a wide right-hand side.
@@ -16,7 +22,7 @@ const BAND_BYTES: usize = 2 << 20;
 /// Smallest number of output pixels per band (keeps the matrix products wide on small maps).
 const MIN_BAND_PIXELS: usize = 512;
 
-/// Convolution parameters of [`conv_bias_act`].
+/// Convolution parameters of [`conv_bias_act`] and [`PackedConv`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConvSpec {
     pub kernel: usize,
@@ -195,6 +201,235 @@ fn im2col_band(
     });
 }
 
+/// A feature map in NHWC layout (channels last): the ResNet's layout on the packed path, where
+/// every pixel's channels are one row of a matrix product.
+#[derive(Debug, Clone)]
+pub(crate) struct Nhwc {
+    pub data: Vec<f32>,
+    pub b: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Nhwc {
+    /// From an NCHW tensor (any dtype, converted to f32).
+    pub(crate) fn from_nchw(t: &Tensor) -> Result<Self> {
+        let (b, c, h, w) = t.dims4()?;
+        let data = t
+            .to_dtype(candle_core::DType::F32)?
+            .permute((0, 2, 3, 1))?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(Self { data, b, h, w, c })
+    }
+
+    /// As an NCHW tensor on the CPU.
+    pub(crate) fn to_nchw(&self) -> Result<Tensor> {
+        Tensor::from_slice(&self.data, (self.b, self.h, self.w, self.c), &Device::Cpu)?
+            .permute((0, 3, 1, 2))?
+            .contiguous()
+    }
+
+    /// As `(batch, h·w, c)` tokens.
+    pub(crate) fn into_tokens(self) -> Result<Tensor> {
+        let (b, n, c) = (self.b, self.h * self.w, self.c);
+        Tensor::from_vec(self.data, (b, n, c), &Device::Cpu)
+    }
+
+    /// `s × s` average pooling with stride `s` (floor mode), as `avg_pool2d(s)`.
+    pub(crate) fn avg_pool(&self, s: usize) -> Self {
+        let (b, h, w, c) = (self.b, self.h, self.w, self.c);
+        let (ho, wo) = (h / s, w / s);
+        let mut data = vec![0f32; b * ho * wo * c];
+        let inv = 1.0 / (s * s) as f32;
+        data.par_chunks_mut(wo * c)
+            .enumerate()
+            .for_each(|(row, out)| {
+                let (bi, oy) = (row / ho, row % ho);
+                for (ox, px) in out.chunks_exact_mut(c).enumerate() {
+                    for dy in 0..s {
+                        for dx in 0..s {
+                            let at = ((bi * h + oy * s + dy) * w + ox * s + dx) * c;
+                            px.iter_mut()
+                                .zip(&self.data[at..at + c])
+                                .for_each(|(o, v)| *o += v);
+                        }
+                    }
+                    px.iter_mut().for_each(|o| *o *= inv);
+                }
+            });
+        Self {
+            data,
+            b,
+            h: ho,
+            w: wo,
+            c,
+        }
+    }
+}
+
+/// A square convolution with bias (batch norm folded in), packed once for NHWC input: the weight
+/// `(O, C, k, k)` is stored as `O` rows over `(dy, dx, c)`, the order in which [`im2col_nhwc`]
+/// lays out each output pixel's patch, so a convolution is one product per band of output pixels.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedConv {
+    lin: PackedLinear,
+    c: usize,
+    spec: ConvSpec,
+}
+
+impl PackedConv {
+    /// Packs `weight` (O, C, k, k) and `bias` (O) for `kernel`; `spec.relu` is ignored here (the
+    /// activation is chosen per call).
+    pub(crate) fn new(
+        weight: &Tensor,
+        bias: &Tensor,
+        spec: ConvSpec,
+        kernel: Kernel,
+    ) -> Result<Self> {
+        let (o, c, kh, kw) = weight.dims4()?;
+        if kh != spec.kernel || kw != spec.kernel || spec.stride == 0 {
+            bail!(
+                "packed conv: weight {:?} does not fit {spec:?}",
+                weight.dims()
+            );
+        }
+        let w = weight
+            .to_dtype(candle_core::DType::F32)?
+            .permute((0, 2, 3, 1))?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let b = bias.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        let k = spec.kernel * spec.kernel * c;
+        let lin = PackedLinear::new(&w, &b, o, k, kernel).map_err(candle_core::Error::Msg)?;
+        Ok(Self { lin, c, spec })
+    }
+
+    /// The weight `(O, C, k, k)` and bias `(O)` back as tensors, for the plain candle path.
+    pub(crate) fn unpack(&self) -> Result<(Tensor, Tensor)> {
+        let (o, c, k) = (self.lin.out_features(), self.c, self.spec.kernel);
+        let w = Tensor::from_vec(self.lin.unpack(), (o, k, k, c), &Device::Cpu)?
+            .permute((0, 3, 1, 2))?
+            .contiguous()?;
+        let b = Tensor::from_slice(self.lin.bias(), o, &Device::Cpu)?;
+        Ok((w, b))
+    }
+
+    /// `relu?(conv(x) + bias (+ residual))`, all NHWC.
+    pub(crate) fn forward(&self, x: &Nhwc, relu: bool, residual: Option<&Nhwc>) -> Result<Nhwc> {
+        let ConvSpec {
+            kernel: k,
+            stride: s,
+            padding: p,
+            ..
+        } = self.spec;
+        if x.c != self.c {
+            bail!("packed conv: input has {} channels, weight {}", x.c, self.c);
+        }
+        let o = self.lin.out_features();
+        let ho = (x.h + 2 * p).saturating_sub(k) / s + 1;
+        let wo = (x.w + 2 * p).saturating_sub(k) / s + 1;
+        let m = x.b * ho * wo;
+        if let Some(r) = residual
+            && (r.b, r.h, r.w, r.c) != (x.b, ho, wo, o)
+        {
+            bail!(
+                "packed conv: residual {:?}, expected {:?}",
+                (r.b, r.h, r.w, r.c),
+                (x.b, ho, wo, o)
+            );
+        }
+        let act = if relu { Act::Relu } else { Act::Identity };
+        let epilogue = |rows: std::ops::Range<usize>| Epilogue {
+            residual: residual.map(|r| &r.data[rows.start * o..rows.end * o]),
+            act,
+        };
+        let mut out: Vec<f32> = Vec::with_capacity(m * o);
+        let y = &mut out.spare_capacity_mut()[..m * o];
+        let msg = candle_core::Error::Msg;
+        if k == 1 && s == 1 && p == 0 {
+            self.lin
+                .forward_into(&x.data, m, y, epilogue(0..m), true)
+                .map_err(msg)?;
+        } else {
+            let kdim = k * k * x.c;
+            let band = (BAND_BYTES / (kdim * 4)).max(MIN_BAND_PIXELS).min(m);
+            let bands = m.div_ceil(band);
+            let threads = rayon::current_num_threads().max(1);
+            if bands >= 2 * threads {
+                // Enough bands to keep every thread busy: one band per task, each with its own
+                // patch buffer and a single-threaded product.
+                y.par_chunks_mut(band * o).enumerate().try_for_each_init(
+                    Vec::new,
+                    |cols, (i, yb)| {
+                        let rows = i * band..(i * band + band).min(m);
+                        cols.resize(rows.len() * kdim, 0.0);
+                        im2col_nhwc(x, cols, rows.clone(), (ho, wo), self.spec);
+                        let e = epilogue(rows.clone());
+                        self.lin
+                            .forward_into(cols, rows.len(), yb, e, false)
+                            .map_err(msg)
+                    },
+                )?;
+            } else {
+                let mut cols = vec![0f32; band * kdim];
+                for (i, yb) in y.chunks_mut(band * o).enumerate() {
+                    let rows = i * band..(i * band + band).min(m);
+                    let cols = &mut cols[..rows.len() * kdim];
+                    im2col_nhwc(x, cols, rows.clone(), (ho, wo), self.spec);
+                    let e = epilogue(rows.clone());
+                    self.lin
+                        .forward_into(cols, rows.len(), yb, e, true)
+                        .map_err(msg)?;
+                }
+            }
+        }
+        // SAFETY: every `forward_into` above succeeded, and together they wrote all m × o values.
+        unsafe { out.set_len(m * o) };
+        Ok(Nhwc {
+            data: out,
+            b: x.b,
+            h: ho,
+            w: wo,
+            c: o,
+        })
+    }
+}
+
+/// Fills `cols` (`rows.len()` × k·k·C) with the patches of output pixels `rows` (numbered over
+/// batch × ho × wo), each in `(dy, dx, c)` order with zeros outside the input.
+fn im2col_nhwc(
+    x: &Nhwc,
+    cols: &mut [f32],
+    rows: std::ops::Range<usize>,
+    (ho, wo): (usize, usize),
+    spec: ConvSpec,
+) {
+    let (k, s, p, c) = (spec.kernel, spec.stride, spec.padding, x.c);
+    for (r, patch) in rows.zip(cols.chunks_exact_mut(k * k * c)) {
+        let (bi, oy, ox) = (r / (ho * wo), (r / wo) % ho, r % wo);
+        for dy in 0..k {
+            let iy = (oy * s + dy) as isize - p as isize;
+            let line = &mut patch[dy * k * c..(dy + 1) * k * c];
+            if iy < 0 || iy >= x.h as isize {
+                line.fill(0.0);
+                continue;
+            }
+            for dx in 0..k {
+                let ix = (ox * s + dx) as isize - p as isize;
+                let dst = &mut line[dx * c..(dx + 1) * c];
+                if ix < 0 || ix >= x.w as isize {
+                    dst.fill(0.0);
+                } else {
+                    let at = ((bi * x.h + iy as usize) * x.w + ix as usize) * c;
+                    dst.copy_from_slice(&x.data[at..at + c]);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +497,99 @@ mod tests {
         check(2, 16, 12, (13, 9), s(1, false), true);
         check(1, 3, 8, (33, 30), s(2, true), false);
         check(1, 96, 32, (70, 70), s(1, true), false);
+    }
+
+    /// [`PackedConv`] on NHWC maps against candle's `conv2d` on the same NCHW data.
+    fn check_packed(b: usize, c: usize, o: usize, hw: (usize, usize), spec: ConvSpec, res: bool) {
+        let Some(kernel) = Kernel::detect() else {
+            eprintln!("SKIP: no packed kernels on this CPU");
+            return;
+        };
+        for kernel in [kernel, Kernel::Avx2] {
+            let x = rand(&[b, c, hw.0, hw.1], 1);
+            let wt = rand(&[o, c, spec.kernel, spec.kernel], 2);
+            let bias = rand(&[o], 3);
+            let mut want = x
+                .conv2d(&wt, spec.padding, spec.stride, 1, 1)
+                .unwrap()
+                .broadcast_add(&bias.reshape((1, o, 1, 1)).unwrap())
+                .unwrap();
+            let residual = res.then(|| rand(want.dims(), 4));
+            if let Some(r) = &residual {
+                want = (want + r).unwrap();
+            }
+            if spec.relu {
+                want = want.relu().unwrap();
+            }
+            let conv = PackedConv::new(&wt, &bias, spec, kernel).unwrap();
+            let r = residual.as_ref().map(|r| Nhwc::from_nchw(r).unwrap());
+            let got = conv
+                .forward(&Nhwc::from_nchw(&x).unwrap(), spec.relu, r.as_ref())
+                .unwrap()
+                .to_nchw()
+                .unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let d = (got - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let scale = (c * spec.kernel * spec.kernel) as f32;
+            println!(
+                "packed {kernel:?} {b}x{c}->{o} {hw:?} {spec:?} residual {res}: max abs {d:.3e}"
+            );
+            assert!(d <= 1e-6 * scale.max(16.0), "max abs {d}");
+            // The weights come back unchanged for the plain path.
+            let (w2, b2) = conv.unpack().unwrap();
+            let same = |a: &Tensor, b: &Tensor| {
+                a.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+                    == b.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            };
+            assert!(same(&w2, &wt) && same(&b2, &bias));
+        }
+    }
+
+    #[test]
+    fn packed_conv_matches_candle_conv2d() {
+        let s = |kernel, stride, relu| ConvSpec {
+            kernel,
+            stride,
+            padding: kernel / 2,
+            relu,
+        };
+        // The stem (3 channels, stride 2), 3×3 maps in one band and in many (parallel bands),
+        // 1×1 with residual + ReLU (the end of each bottleneck), odd sizes and channel counts.
+        check_packed(1, 3, 16, (33, 30), s(3, 2, true), false);
+        check_packed(2, 16, 12, (13, 9), s(3, 1, false), true);
+        check_packed(1, 96, 32, (70, 70), s(3, 1, true), false);
+        check_packed(2, 24, 40, (7, 9), s(1, 1, true), true);
+        check_packed(3, 8, 70, (5, 5), s(1, 1, false), false);
+    }
+
+    #[test]
+    fn nhwc_avg_pool_matches_candle() {
+        for (s, hw) in [(2, (8, 6)), (2, (7, 9)), (4, (16, 12))] {
+            let x = rand(&[2, 5, hw.0, hw.1], 7);
+            let want = x.avg_pool2d(s).unwrap();
+            let got = Nhwc::from_nchw(&x).unwrap().avg_pool(s).to_nchw().unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let d = (got - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-6, "pool {s} {hw:?}: max abs {d}");
+        }
     }
 
     #[test]

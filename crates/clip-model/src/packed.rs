@@ -74,15 +74,61 @@ impl Kernel {
     }
 }
 
-/// What is applied to each output after the product.
+/// The packed kernels to use for weights like `w`, if any: f32 on the CPU, with the fused path on.
+/// Off with `CLIP_MODEL_UNFUSED` (the whole plain candle path) or `CLIP_MODEL_UNPACKED` (candle's
+/// matmul / `gemm` inside the fused blocks), either set to anything but `0`.
+pub(crate) fn kernel_for(w: &candle_core::Tensor) -> Option<Kernel> {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let off =
+        *OFF.get_or_init(|| std::env::var_os("CLIP_MODEL_UNPACKED").is_some_and(|v| v != "0"));
+    if off || !crate::ops::fused(w) {
+        return None;
+    }
+    Kernel::detect()
+}
+
+/// The activation of an [`Epilogue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Act {
+    /// None.
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// A transformer activation.
+    Model(Activation),
+}
+
+/// What is applied after the product: `y = act(x Wᵀ + b + r)`, `r` (if any) shaped like `y`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Epilogue<'a> {
+pub(crate) struct Epilogue<'a> {
+    /// Added after the bias.
+    pub residual: Option<&'a [f32]>,
+    /// Applied last.
+    pub act: Act,
+}
+
+impl<'a> Epilogue<'a> {
     /// `y = x Wᵀ + b`.
-    Bias,
+    pub(crate) const BIAS: Epilogue<'static> = Epilogue {
+        residual: None,
+        act: Act::Identity,
+    };
+
     /// `y = act(x Wᵀ + b)`.
-    Act(Activation),
-    /// `y = x Wᵀ + b + r` with `r` shaped like `y`.
-    Residual(&'a [f32]),
+    pub(crate) fn act(act: Act) -> Self {
+        Epilogue {
+            residual: None,
+            act,
+        }
+    }
+
+    /// `y = x Wᵀ + b + r`.
+    pub(crate) fn residual(r: &'a [f32]) -> Self {
+        Epilogue {
+            residual: Some(r),
+            act: Act::Identity,
+        }
+    }
 }
 
 /// A weight matrix `W` (`n` outputs × `k` inputs, row-major as stored in checkpoints) packed for
@@ -207,6 +253,28 @@ impl PackedLinear {
         epilogue: Epilogue,
         parallel: bool,
     ) -> Result<Vec<f32>, String> {
+        let mut y: Vec<f32> = Vec::with_capacity(m * self.n);
+        self.forward_into(
+            x,
+            m,
+            &mut y.spare_capacity_mut()[..m * self.n],
+            epilogue,
+            parallel,
+        )?;
+        // SAFETY: `forward_into` succeeded, so it set all m × n values.
+        unsafe { y.set_len(m * self.n) };
+        Ok(y)
+    }
+
+    /// [`Self::forward`] into `y` (`m × n` values, all of which are written on success).
+    pub(crate) fn forward_into(
+        &self,
+        x: &[f32],
+        m: usize,
+        y: &mut [std::mem::MaybeUninit<f32>],
+        epilogue: Epilogue,
+        parallel: bool,
+    ) -> Result<(), String> {
         let (n, k) = (self.n, self.k);
         if x.len() != m * k {
             return Err(format!(
@@ -214,7 +282,10 @@ impl PackedLinear {
                 x.len()
             ));
         }
-        if let Epilogue::Residual(r) = epilogue
+        if y.len() != m * n {
+            return Err(format!("output of {} values, expected {m}×{n}", y.len()));
+        }
+        if let Some(r) = epilogue.residual
             && r.len() != m * n
         {
             return Err(format!("residual of {} values, expected {m}×{n}", r.len()));
@@ -225,9 +296,8 @@ impl PackedLinear {
                 self.kernel
             ));
         }
-        let mut y: Vec<f32> = Vec::with_capacity(m * n);
         if m == 0 {
-            return Ok(y);
+            return Ok(());
         }
         let panels = n.div_ceil(NR);
         let threads = rayon::current_num_threads().max(1);
@@ -242,13 +312,15 @@ impl PackedLinear {
                 threads.div_ceil(pg).min(m.div_ceil(self.kernel.max_rows())),
             )
         };
-        let out = SendPtr(y.as_mut_ptr());
+        let out = SendPtr(y.as_mut_ptr().cast::<f32>());
         let task = |t: usize| {
             let (pg, rg) = (t % panel_groups, t / panel_groups);
             let p = split(panels, panel_groups, pg);
             let r = split(m, row_groups, rg);
             // SAFETY: tasks cover disjoint (row range × panel range) tiles of `y`, which has
-            // m × n values; `x` and the residual have the lengths checked above.
+            // m × n values; `x` and the residual have the lengths checked above. Every tile is
+            // stored whole by its first `k` block (columns beyond `n` masked off) before any
+            // value is read back, so all of `y` is initialised on return.
             unsafe { self.block(x, r, p, out, epilogue) };
         };
         if panel_groups * row_groups == 1 {
@@ -258,10 +330,7 @@ impl PackedLinear {
                 .into_par_iter()
                 .for_each(task);
         }
-        // SAFETY: the tasks cover every (row, panel) tile and the first `k` block stores every
-        // output of its tile (columns beyond `n` are masked off), so all m × n values are set.
-        unsafe { y.set_len(m * n) };
-        Ok(y)
+        Ok(())
     }
 
     /// Rows `rows` × panels `panels` of the product, written through `y`.
@@ -304,24 +373,18 @@ impl PackedLinear {
                             let c = y.0.add(i0 * n + p * NR);
                             match self.kernel {
                                 Kernel::Avx512 => {
-                                    // The bias, residual and QuickGELU go into the kernel's
-                                    // last store; erf-GELU is left to `finish`.
-                                    let tail = match (last, epilogue) {
-                                        (false, _) | (_, Epilogue::Act(Activation::Gelu)) => {
-                                            Tail::None
-                                        }
-                                        (true, Epilogue::Bias) => Tail::Bias(&self.bias[p * NR..]),
-                                        (true, Epilogue::Act(Activation::QuickGelu)) => {
-                                            Tail::BiasQuickGelu(&self.bias[p * NR..])
-                                        }
-                                        (true, Epilogue::Residual(r)) => Tail::BiasResidual(
-                                            &self.bias[p * NR..],
-                                            &r[i0 * n + p * NR..],
-                                        ),
-                                    };
+                                    // Bias, residual and activation go into the kernel's last
+                                    // store, except erf-GELU, left to `finish`.
+                                    let in_kernel =
+                                        last && epilogue.act != Act::Model(Activation::Gelu);
+                                    let tail = in_kernel.then(|| Tail {
+                                        bias: &self.bias[p * NR..],
+                                        residual: epilogue.residual.map(|r| &r[i0 * n + p * NR..]),
+                                        act: epilogue.act,
+                                    });
                                     #[cfg(target_arch = "x86_64")]
                                     x86::tile_avx512(mr, kc, a, k, b, c, n, cols, !first, tail);
-                                    if last && matches!(tail, Tail::None) {
+                                    if last && !in_kernel {
                                         self.finish(c, i0, mr, p * NR, cols, epilogue);
                                     }
                                 }
@@ -360,23 +423,19 @@ impl PackedLinear {
         for i in 0..mr {
             // SAFETY: see the function contract.
             let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * n), cols) };
-            match epilogue {
-                Epilogue::Bias => row.iter_mut().zip(bias).for_each(|(v, b)| *v += b),
-                Epilogue::Residual(r) => {
-                    let r = &r[(i0 + i) * n + j0..][..cols];
-                    for ((v, b), r) in row.iter_mut().zip(bias).zip(r) {
-                        *v += b + r;
-                    }
+            row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            if let Some(r) = epilogue.residual {
+                let r = &r[(i0 + i) * n + j0..][..cols];
+                row.iter_mut().zip(r).for_each(|(v, r)| *v += r);
+            }
+            match epilogue.act {
+                Act::Identity => {}
+                Act::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+                Act::Model(Activation::QuickGelu) => {
+                    row.iter_mut().for_each(|v| *v = crate::ops::quick_gelu(*v))
                 }
-                Epilogue::Act(Activation::QuickGelu) => {
-                    for (v, b) in row.iter_mut().zip(bias) {
-                        *v = crate::ops::quick_gelu(*v + b);
-                    }
-                }
-                Epilogue::Act(Activation::Gelu) => {
-                    for (v, b) in row.iter_mut().zip(bias) {
-                        *v = crate::ops::gelu_erf(*v + b);
-                    }
+                Act::Model(Activation::Gelu) => {
+                    row.iter_mut().for_each(|v| *v = crate::ops::gelu_erf(*v))
                 }
             }
         }
@@ -416,14 +475,14 @@ fn softmax_scalar(live: &mut [f32], scale: f32) {
     live.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// What the AVX-512 kernel adds before its store (bias from the tile's first column; the
-/// residual from the tile's first element, rows `ldc` apart like the output).
+/// What the AVX-512 kernel applies before its last store: the bias (from the tile's first
+/// column), the residual (from the tile's first element, rows `ldc` apart like the output), then
+/// the activation (not erf-GELU).
 #[derive(Debug, Clone, Copy)]
-enum Tail<'a> {
-    None,
-    Bias(&'a [f32]),
-    BiasQuickGelu(&'a [f32]),
-    BiasResidual(&'a [f32], &'a [f32]),
+struct Tail<'a> {
+    bias: &'a [f32],
+    residual: Option<&'a [f32]>,
+    act: Act,
 }
 
 /// Part `i` of `0..len` cut into `parts` near-equal ranges.
@@ -444,7 +503,8 @@ unsafe impl Sync for SendPtr {}
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{NR, Tail};
+    use super::{Act, NR, Tail};
+    use crate::config::Activation;
 
     /// One register tile: `c[0..mr][0..cols] (+)= a[0..mr][0..kc] · b[0..kc][0..NR]`, with `a`
     /// rows `lda` apart, `b` packed (`NR` per step), `c` rows `ldc` apart, then `tail`. `mr` ≤ 12.
@@ -462,7 +522,7 @@ mod x86 {
         ldc: usize,
         cols: usize,
         accumulate: bool,
-        tail: Tail,
+        tail: Option<Tail>,
     ) {
         macro_rules! go {
             ($($r:literal)*) => {
@@ -486,7 +546,7 @@ mod x86 {
         ldc: usize,
         cols: usize,
         accumulate: bool,
-        tail: Tail,
+        tail: Option<Tail>,
     ) {
         debug_assert!(a.len() >= (MR - 1) * lda + kc && b.len() >= kc * NR);
         let m0: __mmask16 = if cols >= 16 {
@@ -522,32 +582,36 @@ mod x86 {
                     hi[i] = _mm512_fmadd_ps(x, b1, hi[i]);
                 }
             }
-            match tail {
-                Tail::None => {}
-                Tail::Bias(b) | Tail::BiasQuickGelu(b) | Tail::BiasResidual(b, _) => {
-                    let b0 = _mm512_maskz_loadu_ps(m0, b.as_ptr());
-                    let b1 = _mm512_maskz_loadu_ps(m1, b.as_ptr().add(16));
-                    for i in 0..MR {
-                        lo[i] = _mm512_add_ps(lo[i], b0);
-                        hi[i] = _mm512_add_ps(hi[i], b1);
-                    }
+            if let Some(tail) = tail {
+                let b0 = _mm512_maskz_loadu_ps(m0, tail.bias.as_ptr());
+                let b1 = _mm512_maskz_loadu_ps(m1, tail.bias.as_ptr().add(16));
+                for i in 0..MR {
+                    lo[i] = _mm512_add_ps(lo[i], b0);
+                    hi[i] = _mm512_add_ps(hi[i], b1);
                 }
-            }
-            match tail {
-                Tail::BiasResidual(_, r) => {
+                if let Some(r) = tail.residual {
                     for i in 0..MR {
                         let rp = r.as_ptr().add(i * ldc);
                         lo[i] = _mm512_add_ps(lo[i], _mm512_maskz_loadu_ps(m0, rp));
                         hi[i] = _mm512_add_ps(hi[i], _mm512_maskz_loadu_ps(m1, rp.add(16)));
                     }
                 }
-                Tail::BiasQuickGelu(_) => {
-                    for i in 0..MR {
-                        lo[i] = quick_gelu_avx512(lo[i]);
-                        hi[i] = quick_gelu_avx512(hi[i]);
+                match tail.act {
+                    Act::Relu => {
+                        let zero = _mm512_setzero_ps();
+                        for i in 0..MR {
+                            lo[i] = _mm512_max_ps(lo[i], zero);
+                            hi[i] = _mm512_max_ps(hi[i], zero);
+                        }
                     }
+                    Act::Model(Activation::QuickGelu) => {
+                        for i in 0..MR {
+                            lo[i] = quick_gelu_avx512(lo[i]);
+                            hi[i] = quick_gelu_avx512(hi[i]);
+                        }
+                    }
+                    Act::Identity | Act::Model(Activation::Gelu) => {}
                 }
-                Tail::None | Tail::Bias(_) => {}
             }
             for i in 0..MR {
                 _mm512_mask_storeu_ps(c.add(i * ldc), m0, lo[i]);
@@ -764,13 +828,14 @@ mod tests {
                     s += x[i * k + p] as f64 * w[j * k + p] as f64;
                 }
                 let s = s as f32;
-                y[i * n + j] = match epilogue {
-                    Epilogue::Bias => s,
-                    Epilogue::Residual(r) => s + r[i * n + j],
-                    Epilogue::Act(Activation::QuickGelu) => {
+                let s = s + epilogue.residual.map_or(0.0, |r| r[i * n + j]);
+                y[i * n + j] = match epilogue.act {
+                    Act::Identity => s,
+                    Act::Relu => s.max(0.0),
+                    Act::Model(Activation::QuickGelu) => {
                         (s as f64 / (1.0 + (-1.702 * s as f64).exp())) as f32
                     }
-                    Epilogue::Act(Activation::Gelu) => crate::ops::gelu_erf(s),
+                    Act::Model(Activation::Gelu) => crate::ops::gelu_erf(s),
                 };
             }
         }
@@ -819,10 +884,15 @@ mod tests {
                 let r = values(m * n, 5);
                 let packed = PackedLinear::new(&w, &b, n, k, kernel).unwrap();
                 for epilogue in [
-                    Epilogue::Bias,
-                    Epilogue::Residual(&r),
-                    Epilogue::Act(Activation::QuickGelu),
-                    Epilogue::Act(Activation::Gelu),
+                    Epilogue::BIAS,
+                    Epilogue::residual(&r),
+                    Epilogue::act(Act::Model(Activation::QuickGelu)),
+                    Epilogue::act(Act::Model(Activation::Gelu)),
+                    Epilogue::act(Act::Relu),
+                    Epilogue {
+                        residual: Some(&r),
+                        act: Act::Relu,
+                    },
                 ] {
                     let got = packed.forward(&x, m, epilogue).unwrap();
                     let want = reference(&x, &w, &b, m, n, k, epilogue);
@@ -885,9 +955,9 @@ mod tests {
         assert!(PackedLinear::new(&[0.0; 4], &[0.0; 3], 2, 2, Kernel::Avx2).is_err());
         let p = PackedLinear::new(&[0.0; 4], &[0.0; 2], 2, 2, Kernel::Avx2).unwrap();
         if Kernel::Avx2.supported() {
-            assert!(p.forward(&[0.0; 5], 2, Epilogue::Bias).is_err());
+            assert!(p.forward(&[0.0; 5], 2, Epilogue::BIAS).is_err());
             assert!(
-                p.forward(&[0.0; 4], 2, Epilogue::Residual(&[0.0; 3]))
+                p.forward(&[0.0; 4], 2, Epilogue::residual(&[0.0; 3]))
                     .is_err()
             );
         }

@@ -18,11 +18,14 @@
 //! `visual.attnpool.q_proj.weight`, …); [`ModifiedResNet::new`] takes a `VarBuilder` already pointed at the
 //! tower (`vb.pp("visual")`). [`ResNetConfig::infer`] reads the architecture from tensor shapes.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use crate::error::{Error, Result, lower, raise};
-use crate::ops_conv::{ConvSpec, conv_bias_act};
+use crate::ops_conv::{ConvSpec, Nhwc, PackedConv, conv_bias_act};
+use crate::packed;
 use crate::weights::Weights;
 
 /// Batch-norm epsilon of every BN layer in the tower (PyTorch's default, used by OpenAI's models).
@@ -339,14 +342,27 @@ fn get_f32(vb: &VarBuilder, shape: &[usize], name: &str) -> candle_core::Result<
 /// A bias-free convolution followed by inference-mode batch norm, folded into one convolution with bias.
 #[derive(Debug, Clone)]
 struct ConvBn {
+    weights: ConvWeights,
+    dtype: DType,
+    kernel: usize,
+    padding: usize,
+    stride: usize,
+}
+
+/// The folded weights: as tensors, or packed once for the NHWC CPU path (then only there).
+#[derive(Debug, Clone)]
+enum ConvWeights {
+    Plain(PlainConv),
+    Packed(Arc<PackedConv>),
+}
+
+#[derive(Debug, Clone)]
+struct PlainConv {
     weight: Tensor,
     /// Shape `(1, out, 1, 1)`.
     bias: Tensor,
     /// Shape `(out)`, for the fused CPU kernel.
     bias_flat: Tensor,
-    kernel: usize,
-    padding: usize,
-    stride: usize,
 }
 
 impl ConvBn {
@@ -369,15 +385,61 @@ impl ConvBn {
         // y = gamma * (conv(x) - mean) / sqrt(var + eps) + beta = conv_{w * s}(x) + (beta - mean * s)
         let scale = (gamma / (var + BATCH_NORM_EPS)?.sqrt()?)?;
         let bias = (beta - (mean * &scale)?)?;
-        let weight = w.broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?;
+        let weight = w
+            .broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?
+            .to_dtype(dtype)?;
+        let bias = bias.to_dtype(dtype)?;
+        let spec = ConvSpec {
+            kernel,
+            stride,
+            padding,
+            relu: false,
+        };
+        let weights = match packed::kernel_for(&weight) {
+            Some(k) => ConvWeights::Packed(Arc::new(PackedConv::new(&weight, &bias, spec, k)?)),
+            None => ConvWeights::Plain(PlainConv {
+                bias: bias.reshape((1, c_out, 1, 1))?,
+                bias_flat: bias,
+                weight,
+            }),
+        };
         Ok(Self {
-            weight: weight.to_dtype(dtype)?,
-            bias: bias.reshape((1, c_out, 1, 1))?.to_dtype(dtype)?,
-            bias_flat: bias.to_dtype(dtype)?,
+            weights,
+            dtype,
             kernel,
             padding,
             stride,
         })
+    }
+
+    /// The weights as tensors (unpacked again for packed weights: only the NCHW path, taken for
+    /// inputs the NHWC path does not get, needs them).
+    fn plain(&self) -> candle_core::Result<PlainConv> {
+        match &self.weights {
+            ConvWeights::Plain(p) => Ok(p.clone()),
+            ConvWeights::Packed(p) => {
+                let (weight, bias) = p.unpack()?;
+                Ok(PlainConv {
+                    bias: bias.reshape((1, bias.dim(0)?, 1, 1))?,
+                    bias_flat: bias,
+                    weight,
+                })
+            }
+        }
+    }
+
+    fn is_packed(&self) -> bool {
+        matches!(self.weights, ConvWeights::Packed(_))
+    }
+
+    /// `relu?(conv(x) + bias (+ residual))` on NHWC maps: the packed kernels, or the NCHW path
+    /// on converted maps for plain weights.
+    fn run_nhwc(&self, x: &Nhwc, relu: bool, residual: Option<&Nhwc>) -> candle_core::Result<Nhwc> {
+        if let ConvWeights::Packed(p) = &self.weights {
+            return p.forward(x, relu, residual);
+        }
+        let r = residual.map(Nhwc::to_nchw).transpose()?;
+        Nhwc::from_nchw(&self.run(&x.to_nchw()?, relu, r.as_ref())?)
     }
 }
 
@@ -397,7 +459,8 @@ impl ConvBn {
                 padding: self.padding,
                 relu,
             };
-            return conv_bias_act(x, &self.weight, &self.bias_flat, residual, spec);
+            let p = self.plain()?;
+            return conv_bias_act(x, &p.weight, &p.bias_flat, residual, spec);
         }
         let mut y = self.forward(x)?;
         if let Some(r) = residual {
@@ -409,13 +472,14 @@ impl ConvBn {
 
 impl Module for ConvBn {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (c_out, c_in, kh, kw) = self.weight.dims4()?;
+        let PlainConv { weight, bias, .. } = self.plain()?;
+        let (c_out, c_in, kh, kw) = weight.dims4()?;
         let y = if kh == 1 && kw == 1 && self.stride == 1 && self.padding == 0 {
             // A 1x1 convolution is one matrix product per image, on the NCHW data as it lies
             // (candle's conv path copies the input and output element by element).
             let (b, _, h, w) = x.dims4()?;
             let x = x.contiguous()?.reshape((b, c_in, h * w))?;
-            let k = self.weight.reshape((c_out, c_in))?;
+            let k = weight.reshape((c_out, c_in))?;
             let y = if b == 1 {
                 k.matmul(&x.squeeze(0)?)?.unsqueeze(0)?
             } else {
@@ -429,11 +493,11 @@ impl Module for ConvBn {
             && x.device().is_cpu()
             && x.dim(2)? * x.dim(3)? <= IM2COL_MAX_PIXELS
         {
-            conv3x3_im2col(x, &self.weight)?
+            conv3x3_im2col(x, &weight)?
         } else {
-            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+            x.conv2d(&weight, self.padding, self.stride, 1, 1)?
         };
-        y.broadcast_add(&self.bias)
+        y.broadcast_add(&bias)
     }
 }
 
@@ -517,6 +581,33 @@ impl Module for Bottleneck {
     }
 }
 
+impl Bottleneck {
+    /// [`Module::forward`] on NHWC maps.
+    fn forward_nhwc(&self, x: &Nhwc) -> candle_core::Result<Nhwc> {
+        let mut out = self.conv1.run_nhwc(x, true, None)?;
+        out = self.conv2.run_nhwc(&out, true, None)?;
+        if self.stride > 1 {
+            out = out.avg_pool(self.stride);
+        }
+        let shortcut = match &self.downsample {
+            Some(ds) if self.stride > 1 => {
+                Some(ds.run_nhwc(&x.avg_pool(self.stride), false, None)?)
+            }
+            Some(ds) => Some(ds.run_nhwc(x, false, None)?),
+            None => None,
+        };
+        self.conv3
+            .run_nhwc(&out, true, Some(shortcut.as_ref().unwrap_or(x)))
+    }
+
+    fn is_packed(&self) -> bool {
+        [&self.conv1, &self.conv2, &self.conv3]
+            .into_iter()
+            .chain(&self.downsample)
+            .all(ConvBn::is_packed)
+    }
+}
+
 /// Attention pooling over the final feature map; returns the mean token's output.
 #[derive(Debug, Clone)]
 struct AttentionPool2d {
@@ -561,14 +652,22 @@ impl AttentionPool2d {
 impl Module for AttentionPool2d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
+        // (B, C, H, W) -> (B, HW, C).
+        self.forward_tokens(&x.reshape((b, c, h * w))?.transpose(1, 2)?)
+    }
+}
+
+impl AttentionPool2d {
+    /// The pool on the final map as `(B, HW, C)` tokens.
+    fn forward_tokens(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, hw, c) = x.dims3()?;
         let head_dim = c / self.heads;
-        // (B, C, H, W) -> (B, HW, C), mean token first, plus positions.
-        let x = x.reshape((b, c, h * w))?.transpose(1, 2)?;
+        // Mean token first, plus positions.
         let mean = x.mean_keepdim(1)?;
-        let x = Tensor::cat(&[&mean, &x], 1)?
+        let x = Tensor::cat(&[&mean, x], 1)?
             .broadcast_add(&self.positional_embedding)?
             .contiguous()?;
-        let t = h * w + 1;
+        let t = hw + 1;
         // Only the mean token's output is used, so it is the only query.
         let q = self
             .q_proj
@@ -598,6 +697,8 @@ pub struct ModifiedResNet {
     stages: Vec<Vec<Bottleneck>>,
     attnpool: AttentionPool2d,
     cfg: ResNetConfig,
+    /// Every convolution packed: the trunk runs NHWC through the packed kernels.
+    packed: bool,
 }
 
 impl ModifiedResNet {
@@ -631,11 +732,14 @@ impl ModifiedResNet {
             stages.push(stage);
         }
         let attnpool = AttentionPool2d::new(vb.pp("attnpool"), cfg)?;
+        let packed = stem.iter().all(ConvBn::is_packed)
+            && stages.iter().flatten().all(Bottleneck::is_packed);
         Ok(Self {
             stem,
             stages,
             attnpool,
             cfg: *cfg,
+            packed,
         })
     }
 
@@ -703,6 +807,17 @@ impl ModifiedResNet {
     pub fn feature_maps(&self, pixels: &Tensor) -> Result<Vec<Tensor>> {
         self.check_input(pixels)?;
         let mut maps = Vec::with_capacity(5);
+        if self.packed && pixels.device().is_cpu() {
+            let mut x = self.stem_nhwc(pixels).map_err(lower)?;
+            maps.push(x.to_nchw().map_err(lower)?);
+            for stage in &self.stages {
+                for block in stage {
+                    x = block.forward_nhwc(&x).map_err(lower)?;
+                }
+                maps.push(x.to_nchw().map_err(lower)?);
+            }
+            return Ok(maps);
+        }
         let mut x = self.stem_forward(pixels).map_err(lower)?;
         maps.push(x.clone());
         for stage in &self.stages {
@@ -714,8 +829,16 @@ impl ModifiedResNet {
         Ok(maps)
     }
 
+    fn stem_nhwc(&self, x: &Tensor) -> candle_core::Result<Nhwc> {
+        let mut x = Nhwc::from_nchw(x)?;
+        for conv in &self.stem {
+            x = conv.run_nhwc(&x, true, None)?;
+        }
+        Ok(x.avg_pool(2))
+    }
+
     fn stem_forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let x = x.to_dtype(self.stem[0].weight.dtype())?;
+        let x = x.to_dtype(self.stem[0].dtype)?;
         let mut x = self.stem[0].run(&x.contiguous()?, true, None)?;
         x = self.stem[1].run(&x, true, None)?;
         x = self.stem[2].run(&x, true, None)?;
@@ -725,6 +848,15 @@ impl ModifiedResNet {
 
 impl Module for ModifiedResNet {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.packed && x.device().is_cpu() {
+            let mut h = self.stem_nhwc(x)?;
+            for stage in &self.stages {
+                for block in stage {
+                    h = block.forward_nhwc(&h)?;
+                }
+            }
+            return self.attnpool.forward_tokens(&h.into_tokens()?);
+        }
         let mut x = self.stem_forward(x)?;
         for stage in &self.stages {
             for block in stage {

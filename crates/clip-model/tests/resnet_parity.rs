@@ -97,6 +97,39 @@ fn matches_open_clip() {
     assert!(d <= 1e-5, "batch of 1 vs batch of 2 differ by {d}");
 }
 
+/// The stem's and each stage's output (NCHW) against open_clip's `stem` / `layer1..4` on the same
+/// input; same bars as the embeddings (maps hold values up to ~10).
+#[test]
+fn feature_maps_match_open_clip() {
+    let model = ModifiedResNet::from_var_builder(tower(tensors())).unwrap();
+    let x = npy("resnet_tiny_input.npy");
+    let maps = model.feature_maps(&x).unwrap();
+    let dims: Vec<Vec<usize>> = maps.iter().map(|m| m.dims().to_vec()).collect();
+    // 64 px: stem /4 (4 channels), then stages /1, /2, /4, /8 with 16, 32, 64, 128 channels.
+    assert_eq!(
+        dims,
+        [
+            vec![2, 4, 16, 16],
+            vec![2, 16, 16, 16],
+            vec![2, 32, 8, 8],
+            vec![2, 64, 4, 4],
+            vec![2, 128, 2, 2]
+        ]
+    );
+    let got: Vec<f32> = maps
+        .iter()
+        .flat_map(|m| m.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect();
+    let want = Npy::read(fixtures().join("resnet_tiny_maps.npy"))
+        .unwrap()
+        .into_f32()
+        .unwrap();
+    assert_eq!(got.len(), want.len());
+    let d = dev_support::max_abs_diff(&got, &want).unwrap();
+    println!("resnet tiny feature maps: max abs diff {d:.3e}");
+    assert!(d <= 1e-4, "max abs diff {d}");
+}
+
 #[test]
 fn missing_tensor_is_named() {
     let mut ts = tensors();
@@ -226,4 +259,37 @@ fn wrong_input_is_an_error() {
     // `Module::forward` on the raw tensor path refuses a wrong size too (candle error, no panic).
     let x = Tensor::zeros((1, 3, 96, 96), DType::F32, &Device::Cpu).unwrap();
     assert!(model.forward(&x).is_err());
+}
+
+/// The NCHW paths must match open_clip too: candle's `gemm` behind the fused convolutions
+/// (`CLIP_MODEL_UNPACKED=1`, and CPUs without AVX2) and the plain candle path (`CLIP_MODEL_UNFUSED=1`,
+/// what CUDA / Metal run). Both switches are read once per process, so this re-runs the parity tests
+/// of this binary in child processes.
+#[test]
+fn nchw_paths_match_open_clip() {
+    if std::env::var_os("CLIP_MODEL_UNFUSED").is_some()
+        || std::env::var_os("CLIP_MODEL_UNPACKED").is_some()
+    {
+        return; // Already a child (or the whole run is switched): the other tests cover it.
+    }
+    let tests = ["matches_open_clip", "feature_maps_match_open_clip"];
+    for switch in ["CLIP_MODEL_UNFUSED", "CLIP_MODEL_UNPACKED"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(switch, "1")
+            .args(tests)
+            .args(["--exact", "--nocapture", "--test-threads=1"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!("{switch}=1 run:\n{stdout}");
+        assert!(
+            out.status.success(),
+            "{switch}=1 parity failed:\n{stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains(&format!("{} passed", tests.len())),
+            "every listed test must run:\n{stdout}"
+        );
+    }
 }

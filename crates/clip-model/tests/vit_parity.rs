@@ -270,13 +270,16 @@ fn transformers_config_hidden_act_gelu_matches_open_clip_gelu() {
     );
 }
 
-/// The plain candle path (what CUDA / Metal run, and the CPU with `CLIP_MODEL_UNFUSED=1`) must
-/// match open_clip too: the fused CPU kernels are chosen once per process, so this re-runs the
-/// parity tests of this binary in a child process with them switched off.
+/// The other CPU paths must match open_clip too: the plain candle path (what CUDA / Metal run, and
+/// the CPU with `CLIP_MODEL_UNFUSED=1`) and the fused blocks on candle's matmul instead of the
+/// packed kernels (`CLIP_MODEL_UNPACKED=1`, and CPUs without AVX2). Both switches are read once
+/// per process, so this re-runs the parity tests of this binary in child processes.
 #[test]
-fn unfused_candle_path_matches_open_clip() {
-    if std::env::var_os("CLIP_MODEL_UNFUSED").is_some() {
-        return; // Already the child (or the whole run is unfused): the other tests cover it.
+fn unfused_and_unpacked_paths_match_open_clip() {
+    if std::env::var_os("CLIP_MODEL_UNFUSED").is_some()
+        || std::env::var_os("CLIP_MODEL_UNPACKED").is_some()
+    {
+        return; // Already a child (or the whole run is switched): the other tests cover it.
     }
     let tests = [
         "open_clip_naming_matches_open_clip",
@@ -284,21 +287,23 @@ fn unfused_candle_path_matches_open_clip() {
         "exact_gelu_from_config_matches_open_clip",
         "text_up_to_eot_equals_full_length",
     ];
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("CLIP_MODEL_UNFUSED", "1")
-        .args(tests)
-        .args(["--exact", "--nocapture", "--test-threads=1"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("unfused run:\n{stdout}");
-    assert!(
-        out.status.success(),
-        "unfused parity failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains(&format!("{} passed", tests.len())),
-        "every listed test must run:\n{stdout}"
-    );
+    for switch in ["CLIP_MODEL_UNFUSED", "CLIP_MODEL_UNPACKED"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(switch, "1")
+            .args(tests)
+            .args(["--exact", "--nocapture", "--test-threads=1"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!("{switch}=1 run:\n{stdout}");
+        assert!(
+            out.status.success(),
+            "{switch}=1 parity failed:\n{stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains(&format!("{} passed", tests.len())),
+            "every listed test must run:\n{stdout}"
+        );
+    }
 }
