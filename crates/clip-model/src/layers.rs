@@ -30,13 +30,13 @@ fn linear(inp: usize, out: usize, vb: VarBuilder) -> Result<Dense> {
 /// A linear layer of a transformer block: packed once for [`crate::packed`]'s kernels where they
 /// run (f32 weights on an x86-64 CPU with AVX2 + FMA or AVX-512), candle's `Linear` otherwise.
 #[derive(Debug, Clone)]
-enum Dense {
+pub(crate) enum Dense {
     Plain(Linear),
     Packed(Arc<PackedLinear>),
 }
 
 impl Dense {
-    fn new(weight: Tensor, bias: Tensor) -> Result<Self> {
+    pub(crate) fn new(weight: Tensor, bias: Tensor) -> Result<Self> {
         let Some(kernel) = packed::kernel_for(&weight) else {
             return Ok(Dense::Plain(Linear::new(weight, Some(bias))));
         };
@@ -64,6 +64,11 @@ impl Dense {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.linear()?.forward(x)
+    }
+
+    /// `x Wᵀ + b` for `x`: `[rows, in]`, through the packed kernels where they apply.
+    pub(crate) fn forward_rows(&self, x: &Tensor) -> Result<Tensor> {
+        linear_in_place(x, self, Epilogue::Bias)
     }
 }
 

@@ -4,16 +4,17 @@ use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use crate::config::{Activation, VitConfig};
-use crate::layers::{Transformer, TransformerDims, layer_norm};
+use crate::layers::{Dense, Transformer, TransformerDims, layer_norm};
 
 /// The ViT image tower: patch embedding (`conv1`, no bias), class token, positional embedding,
 /// `ln_pre`, residual blocks, `ln_post` on the class token, projection `proj`.
 #[derive(Debug, Clone)]
 pub struct VisionTransformer {
     cfg: VitConfig,
-    /// `conv1.weight` flattened to `[width, 3 * patch * patch]`: a stride-`patch` convolution
-    /// with a `patch`-sized kernel is a matrix product over non-overlapping patches.
-    patch_weight: Tensor,
+    /// `conv1.weight` flattened to `[width, 3 * patch * patch]` (with a zero bias): a
+    /// stride-`patch` convolution with a `patch`-sized kernel is a matrix product over
+    /// non-overlapping patches, packed once like the blocks' linear layers.
+    patch_embed: Dense,
     class_embedding: Tensor,
     positional_embedding: Tensor,
     ln_pre: LayerNorm,
@@ -33,9 +34,10 @@ impl VisionTransformer {
         let (w, p) = (cfg.width, cfg.patch_size);
         let tokens = cfg.grid_size() * cfg.grid_size() + 1;
         let conv = vb.get((w, 3, p, p), "conv1.weight")?;
+        let zero = Tensor::zeros(w, conv.dtype(), conv.device())?;
         Ok(Self {
             cfg: *cfg,
-            patch_weight: conv.reshape((w, 3 * p * p))?,
+            patch_embed: Dense::new(conv.reshape((w, 3 * p * p))?, zero)?,
             class_embedding: vb.get(w, "class_embedding")?,
             positional_embedding: vb.get((tokens, w), "positional_embedding")?,
             ln_pre: layer_norm(w, vb.pp("ln_pre"))?,
@@ -68,8 +70,9 @@ impl VisionTransformer {
             .permute((0, 2, 4, 1, 3, 5))?
             .contiguous()?
             .reshape((b * g * g, 3 * p * p))?;
-        let x = patches
-            .matmul(&self.patch_weight.t()?)?
+        let x = self
+            .patch_embed
+            .forward_rows(&patches)?
             .reshape((b, g * g, w))?;
         let cls = self.class_embedding.reshape((1, 1, w))?.repeat((b, 1, 1))?;
         let x = Tensor::cat(&[&cls, &x], 1)?.broadcast_add(&self.positional_embedding)?;
