@@ -281,7 +281,7 @@ fn head(
     causal: bool,
     out: OutRows,
 ) -> Result<()> {
-    match Kernel::detect() {
+    match Kernel::chosen() {
         Some(kernel) => head_packed(x, t, w, d, hi, scale, causal, kernel, out),
         None => {
             head_generic(x, t, w, d, hi, scale, causal, out);

@@ -16,7 +16,8 @@
 //! with few panels, the rows); each writes disjoint tiles of `y`.
 //!
 //! Runtime dispatch: AVX-512F, else AVX2 + FMA; on other CPUs [`Kernel::detect`] gives `None` and
-//! the caller keeps the unpacked weights and candle's matmul.
+//! the caller keeps the unpacked weights and candle's matmul. Switches for A/B runs (read once per
+//! process): `CLIP_MODEL_UNPACKED=1` (candle's matmul / `gemm`), `CLIP_MODEL_KERNEL=avx2`.
 
 use rayon::prelude::*;
 
@@ -57,6 +58,19 @@ impl Kernel {
         None
     }
 
+    /// The kernel to use: [`Kernel::detect`]'s, unless `CLIP_MODEL_KERNEL=avx2` asks for the
+    /// AVX2 kernels on an AVX-512 CPU (to measure what AVX2-only CPUs get).
+    pub(crate) fn chosen() -> Option<Kernel> {
+        static FORCED: std::sync::OnceLock<Option<Kernel>> = std::sync::OnceLock::new();
+        let forced = *FORCED.get_or_init(|| {
+            let v = std::env::var("CLIP_MODEL_KERNEL").ok()?;
+            v.eq_ignore_ascii_case("avx2")
+                .then_some(Kernel::Avx2)
+                .filter(|k| k.supported())
+        });
+        forced.or_else(Kernel::detect)
+    }
+
     /// Whether this CPU can run `self`.
     pub(crate) fn supported(self) -> bool {
         matches!(
@@ -76,7 +90,8 @@ impl Kernel {
 
 /// The packed kernels to use for weights like `w`, if any: f32 on the CPU, with the fused path on.
 /// Off with `CLIP_MODEL_UNFUSED` (the whole plain candle path) or `CLIP_MODEL_UNPACKED` (candle's
-/// matmul / `gemm` inside the fused blocks), either set to anything but `0`.
+/// matmul / `gemm` inside the fused blocks), either set to anything but `0`; `CLIP_MODEL_KERNEL=avx2`
+/// picks the AVX2 kernels on an AVX-512 CPU.
 pub(crate) fn kernel_for(w: &candle_core::Tensor) -> Option<Kernel> {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let off =
@@ -84,7 +99,7 @@ pub(crate) fn kernel_for(w: &candle_core::Tensor) -> Option<Kernel> {
     if off || !crate::ops::fused(w) {
         return None;
     }
-    Kernel::detect()
+    Kernel::chosen()
 }
 
 /// The activation of an [`Epilogue`].
@@ -450,8 +465,8 @@ pub(crate) fn softmax_rows(s: &mut [f32], t: usize, scale: f32, causal: bool) {
         let (live, masked) = row.split_at_mut(n);
         masked.fill(0.0);
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F was detected just above.
+        if Kernel::chosen() == Some(Kernel::Avx512) {
+            // SAFETY: AVX-512F was detected (`chosen` only returns kernels the CPU runs).
             unsafe { x86::softmax_avx512(live, scale) };
             continue;
         }

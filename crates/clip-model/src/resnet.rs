@@ -494,6 +494,17 @@ impl Module for ConvBn {
             && x.dim(2)? * x.dim(3)? <= IM2COL_MAX_PIXELS
         {
             conv3x3_im2col(x, &weight)?
+        } else if x.dtype() == DType::BF16 && x.device().is_cpu() {
+            // candle's CPU conv2d has no bf16 kernel: convolve in f32, round back to bf16.
+            x.to_dtype(DType::F32)?
+                .conv2d(
+                    &weight.to_dtype(DType::F32)?,
+                    self.padding,
+                    self.stride,
+                    1,
+                    1,
+                )?
+                .to_dtype(DType::BF16)?
         } else {
             x.conv2d(&weight, self.padding, self.stride, 1, 1)?
         };

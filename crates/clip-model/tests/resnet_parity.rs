@@ -131,6 +131,28 @@ fn feature_maps_match_open_clip() {
 }
 
 #[test]
+fn half_precision_runs_close_to_f32() {
+    // f16 / bf16 keep ~3 / ~2 significant digits per operation; a loose cosine bar shows the
+    // folding, conversion and layer code work in those dtypes (the plain candle path), not parity.
+    let want = npy("resnet_tiny_expected.npy").to_vec2::<f32>().unwrap();
+    for (dtype, min_cos) in [(DType::F16, 0.999), (DType::BF16, 0.99)] {
+        let vb = VarBuilder::from_tensors(tensors(), dtype, &Device::Cpu).pp("visual");
+        let model = ModifiedResNet::from_var_builder(vb).unwrap();
+        let x = npy("resnet_tiny_input.npy").to_dtype(dtype).unwrap();
+        let got = model.encode(&x).unwrap();
+        assert_eq!(got.dtype(), dtype);
+        let got = got.to_dtype(DType::F32).unwrap().to_vec2::<f32>().unwrap();
+        let agree = dev_support::agreement(&got.concat(), &want.concat(), want[0].len()).unwrap();
+        println!("resnet tiny {dtype:?}: min cosine {:.6}", agree.min_cosine);
+        assert!(
+            agree.min_cosine >= min_cos,
+            "{dtype:?} cosine {}",
+            agree.min_cosine
+        );
+    }
+}
+
+#[test]
 fn missing_tensor_is_named() {
     let mut ts = tensors();
     ts.remove("visual.layer3.1.bn2.running_var");
