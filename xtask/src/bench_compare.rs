@@ -42,7 +42,8 @@ pub struct Args {
     /// Single-query searches per round.
     #[arg(long, default_value_t = 20)]
     pub queries: usize,
-    /// An `eval-imagenet` summary.json whose end-to-end and model-only throughputs are reported.
+    /// An `eval-imagenet` summary.json whose end-to-end and model-only throughputs (and classifier
+    /// build time, when that run built it) are reported.
     #[arg(long)]
     pub eval_summary: Option<PathBuf>,
     /// Rebuild the random models and ONNX files even when cached (`target/bench-compare/`).
@@ -492,14 +493,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let eval = match &args.eval_summary {
-        Some(p) => eval_ratio(p)?,
+        Some(p) => eval_numbers(p)?,
         None => None,
     };
-    if let Some((e2e, model)) = eval {
+    if let Some(e) = &eval {
         println!(
-            "eval-imagenet: end to end {e2e:.2} img/s, model only {model:.2} img/s, ratio {:.2}",
-            e2e / model
+            "eval-imagenet: end to end {:.2} img/s, model only {:.2} img/s, ratio {:.2}",
+            e.end_to_end,
+            e.model,
+            e.end_to_end / e.model
         );
+        if let Some(c) = e.classifier_s {
+            println!(
+                "classifier 1000 × {} built (not cached) by that eval-imagenet run in {:.1} min",
+                e.templates,
+                c / 60.0
+            );
+        }
     }
 
     // The one-line summary.
@@ -520,8 +530,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let (Some(o), Some(t)) = (w_rn.rate("ours"), w_rn.rate("torch")) {
         parts.push(format!("rn50x64 {:.2}x torch", o / t));
     }
-    if let Some(c) = cls_ours {
-        parts.push(format!("classifier≈{:.1}min(est)", c / 60.0));
+    match eval.as_ref().and_then(|e| e.classifier_s.map(|c| (e, c))) {
+        Some((e, c)) => parts.push(format!(
+            "classifier 1000x{} {:.1}min(measured)",
+            e.templates,
+            c / 60.0
+        )),
+        None => {
+            if let Some(c) = cls_ours {
+                parts.push(format!("classifier≈{:.1}min(est)", c / 60.0));
+            }
+        }
     }
     if let (Some(o), Some(f)) = (w_search.rate("ours"), w_search.rate("faiss")) {
         let ms = w_search.median("ours").unwrap_or(f64::NAN) * 1000.0;
@@ -531,15 +550,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let ms = w_search16.median("ours").unwrap_or(f64::NAN) * 1000.0;
         parts.push(format!("search-f16 {:.2}x faiss {ms:.1}ms/q", o / f));
     }
-    if let Some((e2e, model)) = eval {
-        parts.push(format!("eval e2e/model {:.2}", e2e / model));
+    if let Some(e) = &eval {
+        parts.push(format!("eval e2e/model {:.2}", e.end_to_end / e.model));
     }
     println!("SUMMARY threads={} {}", args.threads, parts.join(" | "));
     Ok(())
 }
 
-/// (end-to-end, model-only) images/s from an `eval-imagenet` summary.json.
-fn eval_ratio(path: &Path) -> anyhow::Result<Option<(f64, f64)>> {
+/// What bench-compare reports from an `eval-imagenet` summary.json.
+struct EvalNumbers {
+    /// Images/s end to end.
+    end_to_end: f64,
+    /// Images/s in the model alone.
+    model: f64,
+    /// Seconds to build the classifier, when that run built it (not read from its cache).
+    classifier_s: Option<f64>,
+    /// Prompt templates per class (eval-imagenet always has ImageNet's 1000 classes).
+    templates: u64,
+}
+
+/// The numbers of an `eval-imagenet` summary.json (`None` when its timing fields are missing).
+fn eval_numbers(path: &Path) -> anyhow::Result<Option<EvalNumbers>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let v: Value = serde_json::from_str(&text)?;
@@ -548,7 +579,14 @@ fn eval_ratio(path: &Path) -> anyhow::Result<Option<(f64, f64)>> {
     } else {
         &v["base"]["timing"]
     };
+    let built = v["timing_detail"]["classifier_cached"].as_bool() == Some(false);
     Ok(timing["images_per_s"]
         .as_f64()
-        .zip(v["timing_detail"]["images_per_s_model"].as_f64()))
+        .zip(v["timing_detail"]["images_per_s_model"].as_f64())
+        .map(|(end_to_end, model)| EvalNumbers {
+            end_to_end,
+            model,
+            classifier_s: timing["classifier_s"].as_f64().filter(|_| built),
+            templates: v["n_templates"].as_u64().unwrap_or(0),
+        }))
 }

@@ -18,6 +18,14 @@
 //! [`LoadOptions`] for f16 / bf16 and devices (cargo features `cuda`, `metal`). The `hub` feature
 //! adds the `hub` module, which turns a hub model id into local files.
 //!
+//! On an x86-64 CPU with AVX2 + FMA or AVX-512 and f32 weights, the linear layers and convolutions
+//! are packed once at load into the layout of this crate's own matrix kernels (runtime-dispatched;
+//! bias, residual and activation applied in the kernels' stores) and the ResNet trunk runs
+//! channels-last; elsewhere candle's ops run. Environment switches, read once per process, for
+//! A/B timing: `CLIP_MODEL_UNPACKED=1` (candle's matmul inside the fused blocks),
+//! `CLIP_MODEL_UNFUSED=1` (plain candle ops throughout), `CLIP_MODEL_KERNEL=avx2`. Every path is
+//! checked against open_clip by the tests.
+//!
 //! The text tower runs each batch only up to its longest end-of-text position: attention is
 //! causal, so the result equals open_clip's full 77-token run. The embedding is read at the
 //! first end-of-text token of each row (id `vocab_size - 1`, 49407); open_clip and transformers
