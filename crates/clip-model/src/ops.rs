@@ -463,6 +463,15 @@ pub(crate) fn attention(qkv: &Tensor, heads: usize, causal: bool) -> Result<Opti
     Ok(Some(qkv.apply_op1_no_bwd(&Attention { heads, causal })?))
 }
 
+/// Largest absolute difference between two tensors of one shape (NaN when either holds NaN), for
+/// tests.
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    dev_support::max_abs_diff(&a, &b).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,19 +528,6 @@ mod tests {
         Tensor::from_vec(out, (b, t, w), &Device::Cpu).unwrap()
     }
 
-    fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
-
     /// Against the unfused candle ops; both are f32 with different summation orders, so the
     /// bar is a few f32 ulps of values of order 1.
     #[test]
@@ -546,14 +542,14 @@ mod tests {
             let qkv = Tensor::randn(0f32, 1.0, (b, t, 3 * heads * d), &Device::Cpu).unwrap();
             let got = attention(&qkv, heads, causal).unwrap().unwrap();
             let want = reference(&qkv, heads, causal);
-            let err = max_abs(&got, &want);
+            let err = max_abs_diff(&got, &want);
             println!(
                 "attention b={b} t={t} heads={heads} d={d} causal={causal}: max |diff| {err:.2e}"
             );
             assert!(err < 1e-5, "max |diff| {err}");
             // The portable per-head loop, taken on CPUs without AVX2 + FMA.
             let generic = generic_attention(&qkv, heads, causal);
-            let err = max_abs(&generic, &want);
+            let err = max_abs_diff(&generic, &want);
             assert!(err < 1e-5, "portable kernel: max |diff| {err}");
         }
     }
@@ -576,7 +572,7 @@ mod tests {
         for (i, &l) in lens.iter().enumerate() {
             let one = qkv.narrow(0, offsets[i], l).unwrap().unsqueeze(0).unwrap();
             let want = reference(&one, heads, true).squeeze(0).unwrap();
-            let err = max_abs(&got.narrow(0, offsets[i], l).unwrap(), &want);
+            let err = max_abs_diff(&got.narrow(0, offsets[i], l).unwrap(), &want);
             assert!(err < 1e-5, "sequence {i}: max |diff| {err}");
         }
         assert!(packed_causal_attention(&qkv, heads, &[0, 3, n + 1]).is_err());
@@ -592,18 +588,18 @@ mod tests {
         let y = x.copy().unwrap();
         assert!(bias_act_(&y, &bias, Activation::QuickGelu).unwrap());
         let want = (&xb * candle_nn::ops::sigmoid(&(&xb * 1.702).unwrap()).unwrap()).unwrap();
-        assert!(max_abs(&y, &want) < 1e-5);
+        assert!(max_abs_diff(&y, &want) < 1e-5);
 
         let y = x.copy().unwrap();
         assert!(bias_act_(&y, &bias, Activation::Gelu).unwrap());
-        assert!(max_abs(&y, &xb.gelu_erf().unwrap()) < 1e-5);
+        assert!(max_abs_diff(&y, &xb.gelu_erf().unwrap()) < 1e-5);
 
         let y = x.copy().unwrap();
         assert!(bias_residual_(&y, &bias, &r).unwrap());
-        assert!(max_abs(&y, &(&xb + &r).unwrap()) < 1e-5);
+        assert!(max_abs_diff(&y, &(&xb + &r).unwrap()) < 1e-5);
 
         let y = x.copy().unwrap();
         assert!(bias_(&y, &bias).unwrap());
-        assert!(max_abs(&y, &xb) < 1e-6);
+        assert!(max_abs_diff(&y, &xb) < 1e-6);
     }
 }

@@ -450,7 +450,21 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
-    fn check(b: usize, c: usize, o: usize, hw: (usize, usize), spec: ConvSpec, res: bool) {
+    /// A convolution under test: (input, weight, bias, residual, spec) → output, all NCHW.
+    type Conv<'a> = &'a dyn Fn(&Tensor, &Tensor, &Tensor, Option<&Tensor>, ConvSpec) -> Tensor;
+
+    /// `conv` against candle's `conv2d` + bias (+ residual) (+ ReLU) on random data.
+    #[allow(clippy::too_many_arguments)]
+    fn check_with(
+        name: &str,
+        conv: Conv,
+        b: usize,
+        c: usize,
+        o: usize,
+        hw: (usize, usize),
+        spec: ConvSpec,
+        res: bool,
+    ) {
         let x = rand(&[b, c, hw.0, hw.1], 1);
         let wt = rand(&[o, c, spec.kernel, spec.kernel], 2);
         let bias = rand(&[o], 3);
@@ -466,22 +480,18 @@ mod tests {
         if spec.relu {
             want = want.relu().unwrap();
         }
-        let got = conv_bias_act(&x, &wt, &bias, residual.as_ref(), spec).unwrap();
+        let got = conv(&x, &wt, &bias, residual.as_ref(), spec);
         assert_eq!(got.dims(), want.dims());
-        let d = (got - &want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = crate::ops::max_abs_diff(&got, &want);
         let scale = (c * spec.kernel * spec.kernel) as f32;
-        println!("{b}x{c}->{o} {hw:?} {spec:?} residual {res}: max abs {d:.3e}");
+        println!("{name} {b}x{c}->{o} {hw:?} {spec:?} residual {res}: max abs {d:.3e}");
         // f32 sums of `scale` products of values in [-1, 1], accumulated in a different order.
         assert!(d <= 1e-6 * scale.max(16.0), "max abs {d}");
+    }
+
+    fn check(b: usize, c: usize, o: usize, hw: (usize, usize), spec: ConvSpec, res: bool) {
+        let conv: Conv = &|x, w, bias, r, spec| conv_bias_act(x, w, bias, r, spec).unwrap();
+        check_with("nchw", conv, b, c, o, hw, spec, res);
     }
 
     #[test]
@@ -499,58 +509,30 @@ mod tests {
         check(1, 96, 32, (70, 70), s(1, true), false);
     }
 
-    /// [`PackedConv`] on NHWC maps against candle's `conv2d` on the same NCHW data.
+    /// [`PackedConv`] on NHWC maps against candle's `conv2d` on the same NCHW data, with every
+    /// kernel this CPU runs; the weights must also come back unchanged for the plain path.
     fn check_packed(b: usize, c: usize, o: usize, hw: (usize, usize), spec: ConvSpec, res: bool) {
-        let Some(kernel) = Kernel::detect() else {
+        let kernels: Vec<Kernel> = [Kernel::Avx512, Kernel::Avx2]
+            .into_iter()
+            .filter(|k| k.supported())
+            .collect();
+        if kernels.is_empty() {
             eprintln!("SKIP: no packed kernels on this CPU");
-            return;
-        };
-        for kernel in [kernel, Kernel::Avx2] {
-            let x = rand(&[b, c, hw.0, hw.1], 1);
-            let wt = rand(&[o, c, spec.kernel, spec.kernel], 2);
-            let bias = rand(&[o], 3);
-            let mut want = x
-                .conv2d(&wt, spec.padding, spec.stride, 1, 1)
-                .unwrap()
-                .broadcast_add(&bias.reshape((1, o, 1, 1)).unwrap())
-                .unwrap();
-            let residual = res.then(|| rand(want.dims(), 4));
-            if let Some(r) = &residual {
-                want = (want + r).unwrap();
-            }
-            if spec.relu {
-                want = want.relu().unwrap();
-            }
-            let conv = PackedConv::new(&wt, &bias, spec, kernel).unwrap();
-            let r = residual.as_ref().map(|r| Nhwc::from_nchw(r).unwrap());
-            let got = conv
-                .forward(&Nhwc::from_nchw(&x).unwrap(), spec.relu, r.as_ref())
-                .unwrap()
-                .to_nchw()
-                .unwrap();
-            assert_eq!(got.dims(), want.dims());
-            let d = (got - &want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let scale = (c * spec.kernel * spec.kernel) as f32;
-            println!(
-                "packed {kernel:?} {b}x{c}->{o} {hw:?} {spec:?} residual {res}: max abs {d:.3e}"
-            );
-            assert!(d <= 1e-6 * scale.max(16.0), "max abs {d}");
-            // The weights come back unchanged for the plain path.
-            let (w2, b2) = conv.unpack().unwrap();
-            let same = |a: &Tensor, b: &Tensor| {
-                a.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-                    == b.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        }
+        for kernel in kernels {
+            let conv: Conv = &|x, w, bias, r, spec| {
+                let packed = PackedConv::new(w, bias, spec, kernel).unwrap();
+                let (w2, b2) = packed.unpack().unwrap();
+                assert_eq!(crate::ops::max_abs_diff(&w2, w), 0.0);
+                assert_eq!(crate::ops::max_abs_diff(&b2, bias), 0.0);
+                let r = r.map(|r| Nhwc::from_nchw(r).unwrap());
+                packed
+                    .forward(&Nhwc::from_nchw(x).unwrap(), spec.relu, r.as_ref())
+                    .unwrap()
+                    .to_nchw()
+                    .unwrap()
             };
-            assert!(same(&w2, &wt) && same(&b2, &bias));
+            check_with(&format!("packed {kernel:?}"), conv, b, c, o, hw, spec, res);
         }
     }
 
@@ -578,16 +560,7 @@ mod tests {
             let want = x.avg_pool2d(s).unwrap();
             let got = Nhwc::from_nchw(&x).unwrap().avg_pool(s).to_nchw().unwrap();
             assert_eq!(got.dims(), want.dims());
-            let d = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = crate::ops::max_abs_diff(&got, &want);
             assert!(d < 1e-6, "pool {s} {hw:?}: max abs {d}");
         }
     }

@@ -296,22 +296,7 @@ fn nchw_paths_match_open_clip() {
     }
     let tests = ["matches_open_clip", "feature_maps_match_open_clip"];
     for switch in ["CLIP_MODEL_UNFUSED", "CLIP_MODEL_UNPACKED"] {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .env(switch, "1")
-            .args(tests)
-            .args(["--exact", "--nocapture", "--test-threads=1"])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        println!("{switch}=1 run:\n{stdout}");
-        assert!(
-            out.status.success(),
-            "{switch}=1 parity failed:\n{stdout}\n{stderr}"
-        );
-        assert!(
-            stdout.contains(&format!("{} passed", tests.len())),
-            "every listed test must run:\n{stdout}"
-        );
+        let out = dev_support::rerun_tests_with_env(&tests, switch, "1");
+        println!("{switch}=1 run:\n{out}");
     }
 }

@@ -4,6 +4,8 @@
 //!   vocabulary) through the `CLIP_SHARED_DATA` environment variable, which `.ci/run` sets.
 //! - [`Npy`] reads and writes little-endian `float32` / `int64` `.npy` files, the format of the
 //!   committed reference fixtures made by the Python scripts under `tools/reference`.
+//! - [`rerun_tests_with_env`] re-runs tests of the current test binary in a child process with an
+//!   environment variable set (for switches a library reads once per process).
 //! - [`max_abs_diff`] and [`agreement`] compare our numbers with a reference's. Unlike a
 //!   `fold(0.0, f32::max)`, which skips NaN, they return NaN when either side holds one, so a
 //!   bound such as `max <= 1e-5` or `min_cosine >= 0.99999` fails on NaN output.
@@ -47,6 +49,31 @@ pub enum Error {
          (CI sets it to ../shared/data); looked at {0}"
     )]
     SharedDataMissing(PathBuf),
+}
+
+/// Runs the tests named `tests` (exact names) of the current test binary again in a child process
+/// with `var=value` set, and panics (test failure) unless the child succeeds and runs all of them.
+/// Returns the child's standard output. Call it only from a test that returns early when `var` is
+/// already set, or the child would recurse.
+pub fn rerun_tests_with_env(tests: &[&str], var: &str, value: &str) -> String {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .env(var, value)
+        .args(tests)
+        .args(["--exact", "--nocapture", "--test-threads=1"])
+        .output()
+        .expect("running the test binary again");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{var}={value} run failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("{} passed", tests.len())),
+        "every listed test must run with {var}={value}:\n{stdout}"
+    );
+    stdout
 }
 
 /// The shared data folder: `$CLIP_SHARED_DATA`, else `../shared/data` beside the workspace root.
