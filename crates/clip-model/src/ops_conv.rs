@@ -237,9 +237,13 @@ impl Nhwc {
         Tensor::from_vec(self.data, (b, n, c), &Device::Cpu)
     }
 
-    /// `s × s` average pooling with stride `s` (floor mode), as `avg_pool2d(s)`.
-    pub(crate) fn avg_pool(&self, s: usize) -> Self {
+    /// `s × s` average pooling with stride `s` (floor mode), as `avg_pool2d(s)`; an error, as
+    /// there, when the map is smaller than the window.
+    pub(crate) fn avg_pool(&self, s: usize) -> Result<Self> {
         let (b, h, w, c) = (self.b, self.h, self.w, self.c);
+        if s == 0 || h < s || w < s {
+            bail!("average pool: window {s} does not fit a {h}×{w} map");
+        }
         let (ho, wo) = (h / s, w / s);
         let mut data = vec![0f32; b * ho * wo * c];
         let inv = 1.0 / (s * s) as f32;
@@ -259,13 +263,13 @@ impl Nhwc {
                     px.iter_mut().for_each(|o| *o *= inv);
                 }
             });
-        Self {
+        Ok(Self {
             data,
             b,
             h: ho,
             w: wo,
             c,
-        }
+        })
     }
 }
 
@@ -346,6 +350,15 @@ impl PackedConv {
             act,
         };
         let mut out: Vec<f32> = Vec::with_capacity(m * o);
+        if m == 0 {
+            return Ok(Nhwc {
+                data: out,
+                b: x.b,
+                h: ho,
+                w: wo,
+                c: o,
+            });
+        }
         let y = &mut out.spare_capacity_mut()[..m * o];
         let msg = candle_core::Error::Msg;
         if k == 1 && s == 1 && p == 0 {
@@ -558,11 +571,19 @@ mod tests {
         for (s, hw) in [(2, (8, 6)), (2, (7, 9)), (4, (16, 12))] {
             let x = rand(&[2, 5, hw.0, hw.1], 7);
             let want = x.avg_pool2d(s).unwrap();
-            let got = Nhwc::from_nchw(&x).unwrap().avg_pool(s).to_nchw().unwrap();
+            let got = Nhwc::from_nchw(&x)
+                .unwrap()
+                .avg_pool(s)
+                .unwrap()
+                .to_nchw()
+                .unwrap();
             assert_eq!(got.dims(), want.dims());
             let d = crate::ops::max_abs_diff(&got, &want);
             assert!(d < 1e-6, "pool {s} {hw:?}: max abs {d}");
         }
+        // Smaller than the window: an error, as candle's avg_pool2d gives.
+        let tiny = Nhwc::from_nchw(&rand(&[1, 2, 1, 3], 8)).unwrap();
+        assert!(tiny.avg_pool(2).is_err());
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //! the caller keeps the unpacked weights and candle's matmul. Switches for A/B runs (read once per
 //! process): `CLIP_MODEL_UNPACKED=1` (candle's matmul / `gemm`), `CLIP_MODEL_KERNEL=avx2`.
 
+// Off x86-64 no kernel is ever chosen and most of this module is unused.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
 use rayon::prelude::*;
 
 use crate::config::Activation;
@@ -73,10 +76,18 @@ impl Kernel {
 
     /// Whether this CPU can run `self`.
     pub(crate) fn supported(self) -> bool {
-        matches!(
-            (Kernel::detect(), self),
-            (Some(Kernel::Avx512), _) | (Some(Kernel::Avx2), Kernel::Avx2)
-        )
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            match self {
+                Kernel::Avx512 => has!("avx512f"),
+                Kernel::Avx2 => has!("avx2") && has!("fma"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
     }
 
     /// Largest row count of one register tile.
@@ -93,13 +104,19 @@ impl Kernel {
 /// matmul / `gemm` inside the fused blocks), either set to anything but `0`; `CLIP_MODEL_KERNEL=avx2`
 /// picks the AVX2 kernels on an AVX-512 CPU.
 pub(crate) fn kernel_for(w: &candle_core::Tensor) -> Option<Kernel> {
+    if !crate::ops::fused(w) {
+        return None;
+    }
+    packing_kernel()
+}
+
+/// The packed kernels to use, if any, whatever the tensor (see [`kernel_for`]); `None` with
+/// `CLIP_MODEL_UNPACKED` set.
+pub(crate) fn packing_kernel() -> Option<Kernel> {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let off =
         *OFF.get_or_init(|| std::env::var_os("CLIP_MODEL_UNPACKED").is_some_and(|v| v != "0"));
-    if off || !crate::ops::fused(w) {
-        return None;
-    }
-    Kernel::chosen()
+    if off { None } else { Kernel::chosen() }
 }
 
 /// The activation of an [`Epilogue`].
@@ -361,65 +378,73 @@ impl PackedLinear {
         y: SendPtr,
         epilogue: Epilogue,
     ) {
-        let (n, k) = (self.n, self.k);
-        let packed = self.panels();
-        let max_rows = self.kernel.max_rows();
-        let k_blocks = k.div_ceil(KC);
-        for kb in 0..k_blocks {
-            let kr = split(k, k_blocks, kb);
-            let (k0, kc) = (kr.start, kr.len());
-            let first = kb == 0;
-            let last = kb + 1 == k_blocks;
-            let mut r0 = rows.start;
-            while r0 < rows.end {
-                let r1 = (r0 + MC).min(rows.end);
-                let tiles = (r1 - r0).div_ceil(max_rows);
-                for p in panels.clone() {
-                    let cols = NR.min(n - p * NR);
-                    let b = &packed[p * k * NR + k0 * NR..][..kc * NR];
-                    for t in 0..tiles {
-                        let tr = split(r1 - r0, tiles, t);
-                        let (i0, mr) = (r0 + tr.start, tr.len());
-                        let a = &x[i0 * k + k0..];
-                        // SAFETY: the tile (rows i0..i0 + mr, columns p·NR..p·NR + cols) lies
-                        // inside y and inside this task's share; `a` holds rows i0.. of x from
-                        // column k0, each row `k` apart, `b` holds kc × NR packed values.
-                        unsafe {
-                            let c = y.0.add(i0 * n + p * NR);
-                            match self.kernel {
-                                Kernel::Avx512 => {
-                                    // Bias, residual and activation go into the kernel's last
-                                    // store, except erf-GELU, left to `finish`.
-                                    let in_kernel =
-                                        last && epilogue.act != Act::Model(Activation::Gelu);
-                                    let tail = in_kernel.then(|| Tail {
-                                        bias: &self.bias[p * NR..],
-                                        residual: epilogue.residual.map(|r| &r[i0 * n + p * NR..]),
-                                        act: epilogue.act,
-                                    });
-                                    #[cfg(target_arch = "x86_64")]
-                                    x86::tile_avx512(mr, kc, a, k, b, c, n, cols, !first, tail);
-                                    if last && !in_kernel {
-                                        self.finish(c, i0, mr, p * NR, cols, epilogue);
+        // Off x86-64 no kernel is `supported()`, so `forward_into` never gets here.
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (x, rows, panels, y, epilogue);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (n, k) = (self.n, self.k);
+            let packed = self.panels();
+            let max_rows = self.kernel.max_rows();
+            let k_blocks = k.div_ceil(KC);
+            for kb in 0..k_blocks {
+                let kr = split(k, k_blocks, kb);
+                let (k0, kc) = (kr.start, kr.len());
+                let first = kb == 0;
+                let last = kb + 1 == k_blocks;
+                let mut r0 = rows.start;
+                while r0 < rows.end {
+                    let r1 = (r0 + MC).min(rows.end);
+                    let tiles = (r1 - r0).div_ceil(max_rows);
+                    for p in panels.clone() {
+                        let cols = NR.min(n - p * NR);
+                        let b = &packed[p * k * NR + k0 * NR..][..kc * NR];
+                        for t in 0..tiles {
+                            let tr = split(r1 - r0, tiles, t);
+                            let (i0, mr) = (r0 + tr.start, tr.len());
+                            let a = &x[i0 * k + k0..];
+                            // SAFETY: the tile (rows i0..i0 + mr, columns p·NR..p·NR + cols) lies
+                            // inside y and inside this task's share, and the kernels address only
+                            // those `cols` columns of y, the bias and the residual; `a` holds rows
+                            // i0.. of x from column k0, each row `k` apart, `b` kc × NR packed values.
+                            unsafe {
+                                let c = y.0.add(i0 * n + p * NR);
+                                match self.kernel {
+                                    Kernel::Avx512 => {
+                                        // Bias, residual and activation go into the kernel's last
+                                        // store, except erf-GELU, left to `finish`.
+                                        let in_kernel =
+                                            last && epilogue.act != Act::Model(Activation::Gelu);
+                                        let tail = in_kernel.then(|| Tail {
+                                            bias: &self.bias[p * NR..],
+                                            residual: epilogue
+                                                .residual
+                                                .map(|r| &r[i0 * n + p * NR..]),
+                                            act: epilogue.act,
+                                        });
+                                        x86::tile_avx512(mr, kc, a, k, b, c, n, cols, !first, tail);
+                                        if last && !in_kernel {
+                                            self.finish(c, i0, mr, p * NR, cols, epilogue);
+                                        }
                                     }
-                                }
-                                Kernel::Avx2 => {
-                                    #[cfg(target_arch = "x86_64")]
-                                    x86::tile_avx2(mr, kc, a, k, b, c, n, cols, !first);
-                                    if last {
-                                        self.finish(c, i0, mr, p * NR, cols, epilogue);
+                                    Kernel::Avx2 => {
+                                        x86::tile_avx2(mr, kc, a, k, b, c, n, cols, !first);
+                                        if last {
+                                            self.finish(c, i0, mr, p * NR, cols, epilogue);
+                                        }
                                     }
                                 }
                             }
                         }
                     }
+                    r0 = r1;
                 }
-                r0 = r1;
             }
         }
     }
 
     /// Applies bias and `epilogue` to one finished tile.
+    #[cfg(target_arch = "x86_64")]
     ///
     /// # Safety
     /// `c` points at element (i0, j0) of `y` (row stride `n`); rows `i0..i0 + mr` and columns
@@ -493,6 +518,7 @@ fn softmax_scalar(live: &mut [f32], scale: f32) {
 /// What the AVX-512 kernel applies before its last store: the bias (from the tile's first
 /// column), the residual (from the tile's first element, rows `ldc` apart like the output), then
 /// the activation (not erf-GELU).
+#[cfg(target_arch = "x86_64")]
 #[derive(Debug, Clone, Copy)]
 struct Tail<'a> {
     bias: &'a [f32],
@@ -569,9 +595,13 @@ mod x86 {
         } else {
             (1u16 << cols) - 1
         };
+        // Columns 16..32 of `c`, the bias and the residual exist only when `cols > 16`: the upper
+        // half is computed in registers regardless (the packed panel is zero-padded) but never
+        // addressed in memory otherwise.
+        let hi_live = cols > 16;
         let m1: __mmask16 = if cols >= 32 {
             0xffff
-        } else if cols > 16 {
+        } else if hi_live {
             (1u16 << (cols - 16)) - 1
         } else {
             0
@@ -580,12 +610,16 @@ mod x86 {
         let bp = b.as_ptr();
         let mut lo = [_mm512_setzero_ps(); MR];
         let mut hi = [_mm512_setzero_ps(); MR];
-        // SAFETY (all pointer arithmetic below): in bounds by the caller's contract.
+        // SAFETY (all pointer arithmetic below): `a` and `b` hold what is read (debug-asserted);
+        // `c` (rows `ldc` apart), the bias and the residual are valid for `cols` values per row,
+        // and only masked accesses within those are made.
         unsafe {
             if accumulate {
                 for i in 0..MR {
                     lo[i] = _mm512_maskz_loadu_ps(m0, c.add(i * ldc));
-                    hi[i] = _mm512_maskz_loadu_ps(m1, c.add(i * ldc + 16));
+                    if hi_live {
+                        hi[i] = _mm512_maskz_loadu_ps(m1, c.add(i * ldc + 16));
+                    }
                 }
             }
             for p in 0..kc {
@@ -599,7 +633,11 @@ mod x86 {
             }
             if let Some(tail) = tail {
                 let b0 = _mm512_maskz_loadu_ps(m0, tail.bias.as_ptr());
-                let b1 = _mm512_maskz_loadu_ps(m1, tail.bias.as_ptr().add(16));
+                let b1 = if hi_live {
+                    _mm512_maskz_loadu_ps(m1, tail.bias.as_ptr().add(16))
+                } else {
+                    _mm512_setzero_ps()
+                };
                 for i in 0..MR {
                     lo[i] = _mm512_add_ps(lo[i], b0);
                     hi[i] = _mm512_add_ps(hi[i], b1);
@@ -608,7 +646,9 @@ mod x86 {
                     for i in 0..MR {
                         let rp = r.as_ptr().add(i * ldc);
                         lo[i] = _mm512_add_ps(lo[i], _mm512_maskz_loadu_ps(m0, rp));
-                        hi[i] = _mm512_add_ps(hi[i], _mm512_maskz_loadu_ps(m1, rp.add(16)));
+                        if hi_live {
+                            hi[i] = _mm512_add_ps(hi[i], _mm512_maskz_loadu_ps(m1, rp.add(16)));
+                        }
                     }
                 }
                 match tail.act {
@@ -630,7 +670,9 @@ mod x86 {
             }
             for i in 0..MR {
                 _mm512_mask_storeu_ps(c.add(i * ldc), m0, lo[i]);
-                _mm512_mask_storeu_ps(c.add(i * ldc + 16), m1, hi[i]);
+                if hi_live {
+                    _mm512_mask_storeu_ps(c.add(i * ldc + 16), m1, hi[i]);
+                }
             }
         }
     }
@@ -727,11 +769,13 @@ mod x86 {
     }
 
     /// `e^x` for 16 lanes: `x = n ln 2 + r`, a degree-6 polynomial for `e^r` on
-    /// `|r| ≤ ln 2 / 2`, scaled by `2^n`; relative error below 2e-7, `-inf → 0`, overflow → `inf`.
+    /// `|r| ≤ ln 2 / 2`, scaled by `2^n`; relative error below 2e-7, `-inf → 0`, overflow → `inf`, NaN → NaN.
     #[target_feature(enable = "avx512f")]
     fn exp_avx512(x: __m512) -> __m512 {
-        let x = _mm512_max_ps(x, _mm512_set1_ps(-104.0));
-        let x = _mm512_min_ps(x, _mm512_set1_ps(89.0));
+        // The constant first: max/min return their second operand when either is NaN, so NaN
+        // stays NaN.
+        let x = _mm512_max_ps(_mm512_set1_ps(-104.0), x);
+        let x = _mm512_min_ps(_mm512_set1_ps(89.0), x);
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
             _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
         );
@@ -957,11 +1001,39 @@ mod tests {
                 );
             }
         }
+        // A NaN score poisons its row on every path (as in candle and PyTorch), never silently
+        // drops out of the softmax.
+        let mut poisoned = values(20, 4);
+        poisoned[3] = f32::NAN;
+        softmax_rows(&mut poisoned, 20, 1.0, false);
+        assert!(poisoned.iter().all(|v| v.is_nan()), "{poisoned:?}");
         let mut causal = values(9, 3);
         softmax_rows(&mut causal, 3, 1.0, true);
         assert_eq!(&causal[1..3], &[0.0, 0.0], "row 0 sees only column 0");
         assert_eq!(causal[0], 1.0);
         assert_eq!(causal[5], 0.0, "row 1 sees columns 0..=1");
+    }
+
+    /// With more threads than column panels the rows are split too: every tile must still be
+    /// written exactly once.
+    #[test]
+    fn row_split_across_threads_matches_the_definition() {
+        let Some(kernel) = Kernel::detect() else {
+            eprintln!("SKIP: no packed kernels on this CPU");
+            return;
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(8)
+            .build()
+            .unwrap();
+        for (m, n, k) in [(150, 32, 120), (97, 20, 300)] {
+            let (x, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
+            let packed = PackedLinear::new(&w, &b, n, k, kernel).unwrap();
+            let got = pool.install(|| packed.forward(&x, m, Epilogue::BIAS).unwrap());
+            let want = reference(&x, &w, &b, m, n, k, Epilogue::BIAS);
+            let worst = dev_support::max_abs_diff(&got, &want).unwrap();
+            assert!(worst <= 1e-5 * (k as f32).sqrt(), "{m}×{n}×{k}: {worst}");
+        }
     }
 
     #[test]
@@ -1003,5 +1075,10 @@ mod tests {
         assert!(worst < 5e-7, "worst relative error {worst}");
         let edge = x86::exp16([f32::NEG_INFINITY; 16]).unwrap();
         assert!(edge.iter().all(|&v| v == 0.0));
+        let mut odd = [0f32; 16];
+        odd[..4].copy_from_slice(&[f32::NAN, f32::INFINITY, 200.0, -200.0]);
+        let got = x86::exp16(odd).unwrap();
+        assert!(got[0].is_nan(), "NaN must stay NaN, got {}", got[0]);
+        assert_eq!(&got[1..4], &[f32::INFINITY, f32::INFINITY, 0.0]);
     }
 }

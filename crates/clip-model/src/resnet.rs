@@ -598,11 +598,11 @@ impl Bottleneck {
         let mut out = self.conv1.run_nhwc(x, true, None)?;
         out = self.conv2.run_nhwc(&out, true, None)?;
         if self.stride > 1 {
-            out = out.avg_pool(self.stride);
+            out = out.avg_pool(self.stride)?;
         }
         let shortcut = match &self.downsample {
             Some(ds) if self.stride > 1 => {
-                Some(ds.run_nhwc(&x.avg_pool(self.stride), false, None)?)
+                Some(ds.run_nhwc(&x.avg_pool(self.stride)?, false, None)?)
             }
             Some(ds) => Some(ds.run_nhwc(x, false, None)?),
             None => None,
@@ -845,7 +845,7 @@ impl ModifiedResNet {
         for conv in &self.stem {
             x = conv.run_nhwc(&x, true, None)?;
         }
-        Ok(x.avg_pool(2))
+        x.avg_pool(2)
     }
 
     fn stem_forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {

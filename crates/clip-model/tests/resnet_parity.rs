@@ -278,9 +278,12 @@ fn wrong_input_is_an_error() {
         let err = model.encode(&x).unwrap_err();
         assert!(matches!(err, Error::InvalidInput(_)), "{dims:?}: {err}");
     }
-    // `Module::forward` on the raw tensor path refuses a wrong size too (candle error, no panic).
-    let x = Tensor::zeros((1, 3, 96, 96), DType::F32, &Device::Cpu).unwrap();
-    assert!(model.forward(&x).is_err());
+    // `Module::forward` on the raw tensor path refuses a wrong size too (an error, no panic):
+    // a larger image, one smaller than a pooling window, an empty batch.
+    for dims in [[1, 3, 96, 96], [1, 3, 16, 16], [0, 3, 64, 64]] {
+        let x = Tensor::zeros(&dims, DType::F32, &Device::Cpu).unwrap();
+        assert!(model.forward(&x).is_err(), "{dims:?}");
+    }
 }
 
 /// The NCHW paths must match open_clip too: candle's `gemm` behind the fused convolutions
