@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use dev_support::Rng;
 use feature_store::{
     ContentHash, FeatureStore, FlatIndex, ImageId, ModelInfo, NewImage, OpenOptions, Precision,
     SearchBuffer, SearchOptions, VectorIndex,
@@ -16,28 +17,8 @@ use feature_store::{
 
 const DIM: usize = 512;
 
-/// SplitMix64: deterministic random data without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// A random unit vector (CLIP embeddings are normalised).
-    fn unit(&mut self, v: &mut [f32]) {
-        for x in v.iter_mut() {
-            *x = (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
-        }
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-}
-
 fn random_index(n: usize, precision: Precision) -> FlatIndex {
-    let mut rng = Rng(n as u64);
+    let mut rng = Rng::new(n as u64);
     let mut index = FlatIndex::new(DIM, precision);
     index.reserve(n);
     let mut v = vec![0.0f32; DIM];
@@ -57,7 +38,7 @@ fn search(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .throughput(Throughput::Elements(1));
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     let queries: Vec<Vec<f32>> = (0..16)
         .map(|_| {
             let mut q = vec![0.0; DIM];
@@ -126,7 +107,7 @@ fn memory_floor(c: &mut Criterion) {
 fn bulk_insert(c: &mut Criterion) {
     const ROWS: usize = 20_000;
     const BATCH: usize = 1_000;
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     let rows: Vec<NewImage> = (0..ROWS)
         .map(|i| {
             let mut v = vec![0.0; DIM];

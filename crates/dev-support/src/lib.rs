@@ -6,6 +6,7 @@
 //!   committed reference fixtures made by the Python scripts under `tools/reference`.
 //! - [`rerun_tests_with_env`] re-runs tests of the current test binary in a child process with an
 //!   environment variable set (for switches a library reads once per process).
+//! - [`Rng`] makes small deterministic pseudo-random data (SplitMix64) for tests and benches.
 //! - [`max_abs_diff`] and [`agreement`] compare our numbers with a reference's. Unlike a
 //!   `fold(0.0, f32::max)`, which skips NaN, they return NaN when either side holds one, so a
 //!   bound such as `max <= 1e-5` or `min_cosine >= 0.99999` fails on NaN output.
@@ -49,6 +50,49 @@ pub enum Error {
          (CI sets it to ../shared/data); looked at {0}"
     )]
     SharedDataMissing(PathBuf),
+}
+
+/// SplitMix64: deterministic pseudo-random numbers for tests and benches, without a dependency.
+/// The same seed gives the same sequence on every platform.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator started at `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[-1, 1)`, on a grid of 2⁻²³.
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+
+    /// Uniform in `0..n` (`n > 0`; the modulo bias is irrelevant for tests).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+
+    /// `v` filled with a random direction of unit length (like a CLIP embedding).
+    pub fn unit(&mut self, v: &mut [f32]) {
+        v.iter_mut().for_each(|x| *x = self.uniform());
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
 }
 
 /// Runs the tests named `tests` (exact names) of the current test binary again in a child process

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use dev_support::Rng;
 use feature_store::{ContentHash, FeatureStore, HashEmbedder, ModelInfo, OpenOptions, SyncOptions};
 
 const MODEL: &str = "test/hash-embedder";
@@ -19,23 +20,6 @@ const DIM: usize = 32;
 const ROUNDS: usize = 20;
 const INITIAL_FILES: usize = 400;
 const BATCH: usize = 20;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// The folder as the test wrote it: path → bytes.
 struct Folder {
@@ -174,7 +158,7 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2026);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp
         .path()

@@ -2,28 +2,12 @@
 
 use std::path::PathBuf;
 
+use dev_support::Rng;
 use feature_store::{
     ContentHash, FeatureStore, FlatIndex, ImageId, ModelInfo, NewImage, OpenOptions, Precision,
     SearchBuffer, SearchOptions, VectorIndex,
 };
 use half::f16;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Reference: every score in f64, sorted by score (descending) then id (ascending).
 fn brute_force(
@@ -101,7 +85,7 @@ fn check(
 fn random_data_matches_brute_force_for_several_k() {
     // More rows than one parallel chunk (4096), a dimension that is not a multiple of 16.
     let (n, dim) = (9_000, 37);
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     let data: Vec<(ImageId, Vec<f32>)> = (0..n)
         .map(|i| {
             (
@@ -162,7 +146,7 @@ fn ties_are_broken_by_smaller_id_deterministically() {
     // Small integer coordinates: every dot product is exact in f32, so many scores tie exactly
     // and the expected order (score desc, id asc) is known without rounding doubt.
     let (n, dim) = (10_000, 20);
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let mut index = FlatIndex::new(dim, Precision::F32);
     let mut data: Vec<(ImageId, Vec<f32>)> = Vec::new();
     // Insert in shuffled id order so ids do not follow row positions.
@@ -211,7 +195,7 @@ fn store_search_and_similar_map_back_to_paths() {
     let db = dir.path().join("lib.db");
     let dim = 16;
     let model = ModelInfo::new("test/random", dim);
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     let mut data = Vec::new();
     let items: Vec<NewImage> = (0..300)
         .map(|i| {
