@@ -448,18 +448,8 @@ mod tests {
     use super::*;
 
     fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect();
+        let mut rng = dev_support::Rng::new(seed);
+        let v: Vec<f32> = (0..shape.iter().product()).map(|_| rng.uniform()).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 

@@ -858,15 +858,8 @@ mod tests {
 
     /// Deterministic values in [-1, 1).
     fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
+        let mut rng = dev_support::Rng::new(seed);
+        (0..len).map(|_| rng.uniform()).collect()
     }
 
     /// `act(x Wᵀ + b) (+ r)` in f64, straight from the definition.
