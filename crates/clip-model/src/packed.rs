@@ -1,5 +1,6 @@
-//! Prepacked-weight matrix products for the CPU: `y = x Wᵀ + b`, then an optional activation or
-//! residual, for the linear layers of the transformer blocks.
+//! Prepacked-weight matrix products for the CPU: `y = act(x Wᵀ + b + r)`, for the linear layers
+//! and patch embedding of the transformers, the per-head products of attention and (through
+//! [`crate::ops_conv::PackedConv`]) the ResNet convolutions.
 //!
 //! candle's CPU matmul hands every call to the `gemm` crate, which packs both operands again on
 //! every call: for a weight matrix that never changes that is a full extra read and write of the
@@ -47,18 +48,9 @@ pub(crate) enum Kernel {
 impl Kernel {
     /// The best kernel this CPU runs, if any.
     pub(crate) fn detect() -> Option<Kernel> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Some(Kernel::Avx512);
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Some(Kernel::Avx2);
-            }
-        }
-        None
+        [Kernel::Avx512, Kernel::Avx2]
+            .into_iter()
+            .find(|k| k.supported())
     }
 
     /// The kernel to use: [`Kernel::detect`]'s, unless `CLIP_MODEL_KERNEL=avx2` asks for the
