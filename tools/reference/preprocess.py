@@ -4,11 +4,16 @@
 Writes under crates/clip-preprocess/tests/fixtures/:
   inputs/*            small generated edge-case images (portrait, landscape, 1x1, exact size, huge
                       aspect ratio, L, LA, RGBA, P with/without transparency, bilevel, CMYK JPEG,
-                      16-bit PNGs, JPEG subsamplings, progressive, EXIF orientations 1-8)
+                      16-bit PNGs, JPEG subsamplings, progressive, EXIF orientations 1-8), and
+                      BMP (24-bit, 8-bit palette, 1-bit), TIFF (raw, LZW, deflate, grey),
+                      GIF (palette, transparent index, grey) and WebP (lossless RGB/RGBA, lossy);
+                      smaller: BMP grey, 4-bit top-down, RLE8; TIFF 16-bit grey and RGB; GIF
+                      first frames smaller than the screen
   goldens/*.u8        expected 8-bit RGB pixels after Resize -> CenterCrop -> convert("RGB")
                       (raw bytes, size*size*3, row-major RGB)
   goldens/*.f32.npy   expected normalised CHW float32 tensors (ToTensor + Normalize) for a few cases
-  manifest.json       one entry per case: input, size, exif flag, golden file(s)
+  manifest.json       one entry per case: input, size, exif flag, golden file(s); for BMP, TIFF,
+                      GIF and WebP also Pillow's mode, size and the sha256 of the decoded pixels
   imagenet_decode.tsv per ImageNet sample photo: Pillow mode, size and sha256 of the decoded bytes
 
 The copied demo photos live in tests/fixtures/photos/ (see PROVENANCE there). ImageNet photos are
@@ -67,15 +72,84 @@ def raw_png(path, arr, color_type, bit_depth):
     path.write_bytes(data)
 
 
+def raw_bmp(path, idx, palette, bits, top_down=False, rle8=False, masks=None):
+    """Minimal BMP writer for layouts Pillow cannot save (4-bit, top-down rows, RLE8, 16-bit).
+
+    `idx`: palette indices, or for 16 bits per pixel the pixel words (555, or `masks`)."""
+    h, w = idx.shape
+    rows = idx if top_down else idx[::-1]
+    if bits == 16:
+        stride = (w * 16 + 31) // 32 * 4
+        data = b"".join(row.astype("<u2").tobytes().ljust(stride, b"\x00") for row in rows)
+    elif rle8:
+        data = b""
+        for row in rows:
+            x = 0
+            while x < w:
+                n = 1
+                while x + n < w and n < 255 and row[x + n] == row[x]:
+                    n += 1
+                data += bytes([n, row[x]])
+                x += n
+            data += b"\x00\x00"  # end of line
+        data += b"\x00\x01"  # end of bitmap
+    else:
+        stride = (w * bits + 31) // 32 * 4
+        data = b""
+        for row in rows:
+            packed = np.packbits(np.unpackbits(row.astype(np.uint8)[:, None], axis=1)[:, 8 - bits:].ravel())
+            data += packed.tobytes().ljust(stride, b"\x00")
+    pal = b"".join(bytes([b, g, r, 0]) for r, g, b in palette)
+    if masks:
+        pal = struct.pack("<III", *masks)  # BI_BITFIELDS: the three masks follow the header
+    offset = 14 + 40 + len(pal)
+    compression = 3 if masks else 1 if rle8 else 0
+    info = struct.pack("<IiiHHIIiiII", 40, w, -h if top_down else h, 1, bits, compression, len(data),
+                       2835, 2835, len(palette), 0)
+    path.write_bytes(b"BM" + struct.pack("<IHHI", offset + len(data), 0, 0, offset) + info + pal + data)
+
+
+def raw_tiff_rgb16(path, arr):
+    """Minimal little-endian TIFF writer for 16-bit RGB (Pillow cannot save it), one strip."""
+    h, w, c = arr.shape
+    data = arr.astype("<u2").tobytes()
+    bps_at = 8
+    data_at = bps_at + 2 * c
+    ifd_at = data_at + len(data)
+    tags = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, c, bps_at), (259, 3, 1, 1), (262, 3, 1, 2),
+            (273, 4, 1, data_at), (277, 3, 1, c), (278, 3, 1, h), (279, 4, 1, len(data)), (284, 3, 1, 1)]
+    ifd = struct.pack("<H", len(tags))
+    for tag, typ, count, value in tags:
+        ifd += struct.pack("<HHI", tag, typ, count) + (struct.pack("<HH", value, 0) if typ == 3 and count == 1
+                                                       else struct.pack("<I", value))
+    ifd += struct.pack("<I", 0)
+    path.write_bytes(b"II*\x00" + struct.pack("<I", ifd_at) + struct.pack("<" + "H" * c, *[16] * c) + data + ifd)
+
+
+def gif_move_frame(path, screen, left_top):
+    """Enlarges a single-frame GIF's logical screen and moves its frame to `left_top`."""
+    b = bytearray(path.read_bytes())
+    b[6:10] = struct.pack("<HH", *screen)
+    pos = 13 + (3 << ((b[10] & 7) + 1) if b[10] & 0x80 else 0)
+    while b[pos] == 0x21:  # skip extensions
+        pos += 2
+        while b[pos]:
+            pos += 1 + b[pos]
+        pos += 1
+    assert b[pos] == 0x2C
+    b[pos + 1:pos + 5] = struct.pack("<HH", *left_top)
+    path.write_bytes(bytes(b))
+
+
 def make_inputs(d: Path):
     rng = np.random.default_rng(20261127)
     d.mkdir(parents=True, exist_ok=True)
 
-    def textured(w, h, c=3):
+    def textured(w, h, c=3, gen=None):
         # smooth gradients + noise + hard edges: stresses rounding, clipping and ringing
         y, x = np.mgrid[0:h, 0:w]
         base = np.stack([(x * 255 / max(w - 1, 1)), (y * 255 / max(h - 1, 1)), ((x + y) % 32) * 8], -1)[..., :c]
-        noise = rng.integers(-60, 60, size=(h, w, c))
+        noise = (gen or rng).integers(-60, 60, size=(h, w, c))
         img = base + noise
         img[(x // 9 + y // 7) % 2 == 0] = 255 - img[(x // 9 + y // 7) % 2 == 0]
         return np.clip(img, 0, 255).astype(np.uint8)
@@ -127,16 +201,94 @@ def make_inputs(d: Path):
     ex = Image.Exif()
     ex[0x0112] = 6
     base.save(d / "exif_6.png", exif=ex.tobytes()); out["exif_6_png"] = "exif_6.png"
+
+    # BMP, TIFF, GIF and WebP written by Pillow. Their own generator, so that the inputs above
+    # stay byte-identical whatever is added here.
+    g = np.random.default_rng(20261128)
+    rgb = Image.fromarray(textured(100, 70, gen=g))
+    rgb.save(d / "bmp_rgb24.bmp"); out["bmp_rgb24"] = "bmp_rgb24.bmp"
+    rgb.quantize(colors=200, dither=Image.Dither.NONE).save(d / "bmp_palette8.bmp")
+    out["bmp_palette8"] = "bmp_palette8.bmp"
+    Image.fromarray(textured(100, 70, 1, gen=g)[..., 0] > 127).save(d / "bmp_bilevel.bmp")
+    out["bmp_bilevel"] = "bmp_bilevel.bmp"
+    rgb = Image.fromarray(textured(100, 70, gen=g))
+    rgb.save(d / "tiff_rgb.tif", compression=None); out["tiff_rgb"] = "tiff_rgb.tif"
+    rgb.save(d / "tiff_rgb_lzw.tif", compression="tiff_lzw"); out["tiff_rgb_lzw"] = "tiff_rgb_lzw.tif"
+    rgb = Image.fromarray(textured(60, 40, gen=g))
+    rgb.save(d / "tiff_rgb_deflate.tif", compression="tiff_adobe_deflate")
+    out["tiff_rgb_deflate"] = "tiff_rgb_deflate.tif"
+    Image.fromarray(textured(100, 70, 1, gen=g)[..., 0], "L").save(d / "tiff_grey.tif", compression=None)
+    out["tiff_grey"] = "tiff_grey.tif"
+    Image.fromarray(textured(100, 70, gen=g)).quantize(colors=200, dither=Image.Dither.NONE).save(d / "gif_palette.gif")
+    out["gif_palette"] = "gif_palette.gif"
+    pt = Image.fromarray(textured(100, 70, gen=g)).quantize(colors=16, dither=Image.Dither.NONE)
+    pt.save(d / "gif_transparent.gif", transparency=3); out["gif_transparent"] = "gif_transparent.gif"
+    # An L image is written with the palette (i, i, i), which Pillow opens as L again.
+    Image.fromarray(textured(60, 40, 1, gen=g)[..., 0], "L").save(d / "gif_grey.gif")
+    out["gif_grey"] = "gif_grey.gif"
+    rgb = Image.fromarray(textured(100, 70, gen=g))
+    rgb.save(d / "webp_lossless_rgb.webp", lossless=True); out["webp_lossless_rgb"] = "webp_lossless_rgb.webp"
+    alpha = textured(100, 70, 1, gen=g)
+    alpha[:, :15] = 0
+    alpha[:, 15:30] = 255
+    alpha[:, 30:40] = 1
+    rgba = Image.fromarray(np.concatenate([textured(100, 70, gen=g), alpha], -1), "RGBA")
+    rgba.save(d / "webp_lossless_rgba.webp", lossless=True, exact=True)
+    out["webp_lossless_rgba"] = "webp_lossless_rgba.webp"
+    Image.fromarray(textured(100, 70, gen=g)).save(d / "webp_lossy.webp", quality=90)
+    out["webp_lossy"] = "webp_lossy.webp"
+    # Smaller inputs for further layouts. BMP: L (grey ramp palette), 4-bit with a 12-entry palette and
+    # top-down rows, RLE8 (runs of 3).
+    Image.fromarray(textured(40, 28, 1, gen=g)[..., 0], "L").save(d / "bmp_grey.bmp"); out["bmp_grey"] = "bmp_grey.bmp"
+    q = Image.fromarray(textured(40, 28, gen=g)).quantize(colors=12, dither=Image.Dither.NONE)
+    pal = np.array(q.getpalette()[:36]).reshape(12, 3)
+    raw_bmp(d / "bmp_palette4_topdown.bmp", np.asarray(q), pal, 4, top_down=True)
+    out["bmp_palette4_topdown"] = "bmp_palette4_topdown.bmp"
+    q = Image.fromarray(textured(40, 28, gen=g)).quantize(colors=100, dither=Image.Dither.NONE)
+    idx = np.asarray(q)[:, (np.arange(40) // 3) * 3]
+    raw_bmp(d / "bmp_rle8.bmp", idx, np.array(q.getpalette()[:300]).reshape(100, 3), 8, rle8=True)
+    out["bmp_rle8"] = "bmp_rle8.bmp"
+    # BMP 32-bit (Pillow writes RGBA as BGRA without bitfields and opens it as RGB, ignoring
+    # the fourth byte), 16-bit 555 and 565 (bitfields).
+    a = textured(40, 28, 1, gen=g)
+    a[:, :10] = 0
+    Image.fromarray(np.concatenate([textured(40, 28, gen=g), a], -1), "RGBA").save(d / "bmp_bgrx32.bmp")
+    out["bmp_bgrx32"] = "bmp_bgrx32.bmp"
+    c = textured(40, 28, gen=g).astype(np.uint16)
+    raw_bmp(d / "bmp_rgb555.bmp", (c[..., 0] >> 3) << 10 | (c[..., 1] >> 3) << 5 | c[..., 2] >> 3, [], 16)
+    out["bmp_rgb555"] = "bmp_rgb555.bmp"
+    c = textured(40, 28, gen=g).astype(np.uint16)
+    raw_bmp(d / "bmp_rgb565.bmp", (c[..., 0] >> 3) << 11 | (c[..., 1] >> 2) << 5 | c[..., 2] >> 3, [], 16,
+            masks=(0xF800, 0x7E0, 0x1F))
+    out["bmp_rgb565"] = "bmp_rgb565.bmp"
+    # TIFF 16-bit: grey (Pillow's I;16) with values above and below 255, RGB (high bytes).
+    g16 = textured(40, 28, 1, gen=g)[..., 0].astype(np.uint16) * 257
+    g16[:, :20] //= 200
+    Image.fromarray(g16).save(d / "tiff_grey16.tif"); out["tiff_grey16"] = "tiff_grey16.tif"
+    raw_tiff_rgb16(d / "tiff_rgb16.tif", textured(40, 28, gen=g).astype(np.uint16) * 257 + 3 * np.arange(40)[None, :, None])
+    out["tiff_rgb16"] = "tiff_rgb16.tif"
+    # GIF whose first frame is smaller than the screen and offset: Pillow fills the rest with
+    # the transparent index, else index 0.
+    for name, trns in (("gif_frame_offset", None), ("gif_frame_offset_trns", 5)):
+        q = Image.fromarray(textured(40, 28, gen=g)).quantize(colors=16, dither=Image.Dither.NONE)
+        q.save(d / f"{name}.gif", **({} if trns is None else {"transparency": trns}))
+        gif_move_frame(d / f"{name}.gif", (50, 36), (6, 4))
+        out[name] = f"{name}.gif"
     return out
 
 
-def golden(name, im, size, exif, tensor=False):
+def golden(name, im, size, exif, tensor=False, decoded=False):
     if exif:
         im = ImageOps.exif_transpose(im)
     px = np.asarray(clip_pixels(size)(im))
     assert px.shape == (size, size, 3) and px.dtype == np.uint8, px.shape
     (FIX / "goldens" / f"{name}.u8").write_bytes(px.tobytes())
     entry = {"name": name, "size": size, "exif": exif, "pixels": f"goldens/{name}.u8"}
+    if decoded:
+        # the whole decoded image, in the crate's layout of Pillow's modes ("1": a byte per pixel)
+        raw = im.convert("L").tobytes() if im.mode == "1" else im.tobytes()
+        entry["decoded"] = {"mode": im.mode, "width": im.width, "height": im.height,
+                            "sha256": hashlib.sha256(raw).hexdigest()}
     if tensor:
         t = clip_tensor(size)(im).numpy()[None]
         write_npy_f32(FIX / "goldens" / f"{name}.f32.npy", t)
@@ -155,7 +307,9 @@ def main():
     for name, file in inputs.items():
         with Image.open(FIX / "inputs" / file) as im:
             im.load()
-            e = golden(name, im, s, False, tensor=name in tensor_cases)
+            # BMP/TIFF/GIF/WebP: smaller crops (fixture size), and a hash of the whole decoded image
+            other = file.rsplit(".", 1)[1] in ("bmp", "tif", "gif", "webp")
+            e = golden(name, im, 32 if other else s, False, tensor=name in tensor_cases, decoded=other)
             e["input"] = f"inputs/{file}"
             e["mode"] = im.mode
             cases.append(e)

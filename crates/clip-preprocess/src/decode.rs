@@ -6,7 +6,26 @@
 //! - PNG: the `png` crate without transformations, unpacked like Pillow's PNG plugin
 //!   (`1`, `L` from 2/4-bit scaled ×85/×17, `I;16`, `RGB`/`RGBA` from 16-bit keep the high byte,
 //!   16-bit grey+alpha opens as `RGBA`, palettes as `P`).
-//! - GIF, WebP, BMP, TIFF: the `image` crate (not proven pixel-identical to Pillow).
+//! - GIF, WebP, BMP, TIFF: the `image` crate, with its output brought to what Pillow opens:
+//!   palette images (GIF first frame, BMP of 1/4/8 bits), which `image` expands to RGB(A), are
+//!   mapped back onto the file's palette and open as `P` (resized with nearest), or as `L` / `1`
+//!   where Pillow drops a plain grey ramp / black-and-white table; GIF pixels outside the first
+//!   frame or transparent take the transparent index (else 0); 16-bit BMP channels are widened
+//!   by truncation (`v * 255 / 31`) instead of `image`'s rounding; 16-bit TIFF grey opens as
+//!   `I;16`, 16-bit RGB(A) keeps the high bytes.
+//!
+//!   Proven identical to Pillow 13 (whole decoded image: mode, size, sha256 of the pixels; and
+//!   the CLIP crop) by `tests/goldens.rs` on: BMP 24-bit, 32-bit without bitfields (4th byte
+//!   ignored), 16-bit 5-5-5 and 5-6-5 bitfields, 8-bit palette, RLE8, 4-bit top-down, grey
+//!   ramp, 1-bit; TIFF RGB uncompressed, LZW and deflate, 8-bit grey, 16-bit grey and RGB
+//!   (little-endian); GIF with a global palette, with a transparent index, grey, and a first
+//!   frame smaller than the screen (with and without transparency); WebP lossless RGB and RGBA
+//!   (RGB under alpha 0 kept) and one lossy RGB file (quality 90: `image-webp` and libwebp gave
+//!   identical pixels). Not proven: lossy WebP in general (decoders may legitimately differ),
+//!   animated WebP, big-endian 16-bit TIFF (Pillow: `I;16B`), CMYK/YCbCr/JPEG-compressed or
+//!   multi-page TIFF, BMP 32-bit bitfields with alpha, BMP RLE4, 4-bit BMP with a grey-ramp
+//!   palette (Pillow opens it as `L`, here `P`), GIF frames reaching past the screen (Pillow
+//!   grows the image, `image` clips it), pixel values past the end of a palette.
 //!
 //! Image dimensions are checked against the pixel limit from the header, before decoding.
 
@@ -456,16 +475,237 @@ fn decode_other(bytes: &[u8], path: &Path, max_pixels: Option<u64>) -> Result<De
     r.no_limits();
     let img = r.decode().map_err(err)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
+    // `image` expands palettes to RGB(A); Pillow keeps the indices (`P`, resized with nearest)
+    // or, for a grey ramp, opens as `L` / `1`. Map the colours back to the file's palette.
+    let indexed = if bytes.starts_with(b"GIF") {
+        gif_palette(bytes)
+    } else if bytes.starts_with(b"BM") {
+        bmp_palette(bytes)
+    } else {
+        None
+    };
+    if let Some(raster) = indexed.and_then(|p| reindex(&img, w, h, p)) {
+        return Ok(Decoded {
+            raster,
+            orientation: 1,
+        });
+    }
+    let mut img = img;
+    if let (Some(bits), image::DynamicImage::ImageRgb8(b)) = (bmp16_bits(bytes), &mut img) {
+        rescale_bmp16(b.as_mut(), bits);
+    }
     let raster = match img {
         image::DynamicImage::ImageLuma8(b) => Raster::new_u8(Mode::L, w, h, b.into_raw()),
         image::DynamicImage::ImageLumaA8(b) => Raster::new_u8(Mode::La, w, h, b.into_raw()),
         image::DynamicImage::ImageRgba8(b) => Raster::new_u8(Mode::Rgba, w, h, b.into_raw()),
+        // 16-bit (TIFF): grey opens as `I;16`; RGB(A) as 8-bit from the high bytes, like Pillow's
+        // `RGB;16L` / `RGBA;16L` unpackers (not `image`'s rounding division by 257).
+        image::DynamicImage::ImageLuma16(b) => Raster::new_u16(w, h, b.into_raw()),
+        image::DynamicImage::ImageRgb16(b) => Raster::new_u8(
+            Mode::Rgb,
+            w,
+            h,
+            b.as_raw().iter().map(|v| (v >> 8) as u8).collect(),
+        ),
+        image::DynamicImage::ImageRgba16(b) => Raster::new_u8(
+            Mode::Rgba,
+            w,
+            h,
+            b.as_raw().iter().map(|v| (v >> 8) as u8).collect(),
+        ),
         other => Raster::new_u8(Mode::Rgb, w, h, other.into_rgb8().into_raw()),
     };
     Ok(Decoded {
         raster,
         orientation: 1,
     })
+}
+
+/// The palette of a GIF's first frame or of a BMP of at most 8 bits per pixel, and the mode
+/// Pillow opens the image in (`P`, or `L` / `1` when the palette is a plain grey ramp).
+struct FilePalette {
+    colours: Vec<[u8; 3]>,
+    /// GIF transparent index: where `image` yields alpha 0 (also outside the first frame,
+    /// which Pillow fills with this index, or with 0 when there is none).
+    transparent: Option<u8>,
+    mode: Mode,
+}
+
+/// Pillow's `GifImagePlugin`: the first frame's local colour table, else the global one; a
+/// table holding exactly entries `(i, i, i)` is dropped and the image opens as `L`.
+fn gif_palette(b: &[u8]) -> Option<FilePalette> {
+    let table = |at: usize, flags: u8| -> Option<&[u8]> {
+        (flags & 0x80 != 0).then(|| b.get(at..at + (3 << ((flags & 7) + 1))))?
+    };
+    let needed = |t: &[u8]| {
+        t.chunks_exact(3)
+            .enumerate()
+            .any(|(i, c)| !(c[0] as usize == i && c[1] == c[0] && c[2] == c[0]))
+    };
+    let flags = *b.get(10)?;
+    let global = table(13, flags);
+    let mut pos = 13 + global.map_or(0, <[u8]>::len);
+    let mut transparent = None;
+    loop {
+        match *b.get(pos)? {
+            0x21 => {
+                let label = *b.get(pos + 1)?;
+                if label == 0xF9 && *b.get(pos + 2)? >= 4 {
+                    // Graphic Control Extension; Pillow keeps the last transparent index set.
+                    if *b.get(pos + 3)? & 1 != 0 {
+                        transparent = Some(*b.get(pos + 6)?);
+                    }
+                }
+                pos += 2;
+                loop {
+                    let n = *b.get(pos)? as usize;
+                    pos += 1 + n;
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            0x2C => {
+                let local = table(pos + 10, *b.get(pos + 9)?);
+                let frame = match local {
+                    Some(t) => needed(t).then_some(t),
+                    None => global.filter(|t| needed(t)),
+                };
+                let (mode, t) = match frame {
+                    Some(t) => (Mode::P, t),
+                    // Pixel values are the indices; `image` looks them up in the ramp.
+                    None => (Mode::L, local.or(global)?),
+                };
+                return Some(FilePalette {
+                    colours: t.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect(),
+                    transparent,
+                    mode,
+                });
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Pillow's `BmpImagePlugin` for 1, 4 and 8 bits per pixel: `colors` entries (the header's
+/// count, else `2^bits`) of BGRX (BGR for the 12-byte core header); black + white opens as
+/// `1`, an 8-bit table of exactly `(i, i, i)` as `L`, anything else as `P`.
+fn bmp_palette(b: &[u8]) -> Option<FilePalette> {
+    let u16_at = |o: usize| b.get(o..o + 2).map(|v| u16::from_le_bytes([v[0], v[1]]));
+    let u32_at = |o: usize| {
+        b.get(o..o + 4)
+            .map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]))
+    };
+    let header = u32_at(14)? as usize;
+    let (bits, stride, colors) = match header {
+        12 => (u16_at(24)?, 3, 0),
+        40 | 52 | 56 | 64 | 108 | 124 => (u16_at(28)?, 4, u32_at(46)? as usize),
+        _ => return None,
+    };
+    if !matches!(bits, 1 | 4 | 8) {
+        return None;
+    }
+    let colors = if colors == 0 { 1 << bits } else { colors };
+    let table = b.get(14 + header..14 + header + stride * colors.min(256))?;
+    let colours: Vec<[u8; 3]> = table
+        .chunks_exact(stride)
+        .map(|c| [c[2], c[1], c[0]])
+        .collect();
+    let grey = |i: usize, v: u8| colours.get(i) == Some(&[v, v, v]);
+    let mode = if colors == 2 && grey(0, 0) && grey(1, 255) {
+        Mode::Bilevel
+    } else if bits == 8 && colors <= 256 && (0..colors).all(|i| grey(i, i as u8)) {
+        Mode::L
+    } else {
+        Mode::P
+    };
+    Some(FilePalette {
+        colours,
+        transparent: None,
+        mode,
+    })
+}
+
+/// Bits of red, green and blue in a 16-bit BMP in one of the layouts Pillow reads: 5-5-5
+/// (no compression, or bitfields `7C00 3E0 1F`) or 5-6-5 (bitfields `F800 7E0 1F`).
+fn bmp16_bits(b: &[u8]) -> Option<[u32; 3]> {
+    let u32_at = |o: usize| {
+        b.get(o..o + 4)
+            .map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]))
+    };
+    let header = u32_at(14)?;
+    if !matches!(header, 40 | 52 | 56 | 64 | 108 | 124) || b.get(28..30)? != [16, 0] {
+        return None;
+    }
+    match u32_at(30)? {
+        0 => Some([5, 5, 5]),
+        3 => {
+            // The masks follow a 40-byte header, or are part of a longer one.
+            let masks = [u32_at(54)?, u32_at(58)?, u32_at(62)?];
+            match masks {
+                [0x7C00, 0x3E0, 0x1F] => Some([5, 5, 5]),
+                [0xF800, 0x7E0, 0x1F] => Some([5, 6, 5]),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `image` widens n-bit BMP channels with rounding (`(v * 255 + (2^n - 1) / 2) / (2^n - 1)`);
+/// Pillow's `BGR;15` / `BGR;16` unpackers truncate (`v * 255 / (2^n - 1)`). Both are
+/// one-to-one on the n-bit values, so the rounded value is mapped back and widened like Pillow.
+fn rescale_bmp16(rgb: &mut [u8], bits: [u32; 3]) {
+    let table = |n: u32| {
+        let max = (1u32 << n) - 1;
+        let mut t: [u8; 256] = std::array::from_fn(|v| v as u8);
+        for v in 0..=max {
+            t[((v * 255 + max / 2) / max) as usize] = (v * 255 / max) as u8;
+        }
+        t
+    };
+    let tables = bits.map(table);
+    for px in rgb.chunks_exact_mut(3) {
+        for (c, t) in px.iter_mut().zip(&tables) {
+            *c = t[*c as usize];
+        }
+    }
+}
+
+/// The decoded RGB(A) pixels as indices into `p` (the first entry of each colour: duplicates
+/// convert to the same RGB), in `p.mode`. `None` when a colour is not in the palette.
+fn reindex(img: &image::DynamicImage, w: usize, h: usize, p: FilePalette) -> Option<Raster> {
+    let mut lookup = std::collections::HashMap::with_capacity(p.colours.len());
+    for (i, c) in p.colours.iter().enumerate().take(256) {
+        lookup.entry(*c).or_insert(i as u8);
+    }
+    let index = |rgb: [u8; 3], alpha: u8| match (alpha, p.transparent) {
+        (0, t) => Some(t.unwrap_or(0)),
+        _ => lookup.get(&rgb).copied(),
+    };
+    let data: Option<Vec<u8>> = match img {
+        image::DynamicImage::ImageRgb8(b) => b
+            .as_raw()
+            .chunks_exact(3)
+            .map(|c| index([c[0], c[1], c[2]], 255))
+            .collect(),
+        image::DynamicImage::ImageRgba8(b) => b
+            .as_raw()
+            .chunks_exact(4)
+            .map(|c| index([c[0], c[1], c[2]], c[3]))
+            .collect(),
+        _ => None,
+    };
+    let mut data = data?;
+    if p.mode == Mode::Bilevel {
+        data.iter_mut()
+            .for_each(|v| *v = if *v == 0 { 0 } else { 255 });
+    }
+    let mut raster = Raster::new_u8(p.mode, w, h, data);
+    if p.mode == Mode::P {
+        raster.palette = p.colours;
+    }
+    Some(raster)
 }
 
 #[cfg(test)]
@@ -482,6 +722,36 @@ mod tests {
         assert_eq!(exif_orientation(&be), 8);
         assert_eq!(exif_orientation(&le[..12]), 1, "truncated block");
         assert_eq!(exif_orientation(b"garbage"), 1);
+    }
+
+    #[test]
+    fn bmp16_widening_truncates_like_pillow() {
+        // image's 5-bit table rounds (1 -> 8, 3 -> 25, 30 -> 247); Pillow truncates (8, 24, 246).
+        let mut px = [8, 25, 247, 0, 255, 45];
+        rescale_bmp16(&mut px, [5, 5, 5]);
+        assert_eq!(px, [8, 24, 246, 0, 255, 45]);
+        // 6-bit green: image's 11 -> 45 (round), Pillow 11 * 255 / 63 = 44.
+        let mut px = [0, 45, 0];
+        rescale_bmp16(&mut px, [5, 6, 5]);
+        assert_eq!(px, [0, 44, 0]);
+    }
+
+    #[test]
+    fn palette_parsers_reject_truncated_headers() {
+        let mut gif = b"GIF89a\x02\0\x01\0\x80\0\0".to_vec();
+        gif.extend_from_slice(&[0, 0, 0, 255, 0, 0]); // global table of 2 entries
+        assert!(gif_palette(&gif).is_none(), "no image descriptor");
+        gif.extend_from_slice(&[0x2C, 0, 0, 0, 0, 2, 0, 1, 0, 0]);
+        let p = gif_palette(&gif).unwrap();
+        assert_eq!(p.colours, vec![[0, 0, 0], [255, 0, 0]]);
+        assert!(p.mode == Mode::P && p.transparent.is_none());
+        for n in 0..gif.len() {
+            assert!(gif_palette(&gif[..n]).is_none());
+        }
+        for n in 0..60 {
+            assert!(bmp_palette(&[b'B'; 60][..n]).is_none());
+            assert!(bmp16_bits(&[b'B'; 60][..n]).is_none());
+        }
     }
 
     #[test]

@@ -4,11 +4,15 @@
 //! identical (tolerance 0 levels): every step is integer arithmetic in Pillow and here. The
 //! normalised tensors must agree within 1e-5 (they are computed with the same float32 operations,
 //! so in practice they are equal). Measured maxima are printed (`cargo test -- --nocapture`).
+//! For the BMP, TIFF, GIF and WebP inputs the whole decoded image is compared too: Pillow's mode,
+//! size and the sha256 of its pixels (`Image.tobytes()`, bilevel as one byte per pixel) must
+//! match [`decode_bytes`] exactly.
 
 use std::path::{Path, PathBuf};
 
-use clip_preprocess::{PreprocessConfig, Preprocessor, RgbImage, center_crop};
+use clip_preprocess::{Mode, PreprocessConfig, Preprocessor, RgbImage, center_crop, decode_bytes};
 use dev_support::Npy;
+use sha2::{Digest, Sha256};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -39,7 +43,7 @@ fn pixels_and_tensors_match_pillow_torchvision() {
         .then(|| dev_support::shared_data_or_skip("pixels_and_tensors_match_pillow_torchvision"))
         .flatten();
     let mut failures = Vec::new();
-    let (mut checked, mut tensors, mut worst_tensor) = (0, 0, 0f32);
+    let (mut checked, mut tensors, mut worst_tensor, mut decoded) = (0, 0, 0f32, 0);
     for case in m["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let input = case["input"].as_str().unwrap();
@@ -66,6 +70,28 @@ fn pixels_and_tensors_match_pillow_torchvision() {
         if n != 0 {
             failures.push(format!("{name}: {n} bytes differ, max {max}"));
         }
+        if let Some(want) = case.get("decoded") {
+            // The whole decoded image: Pillow's mode, size and sha256 of its pixels.
+            let d = decode_bytes(&std::fs::read(&path).unwrap(), None).unwrap();
+            let got = (
+                pillow_mode(d.mode),
+                d.width as u64,
+                d.height as u64,
+                sha256(&d.bytes),
+            );
+            let want = (
+                want["mode"].as_str().unwrap(),
+                want["width"].as_u64().unwrap(),
+                want["height"].as_u64().unwrap(),
+                want["sha256"].as_str().unwrap().to_string(),
+            );
+            line += &format!("; decoded {} {}x{} ", got.0, got.1, got.2);
+            line += if got == want { "identical" } else { "DIFFERS" };
+            if got != want {
+                failures.push(format!("{name}: decoded {got:?}, Pillow {want:?}"));
+            }
+            decoded += 1;
+        }
         if let Some(t) = case["tensor"].as_str() {
             let want = Npy::read(fixtures().join(t)).unwrap();
             assert_eq!(want.shape, vec![1, 3, size as usize, size as usize]);
@@ -88,10 +114,33 @@ fn pixels_and_tensors_match_pillow_torchvision() {
         checked += 1;
     }
     println!(
-        "checked {checked} goldens ({tensors} normalised tensors, max |diff| {worst_tensor:e})"
+        "checked {checked} goldens ({tensors} normalised tensors, max |diff| {worst_tensor:e}; \
+         {decoded} whole decoded images)"
     );
     assert!(checked >= 40, "only {checked} goldens checked");
+    assert!(decoded >= 13, "only {decoded} decoded images checked");
     assert!(failures.is_empty(), "mismatches:\n{}", failures.join("\n"));
+}
+
+fn pillow_mode(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Bilevel => "1",
+        Mode::L => "L",
+        Mode::La => "LA",
+        Mode::Rgb => "RGB",
+        Mode::Rgba => "RGBA",
+        Mode::P => "P",
+        Mode::Cmyk => "CMYK",
+        Mode::I16 => "I;16",
+        _ => "?",
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn cfg_exif(case: &serde_json::Value) -> bool {
