@@ -12,7 +12,9 @@
 //!   grey stay as they are, RGBA and LA are resized premultiplied, palette and bilevel images with
 //!   nearest neighbour (see [`Mode`]);
 //! - JPEG is decoded by libjpeg-turbo's decoder (Pillow's), PNG without any transformation and
-//!   unpacked the way Pillow's PNG plugin does.
+//!   unpacked the way Pillow's PNG plugin does; GIF, BMP, TIFF and WebP by the `image` crate,
+//!   with palettes, 16-bit channels and GIF transparency brought to what Pillow opens (the
+//!   layouts proven identical are listed in the `decode` module's source).
 //!
 //! Building: the JPEG decoder is compiled from the C source bundled in `mozjpeg-sys`; with `nasm`
 //! on the `PATH` its SIMD code is built too (about 2× faster decoding, identical pixels),
