@@ -1,17 +1,15 @@
-//! Glue shared by the examples: finding the weights, loading CLIP, parsing labels, and the
-//! gallery web demo (whose server lives here so that tests can drive it).
+//! The gallery demo's modules (its server lives here so that tests can drive it) and the label
+//! parsing the examples share. Models, preprocessing and tokenizers come from the `clip` facade.
 //!
-//! - [`weights`] turns `--weights FILE|HUB_ID`, `$CLIP_WEIGHTS` or the default path into a
-//!   safetensors file, with a message that says how to get the weights when none is found.
-//! - [`Embedder`] is what the demo needs from a model: L2-normalised image and text embeddings.
-//!   [`clip::Clip`] implements it with `clip-model` + `clip-preprocess`.
+//! - [`Embedder`] is the gallery's seam to a model: L2-normalised image and text embeddings.
+//!   The facade's [`clip::Clip`] implements it (module [`model`]); tests plug in a stand-in.
 //! - [`gallery`] is the library (feature store + media folder), the model worker and the web server.
+//! - [`labels`] parses label lists from the command line and files.
 #![deny(missing_docs)]
 
-pub mod clip;
 pub mod gallery;
 pub mod labels;
-pub mod weights;
+pub mod model;
 
 /// Why an embedding could not be computed.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -3,20 +3,18 @@
 //! ```text
 //! cargo run --release --example zero_shot                       # the demo photos, default labels
 //! cargo run --release --example zero_shot -- a.jpg b.png --labels "dog,cat,red car"
-//! cargo run --release --example zero_shot -- --labels-file labels.txt --weights model.safetensors x.jpg
+//! cargo run --release --example zero_shot -- --labels-file labels.txt --model RN50x64 x.jpg
 //! ```
-//! Weights: `--weights FILE` (or a hub id with `--features hub`), else `$CLIP_WEIGHTS`, else
-//! `models/vit-b-32/open_clip_model.safetensors`.
+//! The model: `--model NAME|HUB_ID|FILE`, else `$CLIP_MODEL`, else ViT-B-32 (downloaded into the
+//! Hugging Face cache on the first run).
 
 use std::path::PathBuf;
 use std::process::exit;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Parser;
-use clip_eval::{Templates, ZeroShot};
-use clip_examples::clip::Clip;
-use clip_examples::{Embedder, labels};
+use clip::{Clip, Device, Templates};
+use clip_examples::labels;
 
 #[derive(Parser)]
 #[command(about = "Classify pictures among any labels with CLIP (zero-shot)")]
@@ -29,9 +27,9 @@ struct Args {
     /// A file with one label per line (`#` starts a comment line).
     #[arg(long)]
     labels_file: Option<PathBuf>,
-    /// CLIP weights: a safetensors file (or a hub id when built with `--features hub`).
-    #[arg(long)]
-    weights: Option<String>,
+    /// The model: a short name (ViT-B-32, RN50x64, ...), a hub id, or a safetensors file.
+    #[arg(long, alias = "weights")]
+    model: Option<String>,
     /// Prompt templates: `single` ("a photo of a {}."), `openai80` (OpenAI's 80 ImageNet
     /// templates, averaged; more accurate, 80x the text encoding) or a file (one per line).
     #[arg(long, default_value = "single")]
@@ -39,6 +37,9 @@ struct Args {
     /// How many labels to print per picture.
     #[arg(long, default_value_t = 5)]
     top: usize,
+    /// Where the model runs: cpu, cuda, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
 }
 
 fn main() {
@@ -59,17 +60,13 @@ fn run() -> anyhow::Result<()> {
         true => clip_examples::demo_photos()?,
         false => args.images,
     };
-    let templates = match args.templates.as_str() {
-        "single" => Templates::single(),
-        "openai80" => Templates::openai80()?,
-        file => Templates::from_file(file)?,
+    let templates = Templates::from_choice(&args.templates)?;
+    let builder = Clip::builder().device(args.device);
+    let clip = match &args.model {
+        Some(spec) => builder.load(spec)?,
+        None => builder.load_default()?,
     };
-    let clip = Clip::load(args.weights.as_deref())?;
-    let classifier = ZeroShot::new(&labels, &templates, |prompts: &[String]| {
-        let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-        anyhow::Ok(clip.embed_texts(&refs)?)
-    })?
-    .with_logit_scale(clip.logit_scale());
+    let classifier = clip.classifier(&labels, &templates)?;
     println!(
         "{} labels x {} templates, model {}",
         labels.len(),
@@ -79,20 +76,17 @@ fn run() -> anyhow::Result<()> {
     let mut failed = 0;
     for path in &images {
         let t = Instant::now();
-        let embedded = std::fs::read(path)
-            .with_context(|| format!("cannot read {}", path.display()))
-            .and_then(|b| Ok(clip.embed_image(&b)?));
-        let image = match embedded {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("{}: {e:#}", path.display());
-                failed += 1;
-                continue;
+        match classifier.classify(path) {
+            Ok(ranked) => {
+                println!("\n{} ({} ms)", path.display(), t.elapsed().as_millis());
+                for p in ranked.iter().take(args.top) {
+                    println!("  {:6.2} %  {}", p.probability * 100.0, p.label);
+                }
             }
-        };
-        println!("\n{} ({} ms)", path.display(), t.elapsed().as_millis());
-        for (label, p) in classifier.classify(&image)?.iter().take(args.top) {
-            println!("  {:6.2} %  {label}", p * 100.0);
+            Err(e) => {
+                eprintln!("{e}");
+                failed += 1;
+            }
         }
     }
     anyhow::ensure!(failed == 0, "{failed} of {} pictures failed", images.len());

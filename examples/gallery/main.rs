@@ -6,8 +6,8 @@
 //! cargo run --release --example gallery -- similar examples/photos/chelsea.png --db gallery/lib.sqlite
 //! cargo run --release --example gallery -- serve --db gallery/lib.sqlite   # http://127.0.0.1:8080
 //! ```
-//! All sub-commands take `--weights FILE` (default: `$CLIP_WEIGHTS`, then
-//! `models/vit-b-32/open_clip_model.safetensors`).
+//! All sub-commands take `--model NAME|HUB_ID|FILE` (default: `$CLIP_MODEL`, else ViT-B-32,
+//! downloaded into the Hugging Face cache on first use).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,18 +16,18 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use clip_examples::Embedder;
-use clip_examples::clip::Clip;
+use clip::Clip;
 use clip_examples::gallery::library::Library;
 use clip_examples::gallery::{self, server, worker::Worker};
+use clip_examples::model::sync_folder;
 
 #[derive(Parser)]
 #[command(about = "Text-to-image search over a picture library, with a web page")]
 struct Cli {
-    /// CLIP weights: a safetensors file (or a hub id when built with `--features hub`).
-    /// Default: $CLIP_WEIGHTS, then models/vit-b-32/open_clip_model.safetensors.
-    #[arg(long, global = true)]
-    weights: Option<String>,
+    /// The model: a short name (ViT-B-32, RN50x64, ...), a hub id, or a safetensors file.
+    /// Default: $CLIP_MODEL, else ViT-B-32 (downloaded on first use).
+    #[arg(long, global = true, alias = "weights")]
+    model: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -87,7 +87,10 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let clip = Clip::load(cli.weights.as_deref())?;
+    let clip = match &cli.model {
+        Some(spec) => Clip::load(spec)?,
+        None => Clip::load_default()?,
+    };
     match cli.cmd {
         Cmd::Index { dir, db } => index(clip, &dir, &db),
         Cmd::Search { text, db, k } => {
@@ -115,7 +118,7 @@ fn open(clip: &Clip, db: &Path) -> anyhow::Result<Library> {
 
 fn index(clip: Clip, dir: &Path, db: &Path) -> anyhow::Result<()> {
     let mut lib = open(&clip, db)?;
-    let report = clip_examples::clip::sync_folder(&clip, &mut lib, dir)?;
+    let report = sync_folder(&clip, &mut lib, dir)?;
     println!(
         "scanned {} files: {} added, {} duplicates, {} unchanged, {} failed",
         report.scanned,

@@ -190,7 +190,7 @@ async fn gallery_page_in_headless_chromium() {
     };
     let model_dir = tempfile::tempdir().unwrap();
     let weights = common::tiny_clip_file(model_dir.path());
-    let model = Arc::new(clip_examples::clip::Clip::from_file(&weights).unwrap());
+    let model: Arc<dyn Embedder> = Arc::new(clip::Clip::load(weights.to_str().unwrap()).unwrap());
     let (lib_dir, state) = demo_state(model.clone(), Settings::default(), 16);
     let n = demo_photos().len();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -423,8 +423,8 @@ async fn full_queue_gets_503_not_a_pile_up() {
     // A slow model with room for one waiting job: of 8 simultaneous searches, one runs, one
     // waits, the rest are refused at once.
     let slow = Arc::new(HashModel {
-        dim: 16,
         delay: Duration::from_millis(300),
+        ..HashModel::new(16)
     });
     let (_d, state) = demo_state(slow, Settings::default(), 1);
     let app = router(state);

@@ -2,13 +2,10 @@
 //! L2-normalised CLIP embeddings of images and texts, in input order, as JSON
 //! `{"model": NAME, "image_embeds": [[...]], "text_embeds": [[...]]}`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
-use clip_model::candle_core::{Device, Tensor};
-use clip_model::tokenizer::{Tokenizer, Truncation};
-use clip_model::{ClipModel, LoadOptions};
-use clip_preprocess::{PreprocessConfig, Preprocessor};
+use clip::Clip;
 
 /// Arguments of `cargo xtask embed`.
 #[derive(clap::Args)]
@@ -42,9 +39,8 @@ pub struct Embeddings {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model = ClipModel::load_with(&args.weights, &LoadOptions::default())
-        .with_context(|| format!("loading {}", args.weights.display()))?;
-    let e = embed(&model, &args.images, &args.texts, args.truncate)?;
+    let clip = load(&args.weights, args.truncate)?;
+    let e = embed(&clip, &args.images, &args.texts)?;
     let json = serde_json::to_string(&e)?;
     match &args.out {
         Some(p) => std::fs::write(p, json).with_context(|| format!("writing {}", p.display()))?,
@@ -53,56 +49,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Embeds `images` (preprocessed as OpenAI does, at the model's input size) and `texts`
-/// (OpenAI's tokenizer, the model's context length).
-pub fn embed(
-    model: &ClipModel,
-    images: &[PathBuf],
-    texts: &[String],
-    truncate: bool,
-) -> anyhow::Result<Embeddings> {
-    let mut image_embeds = Vec::with_capacity(images.len());
-    if !images.is_empty() {
-        let size = model.config().vision.image_size();
-        let pre = Preprocessor::new(PreprocessConfig::openai(u32::try_from(size)?))?;
-        // One image at a time: memory stays flat for any number of images.
-        for path in images {
-            let pixels = pixels(&pre, path)?;
-            let e = model.encode_image_normalized(&pixels)?;
-            image_embeds.extend(e.to_vec2::<f32>()?);
-        }
-    }
+/// The model with the reference preprocessing (EXIF ignored, as OpenAI's transform does).
+fn load(weights: &std::path::Path, truncate: bool) -> anyhow::Result<Clip> {
+    let spec = weights.to_str().context("the weights path is not UTF-8")?;
+    Ok(Clip::builder()
+        .apply_exif(false)
+        .truncate_texts(truncate)
+        .load(spec)?)
+}
+
+/// Embeds `images` (one at a time: memory stays flat for any number) and `texts` (in batches of
+/// 256) with the model's own preprocessing and tokenizer.
+pub fn embed(clip: &Clip, images: &[PathBuf], texts: &[String]) -> anyhow::Result<Embeddings> {
+    let image_embeds = images
+        .iter()
+        .map(|p| clip.embed_image(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut text_embeds = Vec::with_capacity(texts.len());
-    if !texts.is_empty() {
-        let tokenizer = Tokenizer::openai()?;
-        let truncation = if truncate {
-            Truncation::Truncate
-        } else {
-            Truncation::Error
-        };
-        let ctx = model.config().text.context_length;
-        for chunk in texts.chunks(256) {
-            let batch = tokenizer.encode_batch(chunk, ctx, truncation)?;
-            let ids = Tensor::from_vec(batch.ids().to_vec(), (batch.len(), ctx), &Device::Cpu)?;
-            text_embeds.extend(model.encode_text_normalized(&ids)?.to_vec2::<f32>()?);
-        }
+    for chunk in texts.chunks(256) {
+        let rows = clip.embed_texts(chunk)?;
+        text_embeds.extend(rows.outer_iter().map(|r| r.to_vec()));
     }
     Ok(Embeddings {
-        model: model.name().to_string(),
+        model: clip.name().to_string(),
         image_embeds,
         text_embeds,
     })
-}
-
-fn pixels(pre: &Preprocessor, path: &Path) -> anyhow::Result<Tensor> {
-    let t = pre
-        .preprocess_path(path)
-        .with_context(|| format!("reading {}", path.display()))?;
-    Ok(Tensor::from_vec(
-        t.data,
-        (1, t.channels, t.height, t.width),
-        &Device::Cpu,
-    )?)
 }
 
 #[cfg(test)]
@@ -164,10 +136,10 @@ mod tests {
             assert!((n - 1.0).abs() < 1e-5, "{n}");
         }
         // Input order: reversed inputs give reversed rows.
-        let model = ClipModel::load(tiny_weights()).unwrap();
+        let model = load(&tiny_weights(), false).unwrap();
         let rev_images: Vec<PathBuf> = images.iter().rev().cloned().collect();
         let rev_texts: Vec<String> = texts.iter().rev().cloned().collect();
-        let e = embed(&model, &rev_images, &rev_texts, false).unwrap();
+        let e = embed(&model, &rev_images, &rev_texts).unwrap();
         for (a, b) in e.image_embeds.iter().rev().zip(&img) {
             for (x, y) in a.iter().zip(b) {
                 assert!((f64::from(*x) - y).abs() < 1e-6);
@@ -182,12 +154,10 @@ mod tests {
 
     #[test]
     fn over_long_text_is_an_error_unless_truncated() {
-        let model = ClipModel::load(tiny_weights()).unwrap();
         let long = vec!["word ".repeat(100)];
-        assert!(embed(&model, &[], &long, false).is_err());
-        assert_eq!(
-            embed(&model, &[], &long, true).unwrap().text_embeds.len(),
-            1
-        );
+        let strict = load(&tiny_weights(), false).unwrap();
+        assert!(embed(&strict, &[], &long).is_err());
+        let lenient = load(&tiny_weights(), true).unwrap();
+        assert_eq!(embed(&lenient, &[], &long).unwrap().text_embeds.len(), 1);
     }
 }

@@ -187,23 +187,15 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
         ))?;
     }
 
-    // Model, hashing the weights meanwhile; then the classifier (keyed by the hash).
-    let weights_path = model::resolve_weights(&args.weights)?;
+    // Model (a file, hub id or short name), then the classifier (keyed by the weights' hash).
     let cache_dir = args
         .cache_dir
         .clone()
         .unwrap_or_else(|| args.out.join("classifier-cache"));
-    let (hash, loaded) = std::thread::scope(|s| {
-        let hasher = s.spawn(|| report::sha256_file(&weights_path));
-        let t = Instant::now();
-        let loaded = model::load(&weights_path).map(|m| (m, t.elapsed().as_secs_f64()));
-        let hash = hasher
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("hashing thread panicked")));
-        (hash, loaded)
-    });
-    let (model, load_s) = loaded?;
-    let weights_sha256 = hash?;
+    let t = Instant::now();
+    let model = model::load(&args.weights)?;
+    let load_s = t.elapsed().as_secs_f64();
+    let weights_sha256 = report::sha256_file(model.weights_path())?;
     let t = Instant::now();
     let (classifier, classifier_cached) =
         model.classifier(&weights_sha256, &class_names, &templates, &cache_dir)?;
@@ -235,8 +227,8 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
     let mut acc = Accumulator::new(names.len(), 5);
     let mut skipped: Vec<Skipped> = Vec::new();
     let pixels_per_image = 3 * model.image_size() * model.image_size();
-    let preprocess = model.preprocessor()?;
-    let mut scorer = model::Scorer::new(&model, &classifier)?;
+    let preprocess = model.preprocessor();
+    let mut scorer = model::Scorer::new(&model, &classifier);
     let cfg = pipeline::Config {
         batch_size: args.batch_size,
         queue_depth: args.queue_depth,

@@ -42,6 +42,13 @@ enum Command {
     Embed(embed::Args),
     /// Our encoders and search vs PyTorch + open_clip, ONNX Runtime and FAISS, interleaved.
     BenchCompare(bench_compare::Args),
+    /// Write a tiny random CLIP (OpenAI vocabulary; meaningless outputs) for trying the
+    /// examples without real weights: `--model DIR/tiny-clip.safetensors`.
+    TinyModel {
+        /// The folder to write `tiny-clip.safetensors` into.
+        #[arg(long, default_value = "target/tiny-clip")]
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() {
@@ -64,5 +71,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Parity(args) => parity::run(args),
         Command::Embed(args) => embed::run(args),
         Command::BenchCompare(args) => bench_compare::run(args),
+        Command::TinyModel { out } => {
+            std::fs::create_dir_all(&out)?;
+            let path = dev_support::tiny_clip::write(&out)?;
+            println!("{}", path.display());
+            Ok(())
+        }
     }
 }

@@ -119,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if pass { "pass" } else { "FAIL" }
         );
     }
-    ok &= end_to_end(&model, preset, &dir.join("end_to_end.json"))?;
+    ok &= end_to_end(&weights, preset, &dir.join("end_to_end.json"))?;
     if !ok {
         bail!("embeddings differ beyond cosine >= {MIN_COSINE}, max |diff| <= {MAX_ABS}");
     }
@@ -152,7 +152,8 @@ fn demo_photos(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-fn end_to_end(model: &ClipModel, preset: &str, reference: &Path) -> anyhow::Result<bool> {
+/// Files → embeddings through the facade (the reference preprocessing, EXIF ignored).
+fn end_to_end(weights: &Path, preset: &str, reference: &Path) -> anyhow::Result<bool> {
     #[derive(serde::Deserialize)]
     struct Ref {
         images: Vec<PathBuf>,
@@ -164,7 +165,9 @@ fn end_to_end(model: &ClipModel, preset: &str, reference: &Path) -> anyhow::Resu
         &std::fs::read_to_string(reference)
             .with_context(|| format!("reading {}", reference.display()))?,
     )?;
-    let ours = crate::embed::embed(model, &r.images, &r.texts, false)?;
+    let spec = weights.to_str().context("the weights path is not UTF-8")?;
+    let clip = clip::Clip::builder().apply_exif(false).load(spec)?;
+    let ours = crate::embed::embed(&clip, &r.images, &r.texts)?;
     let mut ok = true;
     for (what, a, b) in [
         ("image", &ours.image_embeds, &r.image_embeds),

@@ -97,24 +97,6 @@ pub enum Error {
     /// An input tensor (pixels, token ids) has the wrong shape, dtype or values.
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// The hub could not provide a file (only with the `hub` feature).
-    #[error(
-        "could not get `{file}` of `{repo}` (revision {revision}) from the Hugging Face hub: {reason}\n\
-         Without network: download https://huggingface.co/{repo}/resolve/{revision}/{file} and pass its \
-         local path instead (or place it in the hub cache at {cache_hint})"
-    )]
-    Hub {
-        /// The repository id, e.g. `openai/clip-vit-base-patch32`.
-        repo: String,
-        /// The revision (branch, tag or commit).
-        revision: String,
-        /// The file looked for.
-        file: String,
-        /// What went wrong.
-        reason: String,
-        /// Where the cache expects the file.
-        cache_hint: String,
-    },
     /// An error inside candle (tensor arithmetic, device).
     #[error("candle: {0}")]
     Candle(candle_core::Error),

@@ -1,7 +1,7 @@
 //! Hugging Face hub model ids (`owner/name[@revision]`), told apart from file paths.
 //!
-//! Parsing needs no network and no feature; turning an id into local files is
-//! [`HubId::fetch`], available with the `hub` feature.
+//! Parsing needs no network; turning an id into local files is the `clip` facade's job (its
+//! `hub` feature).
 
 /// A hub model id: `owner/name`, optionally `@revision` (a branch, tag or commit; default `main`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,13 +37,6 @@ impl HubId {
             repo: id.to_owned(),
             revision: revision.to_owned(),
         })
-    }
-
-    /// The model's local files, downloaded into the hub cache when missing (see
-    /// [`crate::hub::fetch`]).
-    #[cfg(feature = "hub")]
-    pub fn fetch(&self) -> crate::Result<crate::hub::HubFiles> {
-        crate::hub::fetch(&self.repo, &self.revision)
     }
 }
 

@@ -15,8 +15,8 @@
 //!   damaged files are typed errors naming the tensor or file.
 //!
 //! Computation runs on candle (re-exported as [`candle_core`]), f32 on the CPU by default; see
-//! [`LoadOptions`] for f16 / bf16 and devices (cargo features `cuda`, `metal`). The `hub` feature
-//! adds the `hub` module, which turns a hub model id into local files.
+//! [`LoadOptions`] for f16 / bf16 and devices (cargo features `cuda`, `metal`).
+//! Hub ids are parsed by [`HubId`]; downloading them is the `clip` facade crate's job.
 //!
 //! On an x86-64 CPU with AVX2 + FMA or AVX-512 and f32 weights, the linear layers and convolutions
 //! are packed once at load into the layout of this crate's own matrix kernels (runtime-dispatched;
@@ -69,8 +69,6 @@ pub use candle_core;
 
 pub mod config;
 pub mod error;
-#[cfg(feature = "hub")]
-pub mod hub;
 mod hub_id;
 mod layers;
 pub mod model;

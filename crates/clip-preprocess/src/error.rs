@@ -79,6 +79,20 @@ pub enum Error {
         /// What is unsupported.
         detail: String,
     },
+    /// An already-decoded pixel buffer does not hold `width × height × 3` bytes.
+    #[error(
+        "RGB buffer of {width}x{height}: expected {expected} bytes (width x height x 3), found {found}"
+    )]
+    BadBuffer {
+        /// The stated width.
+        width: usize,
+        /// The stated height.
+        height: usize,
+        /// `width × height × 3`.
+        expected: usize,
+        /// The buffer's length.
+        found: usize,
+    },
     /// A configuration value is out of range.
     #[error("invalid preprocessing config: {field} = {value}: {reason}")]
     InvalidConfig {

@@ -201,6 +201,43 @@ impl Preprocessor {
         Ok(self.normalize(&self.rgb_bytes(bytes)?))
     }
 
+    /// [`Preprocessor::preprocess_bytes`] for bytes read from elsewhere: errors name `name`
+    /// (a path, a URL, `upload #3`) instead of `<memory>`.
+    pub fn preprocess_bytes_named(&self, bytes: &[u8], name: &Path) -> Result<Tensor3, Error> {
+        Ok(self.normalize(&self.rgb_named(bytes, name)?))
+    }
+
+    /// Preprocesses an already-decoded 8-bit RGB image: `data` holds `height` rows of
+    /// `width × 3` interleaved bytes (the layout of `image::RgbImage`). No EXIF tag applies; the
+    /// pixel limit does.
+    pub fn preprocess_rgb8(
+        &self,
+        data: &[u8],
+        width: usize,
+        height: usize,
+    ) -> Result<Tensor3, Error> {
+        let expected = width.checked_mul(height).and_then(|n| n.checked_mul(3));
+        if expected != Some(data.len()) || width == 0 || height == 0 {
+            return Err(Error::BadBuffer {
+                width,
+                height,
+                expected: expected.unwrap_or(usize::MAX),
+                found: data.len(),
+            });
+        }
+        let pixels = width as u64 * height as u64;
+        if let Some(limit) = self.cfg.max_pixels.filter(|l| pixels > *l) {
+            return Err(Error::TooManyPixels {
+                path: PathBuf::from("<rgb buffer>"),
+                width: u32::try_from(width).unwrap_or(u32::MAX),
+                height: u32::try_from(height).unwrap_or(u32::MAX),
+                limit,
+            });
+        }
+        let raster = raster::Raster::new_u8(Mode::Rgb, width, height, data.to_vec());
+        Ok(self.normalize(&self.resize_crop(raster)))
+    }
+
     /// The 8-bit RGB centre crop of an image file, before normalisation.
     pub fn rgb_path(&self, path: impl AsRef<Path>) -> Result<RgbImage, Error> {
         let path = path.as_ref();
@@ -249,6 +286,11 @@ impl Preprocessor {
         if self.cfg.apply_exif {
             raster = raster.apply_orientation(decoded.orientation);
         }
+        Ok(self.resize_crop(raster))
+    }
+
+    /// Resize (per the mode) and centre crop to the configured size, zero-padded like torchvision.
+    fn resize_crop(&self, raster: raster::Raster) -> RgbImage {
         let size = self.cfg.size as usize;
         let (rw, rh) = resized_size(raster.width, raster.height, size, self.cfg.resize_mode);
         let (x0, pad_x, cw) = crop_axis(rw, size);
@@ -271,11 +313,11 @@ impl Preprocessor {
             }
             out
         };
-        Ok(RgbImage {
+        RgbImage {
             data,
             height: size,
             width: size,
-        })
+        }
     }
 }
 
@@ -374,6 +416,23 @@ pub fn memory_path() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rgb_buffers_are_checked() {
+        let pre = Preprocessor::new(PreprocessConfig {
+            max_pixels: Some(100),
+            ..PreprocessConfig::openai(8)
+        })
+        .unwrap();
+        let e = pre.preprocess_rgb8(&[0u8; 11], 2, 2).unwrap_err();
+        assert!(matches!(e, Error::BadBuffer { expected: 12, found: 11, .. }), "{e}");
+        assert!(pre.preprocess_rgb8(&[], 0, 0).is_err());
+        assert!(pre.preprocess_rgb8(&[0u8; 3], usize::MAX, 3).is_err());
+        let e = pre.preprocess_rgb8(&vec![0u8; 11 * 10 * 3], 11, 10).unwrap_err();
+        assert!(matches!(e, Error::TooManyPixels { .. }), "{e}");
+        let t = pre.preprocess_rgb8(&[255u8; 4 * 3 * 3], 4, 3).unwrap();
+        assert_eq!((t.channels, t.height, t.width), (3, 8, 8));
+    }
 
     #[test]
     fn crop_offsets_round_half_to_even() {

@@ -23,6 +23,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod tiny_clip;
+
 /// Environment variable naming the shared data folder (`../shared/data` beside the repository).
 pub const SHARED_DATA_ENV: &str = "CLIP_SHARED_DATA";
 

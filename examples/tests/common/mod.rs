@@ -10,11 +10,13 @@ use clip_examples::gallery::server::{AppState, Settings};
 use clip_examples::gallery::worker::Worker;
 use clip_examples::{EmbedError, Embedder, sniff_image};
 
-/// A deterministic stand-in model: unit vectors derived from the BLAKE3 hash of the input.
-/// It rejects bytes that are not a recognised image format; `delay` slows every call down.
+/// A deterministic stand-in model: `feature_store::HashEmbedder`'s unit vectors for images
+/// (texts hashed the same way, in their own domain). It rejects bytes that are not a recognised
+/// image format; `delay` slows every call down.
 pub struct HashModel {
     pub dim: usize,
     pub delay: Duration,
+    pub hasher: feature_store::HashEmbedder,
 }
 
 impl HashModel {
@@ -22,22 +24,12 @@ impl HashModel {
         Self {
             dim,
             delay: Duration::ZERO,
+            hasher: feature_store::HashEmbedder::new("test/hash-model", dim),
         }
     }
 
     fn vector(&self, domain: &[u8], bytes: &[u8]) -> Vec<f32> {
-        let mut h = blake3::Hasher::new();
-        h.update(domain);
-        h.update(bytes);
-        let mut xof = h.finalize_xof();
-        let mut buf = vec![0u8; self.dim * 4];
-        xof.fill(&mut buf);
-        let v: Vec<f32> = buf
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32 / u32::MAX as f32 - 0.5)
-            .collect();
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.into_iter().map(|x| x / n).collect()
+        self.hasher.embed(&[domain, bytes].concat())
     }
 }
 
@@ -89,7 +81,7 @@ pub fn demo_library(model: &dyn Embedder) -> (tempfile::TempDir, Library) {
         model.dim(),
     )
     .unwrap();
-    let report = clip_examples::clip::sync_folder(model, &mut lib, &photos).unwrap();
+    let report = clip_examples::model::sync_folder(model, &mut lib, &photos).unwrap();
     assert_eq!(report.added, demo_photos().len(), "{report:?}");
     (dir, lib)
 }
@@ -120,114 +112,7 @@ pub fn photo_bytes(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// Writes a tiny random CLIP (ViT image tower, 32×32 pixels, patch 8, width 64, one block per
-/// tower, 32-d embeddings, OpenAI's full vocabulary and 77-token context) as an open_clip-named
-/// safetensors file, and returns its path. Its outputs are meaningless but deterministic.
+/// Writes the tiny random CLIP of `dev_support::tiny_clip` into `dir`.
 pub fn tiny_clip_file(dir: &Path) -> PathBuf {
-    use safetensors::tensor::{Dtype, TensorView};
-    let (w, p, grid, e, vocab, ctx) = (64usize, 8usize, 4usize, 32usize, 49408usize, 77usize);
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut rand = |n: usize, scale: f32| -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
-            })
-            .collect()
-    };
-    let mut t: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
-    let mut push = |name: &str, shape: Vec<usize>, data: Vec<f32>| {
-        t.push((name.to_owned(), shape, data));
-    };
-    let block = |prefix: &str, rand: &mut dyn FnMut(usize, f32) -> Vec<f32>| {
-        let h = 4 * w;
-        vec![
-            (format!("{prefix}.ln_1.weight"), vec![w], vec![1.0; w]),
-            (format!("{prefix}.ln_1.bias"), vec![w], vec![0.0; w]),
-            (
-                format!("{prefix}.attn.in_proj_weight"),
-                vec![3 * w, w],
-                rand(3 * w * w, 0.1),
-            ),
-            (
-                format!("{prefix}.attn.in_proj_bias"),
-                vec![3 * w],
-                rand(3 * w, 0.02),
-            ),
-            (
-                format!("{prefix}.attn.out_proj.weight"),
-                vec![w, w],
-                rand(w * w, 0.1),
-            ),
-            (
-                format!("{prefix}.attn.out_proj.bias"),
-                vec![w],
-                rand(w, 0.02),
-            ),
-            (format!("{prefix}.ln_2.weight"), vec![w], vec![1.0; w]),
-            (format!("{prefix}.ln_2.bias"), vec![w], vec![0.0; w]),
-            (
-                format!("{prefix}.mlp.c_fc.weight"),
-                vec![h, w],
-                rand(h * w, 0.1),
-            ),
-            (format!("{prefix}.mlp.c_fc.bias"), vec![h], rand(h, 0.02)),
-            (
-                format!("{prefix}.mlp.c_proj.weight"),
-                vec![w, h],
-                rand(w * h, 0.05),
-            ),
-            (format!("{prefix}.mlp.c_proj.bias"), vec![w], rand(w, 0.02)),
-        ]
-    };
-    push(
-        "visual.conv1.weight",
-        vec![w, 3, p, p],
-        rand(w * 3 * p * p, 0.05),
-    );
-    push("visual.class_embedding", vec![w], rand(w, 0.1));
-    push(
-        "visual.positional_embedding",
-        vec![grid * grid + 1, w],
-        rand((grid * grid + 1) * w, 0.1),
-    );
-    push("visual.ln_pre.weight", vec![w], vec![1.0; w]);
-    push("visual.ln_pre.bias", vec![w], vec![0.0; w]);
-    for (n, s, d) in block("visual.transformer.resblocks.0", &mut rand) {
-        push(&n, s, d);
-    }
-    push("visual.ln_post.weight", vec![w], vec![1.0; w]);
-    push("visual.ln_post.bias", vec![w], vec![0.0; w]);
-    push("visual.proj", vec![w, e], rand(w * e, 0.1));
-    push(
-        "token_embedding.weight",
-        vec![vocab, w],
-        rand(vocab * w, 0.1),
-    );
-    push("positional_embedding", vec![ctx, w], rand(ctx * w, 0.05));
-    for (n, s, d) in block("transformer.resblocks.0", &mut rand) {
-        push(&n, s, d);
-    }
-    push("ln_final.weight", vec![w], vec![1.0; w]);
-    push("ln_final.bias", vec![w], vec![0.0; w]);
-    push("text_projection", vec![w, e], rand(w * e, 0.1));
-    push("logit_scale", vec![], vec![100f32.ln()]);
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = t
-        .into_iter()
-        .map(|(n, s, d)| (n, s, d.iter().flat_map(|x| x.to_le_bytes()).collect()))
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = bytes
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    let path = dir.join("tiny-clip.safetensors");
-    safetensors::serialize_to_file(views, None, &path).unwrap();
-    path
+    dev_support::tiny_clip::write(dir).unwrap()
 }

@@ -193,6 +193,12 @@ impl Tokenizer {
             .map_err(Error::Tokenizer)
     }
 
+    /// Token ids this tokenizer can produce (49,408 for OpenAI's): a text tower needs at least
+    /// this many token embeddings.
+    pub fn vocab_size(&self) -> usize {
+        VOCAB_SIZE
+    }
+
     /// A tokenizer from a gzipped vocabulary in the format of OpenAI's `bpe_simple_vocab_16e6.txt.gz`
     /// (a header line, then one merge per line; the first 48,894 are used).
     pub fn from_vocab_gz(bytes: &[u8]) -> Result<Self> {

@@ -1,0 +1,180 @@
+//! What a model spec names: a local file or folder, a hub id, or a short name.
+
+use std::path::{Path, PathBuf};
+
+use clip_model::HubId;
+
+use crate::error::{Error, Result};
+
+/// A model this crate knows by a short name.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KnownModel {
+    /// The short name (open_clip's spelling), e.g. `ViT-B-32`.
+    pub name: &'static str,
+    /// The hub repository holding its weights.
+    pub hub_id: &'static str,
+    /// Published zero-shot ImageNet top-1 (%), for choosing; not measured by this project.
+    pub imagenet_top1: f32,
+}
+
+/// The models known by short name. Names are matched case-insensitively, `/` and `-` alike
+/// (`ViT-B/32` = `vit-b-32`).
+pub const MODELS: &[KnownModel] = &[
+    KnownModel {
+        name: "ViT-B-32",
+        hub_id: "timm/vit_base_patch32_clip_224.openai",
+        imagenet_top1: 63.3,
+    },
+    KnownModel {
+        name: "ViT-B-16",
+        hub_id: "timm/vit_base_patch16_clip_224.openai",
+        imagenet_top1: 68.3,
+    },
+    KnownModel {
+        name: "ViT-L-14",
+        hub_id: "timm/vit_large_patch14_clip_224.openai",
+        imagenet_top1: 75.5,
+    },
+    KnownModel {
+        name: "ViT-L-14-336",
+        hub_id: "timm/vit_large_patch14_clip_336.openai",
+        imagenet_top1: 76.2,
+    },
+    KnownModel {
+        name: "RN50",
+        hub_id: "timm/resnet50_clip.openai",
+        imagenet_top1: 59.8,
+    },
+    KnownModel {
+        name: "RN101",
+        hub_id: "timm/resnet101_clip.openai",
+        imagenet_top1: 62.3,
+    },
+    KnownModel {
+        name: "RN50x4",
+        hub_id: "timm/resnet50x4_clip.openai",
+        imagenet_top1: 65.8,
+    },
+    KnownModel {
+        name: "RN50x16",
+        hub_id: "timm/resnet50x16_clip.openai",
+        imagenet_top1: 70.5,
+    },
+    KnownModel {
+        name: "RN50x64",
+        hub_id: "timm/resnet50x64_clip.openai",
+        imagenet_top1: 73.9,
+    },
+];
+
+/// The model used when none is named: OpenAI's ViT-B/32 (about 600 MB).
+pub const DEFAULT_MODEL: &str = "ViT-B-32";
+
+/// Environment variable naming the model to use when none is given (a spec as for
+/// [`crate::Clip::load`]). `CLIP_WEIGHTS` (a file) is read too, for older set-ups.
+pub const MODEL_ENV: &str = "CLIP_MODEL";
+
+/// Weight files looked for in a folder or hub repository, in order: open_clip's, then transformers'.
+pub const WEIGHT_FILES: [&str; 2] = ["open_clip_model.safetensors", "model.safetensors"];
+
+/// Where a model comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A local safetensors file (its config, if any, lies beside it).
+    File(PathBuf),
+    /// A hub repository at a revision.
+    Hub(HubId),
+}
+
+/// The known model with this short name, if any.
+pub fn known(name: &str) -> Option<&'static KnownModel> {
+    let norm = |s: &str| s.to_ascii_lowercase().replace('/', "-");
+    let want = norm(name);
+    MODELS.iter().find(|m| norm(m.name) == want)
+}
+
+/// Resolves a spec: an existing path first (a file, or a folder with a weights file), then a
+/// known short name, then a hub id.
+pub fn resolve(spec: &str) -> Result<Source> {
+    let path = Path::new(spec);
+    if path.is_file() {
+        return Ok(Source::File(path.to_owned()));
+    }
+    if path.is_dir() {
+        return weights_in(path).map(Source::File);
+    }
+    if let Some(m) = known(spec) {
+        let id = HubId::parse(m.hub_id).ok_or_else(|| unknown(spec))?;
+        return Ok(Source::Hub(id));
+    }
+    if let Some(id) = HubId::parse(spec) {
+        return Ok(Source::Hub(id));
+    }
+    Err(unknown(spec))
+}
+
+/// The weights file of a local folder.
+fn weights_in(dir: &Path) -> Result<PathBuf> {
+    for f in WEIGHT_FILES {
+        let p = dir.join(f);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(Error::NoWeightsInFolder {
+        dir: dir.to_owned(),
+        looked: WEIGHT_FILES.join(", "),
+    })
+}
+
+fn unknown(spec: &str) -> Error {
+    Error::UnknownModel {
+        spec: spec.to_owned(),
+        known: MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_map_to_hub_ids() {
+        for (spec, repo) in [
+            ("ViT-B-32", "timm/vit_base_patch32_clip_224.openai"),
+            ("vit-b/32", "timm/vit_base_patch32_clip_224.openai"),
+            ("RN50x64", "timm/resnet50x64_clip.openai"),
+        ] {
+            match resolve(spec).unwrap() {
+                Source::Hub(id) => {
+                    assert_eq!((id.repo.as_str(), id.revision.as_str()), (repo, "main"))
+                }
+                other => panic!("{spec}: {other:?}"),
+            }
+        }
+        match resolve("openai/clip-vit-base-patch32@abc").unwrap() {
+            Source::Hub(id) => assert_eq!(id.revision, "abc"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn paths_folders_and_nonsense() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve(dir.path().to_str().unwrap()).unwrap_err();
+        assert!(matches!(err, Error::NoWeightsInFolder { .. }), "{err}");
+        let w = dir.path().join("model.safetensors");
+        std::fs::write(&w, b"x").unwrap();
+        assert_eq!(
+            resolve(dir.path().to_str().unwrap()).unwrap(),
+            Source::File(w.clone())
+        );
+        assert_eq!(resolve(w.to_str().unwrap()).unwrap(), Source::File(w));
+        let err = resolve("no/such/dir/x.safetensors").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("ViT-B-32") && msg.contains("no/such/dir"),
+            "{msg}"
+        );
+    }
+}

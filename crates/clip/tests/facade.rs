@@ -1,0 +1,333 @@
+//! The facade end to end on committed tiny models: the zero-shot classifier and image scores
+//! against open_clip's (fixtures of `tools/reference/eval_parity.py`), inputs of every kind, the
+//! library, and every failure a user can cause.
+
+use std::path::{Path, PathBuf};
+
+use clip::{Clip, Error, ImageInput, Templates};
+
+/// The same bound as the model parity tests: float32 reassociation over a deep network, then
+/// averaging unit vectors over templates; measured differences sit orders of magnitude below.
+const TOL: f32 = 1e-4;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn parity_dir() -> PathBuf {
+    root().join("xtask/tests/fixtures/eval_parity")
+}
+
+/// The tiny ViT CLIP with OpenAI's full vocabulary that open_clip's fixtures were made with.
+fn reference_model() -> Clip {
+    Clip::builder()
+        .apply_exif(false)
+        .load(parity_dir().join("model").to_str().unwrap())
+        .unwrap()
+}
+
+/// The tiny random CLIP of dev-support, written into `dir`.
+fn tiny(dir: &Path) -> (PathBuf, Clip) {
+    let p = dev_support::tiny_clip::write(dir).unwrap();
+    let clip = Clip::load(p.to_str().unwrap()).unwrap();
+    (p, clip)
+}
+
+fn photos() -> PathBuf {
+    root().join("examples/photos")
+}
+
+fn npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let n = dev_support::Npy::read(path).unwrap();
+    (n.shape.clone(), n.into_f32().unwrap())
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn classifier_and_scores_match_open_clip() {
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(parity_dir().join("case.json")).unwrap())
+            .unwrap();
+    let templates: Vec<String> = case["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    let names = clip_eval::ClassNames::openai().unwrap();
+    let clip = reference_model();
+    let classifier = clip
+        .classifier(&names.names, &Templates::new("case", templates).unwrap())
+        .unwrap();
+    let (shape, want) = npy(&parity_dir().join("classifier.npy"));
+    assert_eq!(shape, [1000, clip.dim()]);
+    let ours = classifier.zero_shot().classifier().weights();
+    let d = max_diff(ours, &want);
+    assert!(d <= TOL, "classifier max abs diff {d:e}");
+
+    // Image scores: cosine of each photo's embedding with each class, as open_clip computed them.
+    let data = dev_support::shared_data().unwrap().join("imagenet-sample");
+    let files: Vec<PathBuf> = case["photos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| data.join(p.as_str().unwrap()))
+        .collect();
+    let rows = clip.embed_images_array(&files).unwrap();
+    let (shape, want) = npy(&parity_dir().join("scores.npy"));
+    assert_eq!(shape, [files.len(), 1000]);
+    let flat: Vec<f32> = rows.iter().copied().collect();
+    let scores = classifier
+        .zero_shot()
+        .classifier()
+        .cosine_scores(&flat)
+        .unwrap();
+    let d = max_diff(&scores, &want);
+    assert!(d <= TOL, "scores max abs diff {d:e}");
+}
+
+#[test]
+fn every_input_kind_gives_the_same_embedding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, clip) = tiny(dir.path());
+    // A photo that Pillow opens as RGB, so its decoded pixels are exactly what the pipeline resizes.
+    let (path, bytes, decoded) = std::fs::read_dir(photos())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "png" || x == "jpg"))
+        .find_map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            let d = clip_preprocess::decode_bytes(&bytes, None).unwrap();
+            (d.mode == clip_preprocess::Mode::Rgb && d.orientation == 1).then_some((p, bytes, d))
+        })
+        .expect("an RGB demo photo");
+    let from_path = clip.embed_image(&path).unwrap();
+    let from_bytes = clip.embed_image(&bytes).unwrap();
+    let img = image::RgbImage::from_raw(decoded.width as u32, decoded.height as u32, decoded.bytes)
+        .unwrap();
+    let from_pixels = clip.embed_image(&img).unwrap();
+    assert_eq!(from_path, from_bytes);
+    assert_eq!(from_path, from_pixels);
+    let n: f32 = from_path.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((n - 1.0).abs() < 1e-5, "{n}");
+
+    // A batch: one result per input, a bad one failing alone and named; good rows equal singles.
+    let missing = dir.path().join("missing.jpg");
+    let inputs = [
+        ImageInput::Path(&path),
+        ImageInput::Path(&missing),
+        ImageInput::Bytes(b"not a picture"),
+        ImageInput::Bytes(&bytes),
+    ];
+    let out = clip.embed_images(inputs);
+    assert_eq!(out.len(), 4);
+    assert_eq!(out[0].as_ref().unwrap(), &from_path);
+    assert_eq!(out[3].as_ref().unwrap(), &from_path);
+    let e1 = out[1].as_ref().unwrap_err().to_string();
+    assert!(e1.contains("missing.jpg"), "{e1}");
+    let e2 = out[2].as_ref().unwrap_err().to_string();
+    assert!(e2.contains("image #2"), "{e2}");
+    assert!(matches!(out[2], Err(Error::Image { .. })));
+}
+
+#[test]
+fn texts_labels_and_options_fail_with_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, clip) = tiny(dir.path());
+    let labels: [&str; 0] = [];
+    assert!(matches!(
+        clip.classify(&photos().join("horse.png"), &labels),
+        Err(Error::Labels(_))
+    ));
+    let err = clip
+        .classify(&photos().join("horse.png"), &["cat", " "])
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Labels(_)) && err.to_string().contains("#1"),
+        "{err}"
+    );
+    let err = clip.embed_texts(&["fine", ""]).unwrap_err();
+    assert!(matches!(err, Error::Text { index: 1, .. }), "{err}");
+    let long = "word ".repeat(100);
+    let err = clip.embed_texts(&["fine", long.as_str()]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::Text { index: 1, .. }) && msg.contains("77"),
+        "{msg}"
+    );
+    // Truncation on request.
+    let lenient = Clip::builder()
+        .truncate_texts(true)
+        .load(clip.weights_path().to_str().unwrap())
+        .unwrap();
+    assert_eq!(lenient.embed_texts(&[long.as_str()]).unwrap().nrows(), 1);
+    // Zero threads or a zero batch is refused; one thread gives the same numbers.
+    let spec = clip.weights_path().to_str().unwrap();
+    assert!(matches!(
+        Clip::builder().threads(0).load(spec),
+        Err(Error::InvalidOption { .. })
+    ));
+    assert!(matches!(
+        Clip::builder().batch_size(0).load(spec),
+        Err(Error::InvalidOption { .. })
+    ));
+    let one = Clip::builder().threads(1).load(spec).unwrap();
+    assert_eq!(
+        one.embed_text("a cat").unwrap(),
+        clip.embed_text("a cat").unwrap()
+    );
+    assert!("gpu".parse::<clip::Device>().is_err());
+    assert_eq!(
+        "cuda:1".parse::<clip::Device>().unwrap(),
+        clip::Device::Cuda(1)
+    );
+}
+
+#[test]
+fn classify_is_softmax_over_labels_and_classifiers_are_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, clip) = tiny(dir.path());
+    let labels = ["a cat", "a horse", "a rocket"];
+    let photo = photos().join("horse.png");
+    let got = clip.classify(&photo, &labels).unwrap();
+    // Independent arithmetic in f64 from the embeddings.
+    let img = clip.embed_image(&photo).unwrap();
+    let logits: Vec<f64> = labels
+        .iter()
+        .map(|l| {
+            let t = clip.embed_text(&format!("a photo of a {l}.")).unwrap();
+            f64::from(clip.logit_scale())
+                * img
+                    .iter()
+                    .zip(&t)
+                    .map(|(a, b)| f64::from(a * b))
+                    .sum::<f64>()
+        })
+        .collect();
+    let m = logits.iter().cloned().fold(f64::MIN, f64::max);
+    let z: f64 = logits.iter().map(|l| (l - m).exp()).sum();
+    for p in &got {
+        let i = labels.iter().position(|l| *l == p.label).unwrap();
+        let want = ((logits[i] - m).exp() / z) as f32;
+        assert!(
+            (p.probability - want).abs() < 1e-5,
+            "{}: {} vs {want}",
+            p.label,
+            p.probability
+        );
+    }
+    assert!(got.windows(2).all(|w| w[0].probability >= w[1].probability));
+    let a = clip.classifier(&labels, &Templates::single()).unwrap();
+    let b = clip.classifier(&labels, &Templates::single()).unwrap();
+    assert!(
+        std::ptr::eq(a.zero_shot(), b.zero_shot()),
+        "the classifier was built twice"
+    );
+    assert_eq!(a.labels(), labels);
+}
+
+#[test]
+fn non_finite_weights_give_an_error_not_nan_scores() {
+    use safetensors::tensor::TensorView;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = tiny(dir.path());
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in st.tensors() {
+        let mut data = t.data().to_vec();
+        if name == "visual.proj" {
+            data[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        }
+        owned.push((name, t.dtype(), t.shape().to_vec(), data));
+    }
+    let views: Vec<(String, TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let bad = dir.path().join("nan.safetensors");
+    safetensors::serialize_to_file(views, None, &bad).unwrap();
+    let clip = Clip::load(bad.to_str().unwrap()).unwrap();
+    let photo = photos().join("horse.png");
+    let err = clip.embed_image(&photo).unwrap_err();
+    assert!(
+        matches!(err, Error::NonFinite { .. }) && err.to_string().contains("horse.png"),
+        "{err}"
+    );
+    assert!(clip.classify(&photo, &["a", "b"]).is_err());
+}
+
+#[test]
+fn library_sync_search_similar_remove_and_model_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, clip) = tiny(dir.path());
+    let db = dir.path().join("lib/photos.sqlite");
+    let mut lib = clip.open_library(&db).unwrap();
+    // A broken file among the photos fails alone and is reported.
+    let folder = dir.path().join("photos");
+    std::fs::create_dir(&folder).unwrap();
+    let mut n = 0;
+    for e in std::fs::read_dir(photos()).unwrap().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "png" || x == "jpg") {
+            std::fs::copy(&p, folder.join(p.file_name().unwrap())).unwrap();
+            n += 1;
+        }
+    }
+    std::fs::write(folder.join("broken.jpg"), b"\xFF\xD8\xFFnot really").unwrap();
+    let report = lib.sync(&folder).unwrap();
+    assert_eq!((report.added, lib.len()), (n, n), "{report:?}");
+    assert_eq!(report.failed.len(), 1);
+    assert!(report.failed[0].path.ends_with("broken.jpg"));
+    // Second sync: nothing new.
+    assert_eq!(lib.sync(&folder).unwrap().added, 0);
+
+    let hits = lib.search_text("a photo of a horse", 3).unwrap();
+    assert_eq!(hits.len(), 3);
+    let q = clip.embed_text("a photo of a horse").unwrap();
+    for h in &hits {
+        let v = clip.embed_image(&h.path).unwrap();
+        let s: f32 = q.iter().zip(&v).map(|(a, b)| a * b).sum();
+        assert!(
+            (s - h.score).abs() < 1e-5,
+            "{}: {s} vs {}",
+            h.path.display(),
+            h.score
+        );
+    }
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    let by_image = lib.search_image(&hits[0].path, 1).unwrap();
+    assert_eq!(by_image[0].id, hits[0].id);
+    let sim = lib.similar(hits[0].id, 100).unwrap();
+    assert_eq!(sim.len(), n - 1);
+    assert!(sim.iter().all(|h| h.id != hits[0].id));
+    assert!(lib.remove(hits[0].id).unwrap());
+    assert_eq!(lib.len(), n - 1);
+    drop(lib);
+
+    // Other weights, even under the same file name and size, cannot open this library.
+    let other_dir = tempfile::tempdir().unwrap();
+    let (other_path, _) = tiny(other_dir.path());
+    let mut bytes = std::fs::read(&other_path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1; // one bit of the last tensor's last value
+    std::fs::write(&other_path, &bytes).unwrap();
+    let other = Clip::load(other_path.to_str().unwrap()).unwrap();
+    assert_ne!(other.model_id(), clip.model_id());
+    let err = other.open_library(&db).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(clip.model_id()) || msg.contains(other.model_id()),
+        "{msg}"
+    );
+    // The library is untouched by the refused open.
+    assert_eq!(clip.open_library(&db).unwrap().len(), n - 1);
+}
