@@ -274,13 +274,7 @@ mod download {
 
     pub(super) fn fetch(hub: &Hub, id: &HubId, file: &str) -> Result<Option<PathBuf>> {
         let url = hub.url(id, file);
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(hub.timeout)
-            .timeout_read(hub.timeout)
-            .timeout_write(hub.timeout)
-            .redirects(0)
-            .build();
-        let meta = match head(hub, &agent, &url)? {
+        let meta = match head(hub, &agent(hub, 0), &url)? {
             Some(m) => m,
             None => {
                 remember_missing(hub, id, file);
@@ -293,7 +287,7 @@ mod download {
         let blob = blobs.join(&meta.etag);
         let complete = std::fs::metadata(&blob).is_ok_and(|m| m.len() == meta.size);
         if !complete {
-            get(hub, &agent, &url, &meta, &blob, file)?;
+            get(hub, &url, &meta, &blob, file)?;
         }
         let snapshot = repo.join("snapshots").join(&meta.commit);
         std::fs::create_dir_all(&snapshot).map_err(io(&snapshot))?;
@@ -305,6 +299,16 @@ mod download {
             write_atomic(&refs.join(&id.revision), meta.commit.as_bytes())?;
         }
         Ok(Some(target))
+    }
+
+    /// An HTTP client with the hub's timeouts, following up to `redirects` redirects.
+    fn agent(hub: &Hub, redirects: u32) -> ureq::Agent {
+        ureq::AgentBuilder::new()
+            .timeout_connect(hub.timeout)
+            .timeout_read(hub.timeout)
+            .timeout_write(hub.timeout)
+            .redirects(redirects)
+            .build()
     }
 
     fn request(hub: &Hub, agent: &ureq::Agent, method: &str, url: &str) -> ureq::Request {
@@ -383,36 +387,24 @@ mod download {
         })
     }
 
-    fn get(
-        hub: &Hub,
-        agent: &ureq::Agent,
-        url: &str,
-        meta: &Meta,
-        blob: &Path,
-        file: &str,
-    ) -> Result<()> {
+    fn get(hub: &Hub, url: &str, meta: &Meta, blob: &Path, file: &str) -> Result<()> {
         let partial = blob.with_extension("incomplete");
         let mut have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
         if have > meta.size {
             have = 0;
         }
         // The bytes may live on another host (the redirect target): follow its redirects too.
-        let follow = ureq::AgentBuilder::new()
-            .timeout_connect(hub.timeout)
-            .timeout_read(hub.timeout)
-            .timeout_write(hub.timeout)
-            .build();
-        let _ = agent;
+        let follow = agent(hub, 5);
         let mut req = request(hub, &follow, "GET", &meta.location);
         if have > 0 {
             req = req.set("Range", &format!("bytes={have}-"));
         }
         let resp = match req.call() {
             Ok(r) => r,
-            Err(ureq::Error::Status(416, _)) => {
+            Err(ureq::Error::Status(416, _)) if have > 0 => {
                 // The partial file is no prefix of this blob: start again.
                 let _ = std::fs::remove_file(&partial);
-                return get(hub, agent, url, meta, blob, file);
+                return get(hub, url, meta, blob, file);
             }
             Err(e) => return Err(http_error(url, e)),
         };
@@ -580,7 +572,12 @@ mod download {
             },
             ureq::Error::Transport(t) => Error::Download {
                 url: url.to_owned(),
-                reason: t.to_string(),
+                reason: format!(
+                    "{}{}; without network, download this file by hand and pass its path \
+                     (`--model FILE` or CLIP_MODEL=FILE)",
+                    t.kind(),
+                    t.message().map(|m| format!(": {m}")).unwrap_or_default()
+                ),
             },
         }
     }
