@@ -71,17 +71,14 @@ pub mod config;
 pub mod error;
 #[cfg(feature = "hub")]
 pub mod hub;
+mod cpu;
 mod hub_id;
-mod layers;
 pub mod model;
-mod ops;
-mod ops_conv;
-mod packed;
-pub mod resnet;
-pub mod text;
+mod nn;
 pub mod tokenizer;
-pub mod vit;
 pub mod weights;
+
+pub use nn::{resnet, text, vit};
 
 pub use config::{Activation, ClipConfig, ConfigHints, TextConfig, VisionConfig, VitConfig};
 pub use error::{Error, Result};

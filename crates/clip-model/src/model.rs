@@ -9,10 +9,10 @@ use candle_nn::var_builder::SimpleBackend;
 
 use crate::config::{Activation, ClipConfig, ConfigHints, VisionConfig};
 use crate::error::{Error, Result, lower, raise};
-use crate::layers::l2_normalize;
-use crate::resnet::ModifiedResNet;
-use crate::text::TextTransformer;
-use crate::vit::VisionTransformer;
+use crate::nn::layers::l2_normalize;
+use crate::nn::resnet::ModifiedResNet;
+use crate::nn::text::TextTransformer;
+use crate::nn::vit::VisionTransformer;
 use crate::weights::{Naming, Weights};
 
 /// The image tower, one variant per backbone family.

@@ -1,6 +1,6 @@
 //! Prepacked-weight matrix products for the CPU: `y = act(x Wᵀ + b + r)`, for the linear layers
 //! and patch embedding of the transformers, the per-head products of attention and (through
-//! [`crate::ops_conv::PackedConv`]) the ResNet convolutions.
+//! [`crate::cpu::conv::PackedConv`]) the ResNet convolutions.
 //!
 //! candle's CPU matmul hands every call to the `gemm` crate, which packs both operands again on
 //! every call: for a weight matrix that never changes that is a full extra read and write of the
@@ -96,7 +96,7 @@ impl Kernel {
 /// matmul / `gemm` inside the fused blocks), either set to anything but `0`; `CLIP_MODEL_KERNEL=avx2`
 /// picks the AVX2 kernels on an AVX-512 CPU.
 pub(crate) fn kernel_for(w: &candle_core::Tensor) -> Option<Kernel> {
-    if !crate::ops::fused(w) {
+    if !crate::cpu::attention::fused(w) {
         return None;
     }
     packing_kernel()
@@ -464,10 +464,10 @@ impl PackedLinear {
                 Act::Identity => {}
                 Act::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
                 Act::Model(Activation::QuickGelu) => {
-                    row.iter_mut().for_each(|v| *v = crate::ops::quick_gelu(*v))
+                    row.iter_mut().for_each(|v| *v = crate::cpu::attention::quick_gelu(*v))
                 }
                 Act::Model(Activation::Gelu) => {
-                    row.iter_mut().for_each(|v| *v = crate::ops::gelu_erf(*v))
+                    row.iter_mut().for_each(|v| *v = crate::cpu::attention::gelu_erf(*v))
                 }
             }
         }
@@ -879,7 +879,7 @@ mod tests {
                     Act::Model(Activation::QuickGelu) => {
                         (s as f64 / (1.0 + (-1.702 * s as f64).exp())) as f32
                     }
-                    Act::Model(Activation::Gelu) => crate::ops::gelu_erf(s),
+                    Act::Model(Activation::Gelu) => crate::cpu::attention::gelu_erf(s),
                 };
             }
         }

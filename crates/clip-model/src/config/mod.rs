@@ -16,7 +16,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::resnet::ResNetConfig;
+use crate::nn::resnet::ResNetConfig;
 use crate::weights::Weights;
 
 /// Width of one attention head in all OpenAI CLIP models (`heads = width / 64`).

@@ -27,8 +27,8 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use crate::error::{Error, Result, lower, raise};
-use crate::ops_conv::{ConvSpec, Nhwc, PackedConv, conv_bias_act};
-use crate::packed;
+use crate::cpu::conv::{ConvSpec, Nhwc, PackedConv, conv_bias_act};
+use crate::cpu::packed;
 use crate::weights::Weights;
 
 /// Batch-norm epsilon of every BN layer in the tower (PyTorch's default, used by OpenAI's models).
@@ -455,7 +455,7 @@ impl ConvBn {
         relu: bool,
         residual: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
-        if crate::ops::fused(x) && residual.is_none_or(crate::ops::fused) {
+        if crate::cpu::attention::fused(x) && residual.is_none_or(crate::cpu::attention::fused) {
             let spec = ConvSpec {
                 kernel: self.kernel,
                 stride: self.stride,

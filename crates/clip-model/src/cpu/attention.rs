@@ -7,7 +7,7 @@
 //! - [`attention`]: softmax(q kᵀ / √d [+ causal mask]) v for every (batch, head), read straight
 //!   from the packed `[batch, tokens, 3 × width]` output of the input projection and written as
 //!   `[batch, tokens, width]` (heads side by side), so no q/k/v copies and no transposes; each
-//!   head's `q kᵀ` and `P v` run as small products through [`crate::packed`]'s kernels where the
+//!   head's `q kᵀ` and `P v` run as small products through [`crate::cpu::packed`]'s kernels where the
 //!   CPU has them (a portable per-query loop otherwise);
 //! - [`bias_act_`]: `x += bias` then QuickGELU / GELU in place (the MLP's hidden layer);
 //! - [`bias_residual_`]: `x += bias + residual` in place (the end of each residual branch);
@@ -23,7 +23,7 @@ use candle_core::{
 use rayon::prelude::*;
 
 use crate::config::Activation;
-use crate::packed::{Epilogue, Kernel, PackedLinear, packing_kernel, softmax_rows};
+use crate::cpu::packed::{Epilogue, Kernel, PackedLinear, packing_kernel, softmax_rows};
 
 /// Whether the fused kernels apply to `x` (contiguous f32 on the CPU, and the environment
 /// variable `CLIP_MODEL_UNFUSED` unset: setting it to anything but `0` selects the plain candle

@@ -4,7 +4,7 @@ use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use crate::config::{Activation, VitConfig};
-use crate::layers::{Dense, Transformer, TransformerDims, layer_norm};
+use crate::nn::layers::{Dense, Transformer, TransformerDims, layer_norm};
 
 /// The ViT image tower: patch embedding (`conv1`, no bias), class token, positional embedding,
 /// `ln_pre`, residual blocks, `ln_post` on the class token, projection `proj`.

@@ -2,7 +2,7 @@
 //! an optional residual and an optional ReLU.
 //!
 //! - [`PackedConv`] (x86-64 with AVX2 + FMA or AVX-512): NHWC feature maps ([`Nhwc`]), weights
-//!   packed once at load for [`crate::packed`]'s kernels; each band of output pixels is one
+//!   packed once at load for [`crate::cpu::packed`]'s kernels; each band of output pixels is one
 //!   im2col + product with bias, residual and ReLU applied in the kernel's store.
 //! - [`conv_bias_act`] (other CPUs, or `CLIP_MODEL_UNPACKED`): NCHW, band-wise im2col + one `gemm`
 //!   call per band writing straight into the output, then bias/residual/ReLU in one pass.
@@ -12,8 +12,8 @@
 use candle_core::{Device, Result, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::ops::with_f32;
-use crate::packed::{Act, Epilogue, Kernel, PackedLinear};
+use crate::cpu::attention::with_f32;
+use crate::cpu::packed::{Act, Epilogue, Kernel, PackedLinear};
 
 /// Target size of one band's column matrix (bytes): small enough to stay in L2/L3, large enough
 /// that each `gemm` call has a wide right-hand side.
@@ -485,7 +485,7 @@ mod tests {
         }
         let got = conv(&x, &wt, &bias, residual.as_ref(), spec);
         assert_eq!(got.dims(), want.dims());
-        let d = crate::ops::max_abs_diff(&got, &want);
+        let d = crate::cpu::attention::max_abs_diff(&got, &want);
         let scale = (c * spec.kernel * spec.kernel) as f32;
         println!("{name} {b}x{c}->{o} {hw:?} {spec:?} residual {res}: max abs {d:.3e}");
         // f32 sums of `scale` products of values in [-1, 1], accumulated in a different order.
@@ -526,8 +526,8 @@ mod tests {
             let conv: Conv = &|x, w, bias, r, spec| {
                 let packed = PackedConv::new(w, bias, spec, kernel).unwrap();
                 let (w2, b2) = packed.unpack().unwrap();
-                assert_eq!(crate::ops::max_abs_diff(&w2, w), 0.0);
-                assert_eq!(crate::ops::max_abs_diff(&b2, bias), 0.0);
+                assert_eq!(crate::cpu::attention::max_abs_diff(&w2, w), 0.0);
+                assert_eq!(crate::cpu::attention::max_abs_diff(&b2, bias), 0.0);
                 let r = r.map(|r| Nhwc::from_nchw(r).unwrap());
                 packed
                     .forward(&Nhwc::from_nchw(x).unwrap(), spec.relu, r.as_ref())
@@ -568,7 +568,7 @@ mod tests {
                 .to_nchw()
                 .unwrap();
             assert_eq!(got.dims(), want.dims());
-            let d = crate::ops::max_abs_diff(&got, &want);
+            let d = crate::cpu::attention::max_abs_diff(&got, &want);
             assert!(d < 1e-6, "pool {s} {hw:?}: max abs {d}");
         }
         // Smaller than the window: an error, as candle's avg_pool2d gives.

@@ -9,8 +9,8 @@ use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use crate::config::Activation;
-use crate::ops;
-use crate::packed::{self, PackedLinear};
+use crate::cpu::attention as ops;
+use crate::cpu::packed::{self, PackedLinear};
 
 /// Layer-norm epsilon of every CLIP layer norm (PyTorch's default).
 pub(crate) const LN_EPS: f64 = 1e-5;
@@ -27,7 +27,7 @@ fn linear(inp: usize, out: usize, vb: VarBuilder) -> Result<Dense> {
     Dense::new(weight, bias)
 }
 
-/// A linear layer of a transformer block: packed once for [`crate::packed`]'s kernels where they
+/// A linear layer of a transformer block: packed once for [`crate::cpu::packed`]'s kernels where they
 /// run (f32 weights on an x86-64 CPU with AVX2 + FMA or AVX-512), candle's `Linear` otherwise.
 #[derive(Debug, Clone)]
 pub(crate) enum Dense {
@@ -176,7 +176,7 @@ impl ResidualBlock {
         &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
     }
 
-    /// The same block through the fused CPU kernels of [`crate::ops`]: whole-batch `[B·T, D]`
+    /// The same block through the fused CPU kernels of [`crate::cpu::attention`]: whole-batch `[B·T, D]`
     /// matmuls, bias / activation / residual applied in place, attention straight from the packed
     /// projection. `Ok(None)` where they do not apply (other devices and dtypes).
     fn forward_fused(&self, x: &Tensor, causal: bool) -> Result<Option<Tensor>> {
