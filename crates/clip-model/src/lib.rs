@@ -78,7 +78,14 @@ mod nn;
 pub mod tokenizer;
 pub mod weights;
 
-pub use nn::{resnet, text, vit};
+pub use nn::{text, vit};
+
+/// CLIP's ModifiedResNet image tower: the model ([`ModifiedResNet`]) and its architecture
+/// ([`ResNetConfig`], which lives in [`config`] beside the other towers' configs).
+pub mod resnet {
+    pub use crate::config::{HEAD_WIDTH as POOL_HEAD_WIDTH, ResNetConfig};
+    pub use crate::nn::resnet::{BATCH_NORM_EPS, ModifiedResNet};
+}
 
 pub use config::{Activation, ClipConfig, ConfigHints, TextConfig, VisionConfig, VitConfig};
 pub use error::{Error, Result};

@@ -11,13 +11,14 @@
 //! GELU (open_clip's default, used by most models trained with open_clip). A transformers
 //! `config.json` gives it as `hidden_act`. [`crate::LoadOptions::activation`] overrides all.
 
-use std::path::Path;
-
-use serde_json::Value;
-
 use crate::error::{Error, Result};
-use crate::nn::resnet::ResNetConfig;
-use crate::weights::Weights;
+
+mod hints;
+mod infer;
+pub(crate) mod resnet;
+
+pub use hints::ConfigHints;
+pub use resnet::ResNetConfig;
 
 /// Width of one attention head in all OpenAI CLIP models (`heads = width / 64`).
 pub const HEAD_WIDTH: usize = 64;
@@ -242,118 +243,6 @@ impl ClipConfig {
         self.preset_name().unwrap_or("custom")
     }
 
-    /// Reads the architecture from the tensor shapes of `weights`, taking head counts and the
-    /// activation from `hints` (a config file) where given and checking its other values.
-    ///
-    /// Without hints: `heads = width / 64` and QuickGELU (OpenAI weights).
-    pub fn infer(weights: &Weights, hints: Option<&ConfigHints>) -> Result<Self> {
-        let dims = |name: &str, rank: usize| -> Result<Vec<usize>> {
-            let s = weights.require_shape(name)?;
-            if s.len() != rank {
-                return Err(Error::Architecture(format!(
-                    "`{}` has shape {s:?}, expected a tensor of rank {rank}",
-                    weights.file_name(name)
-                )));
-            }
-            Ok(s)
-        };
-        let empty = ConfigHints::default();
-        let h = hints.unwrap_or(&empty);
-
-        // Image tower: a ModifiedResNet has `visual.layer1…` and an attention pool.
-        let (vision, embed_dim) = if weights.contains("visual.layer1.0.conv1.weight")
-            || weights.contains("visual.attnpool.c_proj.weight")
-        {
-            let rn = ResNetConfig::infer("visual", |n| weights.shape(n))?;
-            (VisionConfig::ModifiedResNet(rn), rn.output_dim)
-        } else {
-            let (v, e) = Self::infer_vit(weights, h, &dims)?;
-            (VisionConfig::Vit(v), e)
-        };
-        let text = Self::infer_text(weights, h, &dims)?;
-        let activation = match h.quick_gelu {
-            Some(false) => Activation::Gelu,
-            _ => Activation::QuickGelu,
-        };
-        let cfg = Self {
-            embed_dim,
-            vision,
-            text,
-            activation,
-        };
-        h.check(&cfg)?;
-        Ok(cfg)
-    }
-
-    fn infer_vit(
-        weights: &Weights,
-        h: &ConfigHints,
-        dims: &dyn Fn(&str, usize) -> Result<Vec<usize>>,
-    ) -> Result<(VitConfig, usize)> {
-        let conv = dims("visual.conv1.weight", 4)?;
-        let (width, in_ch, patch, patch_w) = (conv[0], conv[1], conv[2], conv[3]);
-        if in_ch != 3 || patch != patch_w {
-            return Err(Error::ShapeMismatch {
-                name: weights.file_name("visual.conv1.weight"),
-                expected: vec![width, 3, patch, patch],
-                found: conv,
-            });
-        }
-        let pos = dims("visual.positional_embedding", 2)?;
-        let tokens = pos[0];
-        let grid = (1..=tokens).find(|g| g * g + 1 >= tokens).unwrap_or(0);
-        if grid * grid + 1 != tokens || pos[1] != width {
-            return Err(Error::Architecture(format!(
-                "`{}` has shape {pos:?}: expected [grid² + 1, {width}] for a square patch grid",
-                weights.file_name("visual.positional_embedding")
-            )));
-        }
-        let vlayers = count_layers(weights, "visual.transformer.resblocks");
-        let vmlp = if vlayers > 0 {
-            dims("visual.transformer.resblocks.0.mlp.c_fc.weight", 2)?[0]
-        } else {
-            4 * width
-        };
-        let vproj = dims("visual.proj", 2)?;
-        let embed_dim = vproj[1];
-        let vheads = heads_for(h.vision_heads, width, "vision", h)?;
-        let vision = VitConfig {
-            image_size: grid * patch,
-            patch_size: patch,
-            width,
-            layers: vlayers,
-            heads: vheads,
-            mlp_width: vmlp,
-        };
-        Ok((vision, embed_dim))
-    }
-
-    fn infer_text(
-        weights: &Weights,
-        h: &ConfigHints,
-        dims: &dyn Fn(&str, usize) -> Result<Vec<usize>>,
-    ) -> Result<TextConfig> {
-        let tok = dims("token_embedding.weight", 2)?;
-        let (vocab_size, twidth) = (tok[0], tok[1]);
-        let tpos = dims("positional_embedding", 2)?;
-        let tlayers = count_layers(weights, "transformer.resblocks");
-        let tmlp = if tlayers > 0 {
-            dims("transformer.resblocks.0.mlp.c_fc.weight", 2)?[0]
-        } else {
-            4 * twidth
-        };
-        let theads = heads_for(h.text_heads, twidth, "text", h)?;
-        let text = TextConfig {
-            context_length: tpos[0],
-            vocab_size,
-            width: twidth,
-            layers: tlayers,
-            heads: theads,
-            mlp_width: tmlp,
-        };
-        Ok(text)
-    }
-
     /// Every tensor of this architecture with its shape, by open_clip name, in checkpoint order.
     ///
     /// Handy to build models from tensors in memory ([`crate::ClipModel::from_tensors`]).
@@ -476,218 +365,17 @@ fn tower_kind(v: &VisionConfig) -> &'static str {
     }
 }
 
-fn mismatch(source: &str, field: &str, config: impl ToString, weights: impl ToString) -> Error {
+pub(crate) fn mismatch(
+    source: &str,
+    field: &str,
+    config: impl ToString,
+    weights: impl ToString,
+) -> Error {
     Error::ConfigMismatch {
         source_name: source.to_string(),
         field: field.to_string(),
         config: config.to_string(),
         weights: weights.to_string(),
-    }
-}
-
-/// Number of residual blocks under `prefix` (see [`Weights::block_count`]).
-fn count_layers(weights: &Weights, prefix: &str) -> usize {
-    weights.block_count(prefix)
-}
-
-fn heads_for(hint: Option<usize>, width: usize, tower: &str, h: &ConfigHints) -> Result<usize> {
-    match hint {
-        Some(0) => Err(mismatch(
-            &h.source,
-            &format!("{tower}.heads"),
-            0,
-            "at least 1",
-        )),
-        Some(heads) if !width.is_multiple_of(heads) => Err(mismatch(
-            &h.source,
-            &format!("{tower}.heads"),
-            heads,
-            format!("a divisor of the width {width}"),
-        )),
-        Some(heads) => Ok(heads),
-        None if width.is_multiple_of(HEAD_WIDTH) && width > 0 => Ok(width / HEAD_WIDTH),
-        None => Err(Error::Architecture(format!(
-            "the {tower} width {width} is not a multiple of {HEAD_WIDTH}, so the attention head \
-             count cannot be inferred; put an open_clip_config.json giving it beside the weights"
-        ))),
-    }
-}
-
-/// Values read from a config file beside the weights; every field is optional.
-///
-/// Sizes are checked against the tensors; head counts and the activation are taken from here
-/// because the tensors cannot show them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ConfigHints {
-    /// Where the values came from (for messages).
-    pub source: String,
-    /// `quick_gelu` (open_clip) / `hidden_act == "quick_gelu"` (transformers).
-    pub quick_gelu: Option<bool>,
-    /// Attention heads of the image tower.
-    pub vision_heads: Option<usize>,
-    /// Attention heads of the text tower.
-    pub text_heads: Option<usize>,
-    /// `(field, value)` pairs to check against the inferred config, e.g. `("vision.layers", 12)`.
-    pub checks: Vec<(String, usize)>,
-}
-
-impl ConfigHints {
-    /// Reads `open_clip_config.json` (with or without its `model_cfg` wrapper) or a Hugging Face
-    /// CLIP `config.json`, told apart by their keys.
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let bad = |reason: String| Error::Config {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        Self::from_json(&v, &path.display().to_string()).map_err(bad)
-    }
-
-    /// Reads hints from parsed JSON; `source` names it in messages.
-    pub fn from_json(v: &Value, source: &str) -> std::result::Result<Self, String> {
-        let mut h = ConfigHints {
-            source: source.to_string(),
-            ..Self::default()
-        };
-        let uint = |v: &Value, key: &str| -> std::result::Result<Option<usize>, String> {
-            match v.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(x) => x
-                    .as_u64()
-                    .and_then(|n| usize::try_from(n).ok())
-                    .map(Some)
-                    .ok_or_else(|| format!("`{key}` is {x}, expected a non-negative integer")),
-            }
-        };
-        if let Some(vision) = v.get("vision_config") {
-            // Hugging Face transformers CLIPConfig.
-            let text = v.get("text_config").unwrap_or(&Value::Null);
-            let act = |c: &Value| {
-                c.get("hidden_act")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            };
-            h.quick_gelu = match act(text).or_else(|| act(vision)).as_deref() {
-                Some("quick_gelu") => Some(true),
-                Some("gelu") => Some(false),
-                Some(other) => return Err(format!("unsupported hidden_act `{other}`")),
-                None => Some(true),
-            };
-            h.vision_heads = uint(vision, "num_attention_heads")?;
-            h.text_heads = uint(text, "num_attention_heads")?;
-            for (field, c, key) in [
-                ("embed_dim", v, "projection_dim"),
-                ("vision.width", vision, "hidden_size"),
-                ("vision.layers", vision, "num_hidden_layers"),
-                ("vision.image_size", vision, "image_size"),
-                ("vision.patch_size", vision, "patch_size"),
-                ("vision.mlp_width", vision, "intermediate_size"),
-                ("text.width", text, "hidden_size"),
-                ("text.layers", text, "num_hidden_layers"),
-                ("text.context_length", text, "max_position_embeddings"),
-                ("text.vocab_size", text, "vocab_size"),
-                ("text.mlp_width", text, "intermediate_size"),
-            ] {
-                if let Some(n) = uint(c, key)? {
-                    h.checks.push((field.to_string(), n));
-                }
-            }
-            return Ok(h);
-        }
-        // open_clip: the hub's open_clip_config.json wraps the model config in `model_cfg`.
-        let m = v.get("model_cfg").unwrap_or(v);
-        let vision = m
-            .get("vision_cfg")
-            .ok_or("no `vision_cfg` (open_clip) or `vision_config` (transformers)")?;
-        let text = m.get("text_cfg").unwrap_or(&Value::Null);
-        // open_clip builds exact GELU unless `quick_gelu` is true.
-        h.quick_gelu = Some(
-            m.get("quick_gelu")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-        );
-        let resnet = vision.get("layers").is_some_and(Value::is_array);
-        if resnet {
-            // ModifiedResNet: the tower's sizes are read from the tensors (heads = width * 32 / 64).
-            if let Some(width) = uint(vision, "width")? {
-                h.checks.push(("vision.width".into(), width));
-            }
-        } else if let Some(width) = uint(vision, "width")? {
-            let head_width = uint(vision, "head_width")?.unwrap_or(HEAD_WIDTH);
-            if head_width == 0 || width % head_width != 0 {
-                return Err(format!(
-                    "vision width {width} is not a multiple of head_width {head_width}"
-                ));
-            }
-            h.vision_heads = Some(width / head_width);
-            h.checks.push(("vision.width".into(), width));
-            if let Some(r) = vision.get("mlp_ratio").and_then(Value::as_f64) {
-                h.checks
-                    .push(("vision.mlp_width".into(), (width as f64 * r) as usize));
-            }
-        }
-        if let Some(width) = uint(text, "width")? {
-            h.checks.push(("text.width".into(), width));
-            h.text_heads = Some(uint(text, "heads")?.unwrap_or(8));
-            if let Some(r) = text.get("mlp_ratio").and_then(Value::as_f64) {
-                h.checks
-                    .push(("text.mlp_width".into(), (width as f64 * r) as usize));
-            }
-        } else {
-            h.text_heads = uint(text, "heads")?;
-        }
-        for (field, c, key) in [
-            ("embed_dim", m, "embed_dim"),
-            ("vision.image_size", vision, "image_size"),
-            ("vision.patch_size", vision, "patch_size"),
-            ("text.layers", text, "layers"),
-            ("text.context_length", text, "context_length"),
-            ("text.vocab_size", text, "vocab_size"),
-        ] {
-            if let Some(n) = uint(c, key)? {
-                h.checks.push((field.to_string(), n));
-            }
-        }
-        if !resnet && let Some(n) = uint(vision, "layers")? {
-            h.checks.push(("vision.layers".into(), n));
-        }
-        Ok(h)
-    }
-
-    /// Checks the size fields against an inferred config.
-    fn check(&self, cfg: &ClipConfig) -> Result<()> {
-        for (field, value) in &self.checks {
-            let vit = match cfg.vision {
-                VisionConfig::Vit(v) => Some(v),
-                VisionConfig::ModifiedResNet(_) => None,
-            };
-            let actual = match (field.as_str(), vit) {
-                ("embed_dim", _) => cfg.embed_dim,
-                ("vision.image_size", _) => cfg.vision.image_size(),
-                ("vision.width", Some(v)) => v.width,
-                ("vision.layers", Some(v)) => v.layers,
-                ("vision.patch_size", Some(v)) => v.patch_size,
-                ("vision.mlp_width", Some(v)) => v.mlp_width,
-                ("vision.width", None) => match cfg.vision {
-                    VisionConfig::ModifiedResNet(r) => r.width,
-                    VisionConfig::Vit(v) => v.width,
-                },
-                ("text.width", _) => cfg.text.width,
-                ("text.layers", _) => cfg.text.layers,
-                ("text.context_length", _) => cfg.text.context_length,
-                ("text.vocab_size", _) => cfg.text.vocab_size,
-                ("text.mlp_width", _) => cfg.text.mlp_width,
-                _ => continue,
-            };
-            if actual != *value {
-                return Err(mismatch(&self.source, field, value, actual));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -708,26 +396,5 @@ mod tests {
         let mut custom = b32;
         custom.activation = Activation::Gelu;
         assert_eq!(custom.name(), "custom");
-    }
-
-    #[test]
-    fn open_clip_config_hints() {
-        let v: Value = serde_json::json!({"model_cfg": {"embed_dim": 512, "quick_gelu": true,
-            "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 32},
-            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12}}});
-        let h = ConfigHints::from_json(&v, "x").unwrap();
-        assert_eq!(
-            (h.quick_gelu, h.vision_heads, h.text_heads),
-            (Some(true), Some(12), Some(8))
-        );
-        h.check(&ClipConfig::vit_b_32()).unwrap();
-        let no_quick: Value = serde_json::json!({"vision_cfg": {"width": 64}});
-        assert_eq!(
-            ConfigHints::from_json(&no_quick, "x").unwrap().quick_gelu,
-            Some(false)
-        );
-        let rn: Value = serde_json::json!({"embed_dim": 1024, "vision_cfg": {"layers": [3, 4, 6, 3], "width": 64}});
-        let h = ConfigHints::from_json(&rn, "x").unwrap();
-        h.check(&ClipConfig::preset("RN50").unwrap()).unwrap();
     }
 }
