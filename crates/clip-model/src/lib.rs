@@ -68,10 +68,10 @@
 pub use candle_core;
 
 pub mod config;
+mod cpu;
 pub mod error;
 #[cfg(feature = "hub")]
 pub mod hub;
-mod cpu;
 mod hub_id;
 pub mod model;
 mod nn;

@@ -2,7 +2,7 @@
 //! an optional residual and an optional ReLU.
 //!
 //! - [`PackedConv`] (x86-64 with AVX2 + FMA or AVX-512): NHWC feature maps ([`Nhwc`]), weights
-//!   packed once at load for [`crate::cpu::packed`]'s kernels; each band of output pixels is one
+//!   packed once at load for [`super::packed`]'s kernels; each band of output pixels is one
 //!   im2col + product with bias, residual and ReLU applied in the kernel's store.
 //! - [`conv_bias_act`] (other CPUs, or `CLIP_MODEL_UNPACKED`): NCHW, band-wise im2col + one `gemm`
 //!   call per band writing straight into the output, then bias/residual/ReLU in one pass.
@@ -12,8 +12,10 @@
 use candle_core::{Device, Result, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::cpu::attention::with_f32;
-use crate::cpu::packed::{Act, Epilogue, Kernel, PackedLinear};
+use super::epilogue::{Act, Epilogue};
+use super::packed::{Kernel, PackedMatrix};
+use super::tensor::with_f32;
+use crate::error::raise;
 
 /// Target size of one band's column matrix (bytes): small enough to stay in L2/L3, large enough
 /// that each `gemm` call has a wide right-hand side.
@@ -278,7 +280,7 @@ impl Nhwc {
 /// lays out each output pixel's patch, so a convolution is one product per band of output pixels.
 #[derive(Debug, Clone)]
 pub(crate) struct PackedConv {
-    lin: PackedLinear,
+    lin: PackedMatrix,
     c: usize,
     spec: ConvSpec,
 }
@@ -306,7 +308,7 @@ impl PackedConv {
             .to_vec1::<f32>()?;
         let b = bias.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
         let k = spec.kernel * spec.kernel * c;
-        let lin = PackedLinear::new(&w, &b, o, k, kernel).map_err(candle_core::Error::Msg)?;
+        let lin = PackedMatrix::new(&w, &b, o, k, kernel).map_err(raise)?;
         Ok(Self { lin, c, spec })
     }
 
@@ -360,7 +362,7 @@ impl PackedConv {
             });
         }
         let y = &mut out.spare_capacity_mut()[..m * o];
-        let msg = candle_core::Error::Msg;
+        let msg = raise;
         if k == 1 && s == 1 && p == 0 {
             self.lin
                 .forward_into(&x.data, m, y, epilogue(0..m), true)
@@ -485,7 +487,7 @@ mod tests {
         }
         let got = conv(&x, &wt, &bias, residual.as_ref(), spec);
         assert_eq!(got.dims(), want.dims());
-        let d = crate::cpu::attention::max_abs_diff(&got, &want);
+        let d = super::super::tensor::max_abs_diff(&got, &want);
         let scale = (c * spec.kernel * spec.kernel) as f32;
         println!("{name} {b}x{c}->{o} {hw:?} {spec:?} residual {res}: max abs {d:.3e}");
         // f32 sums of `scale` products of values in [-1, 1], accumulated in a different order.
@@ -515,19 +517,12 @@ mod tests {
     /// [`PackedConv`] on NHWC maps against candle's `conv2d` on the same NCHW data, with every
     /// kernel this CPU runs; the weights must also come back unchanged for the plain path.
     fn check_packed(b: usize, c: usize, o: usize, hw: (usize, usize), spec: ConvSpec, res: bool) {
-        let kernels: Vec<Kernel> = [Kernel::Avx512, Kernel::Avx2]
-            .into_iter()
-            .filter(|k| k.supported())
-            .collect();
-        if kernels.is_empty() {
-            eprintln!("SKIP: no packed kernels on this CPU");
-        }
-        for kernel in kernels {
+        for kernel in super::super::packed::tests::kernels("packed_conv_matches_candle_conv2d") {
             let conv: Conv = &|x, w, bias, r, spec| {
                 let packed = PackedConv::new(w, bias, spec, kernel).unwrap();
                 let (w2, b2) = packed.unpack().unwrap();
-                assert_eq!(crate::cpu::attention::max_abs_diff(&w2, w), 0.0);
-                assert_eq!(crate::cpu::attention::max_abs_diff(&b2, bias), 0.0);
+                assert_eq!(super::super::tensor::max_abs_diff(&w2, w), 0.0);
+                assert_eq!(super::super::tensor::max_abs_diff(&b2, bias), 0.0);
                 let r = r.map(|r| Nhwc::from_nchw(r).unwrap());
                 packed
                     .forward(&Nhwc::from_nchw(x).unwrap(), spec.relu, r.as_ref())
@@ -568,7 +563,7 @@ mod tests {
                 .to_nchw()
                 .unwrap();
             assert_eq!(got.dims(), want.dims());
-            let d = crate::cpu::attention::max_abs_diff(&got, &want);
+            let d = super::super::tensor::max_abs_diff(&got, &want);
             assert!(d < 1e-6, "pool {s} {hw:?}: max abs {d}");
         }
         // Smaller than the window: an error, as candle's avg_pool2d gives.

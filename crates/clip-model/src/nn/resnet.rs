@@ -24,12 +24,13 @@
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::config::ResNetConfig;
+use crate::cpu;
 use crate::cpu::conv::{ConvSpec, Nhwc, PackedConv, conv_bias_act};
-use crate::cpu::packed;
 use crate::error::{Error, Result, lower, raise};
+use crate::nn::layers::Linear;
 use crate::weights::{Weights, join_name};
 
 /// Batch-norm epsilon of every BN layer in the tower (PyTorch's default, used by OpenAI's models).
@@ -114,7 +115,7 @@ impl ConvBn {
             padding,
             relu: false,
         };
-        let weights = match packed::kernel_for(&weight) {
+        let weights = match cpu::kernel_for(&weight) {
             Some(k) => ConvWeights::Packed(Arc::new(PackedConv::new(&weight, &bias, spec, k)?)),
             None => ConvWeights::Plain(PlainConv {
                 bias: bias.reshape((1, c_out, 1, 1))?,
@@ -171,7 +172,7 @@ impl ConvBn {
         relu: bool,
         residual: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
-        if crate::cpu::attention::fused(x) && residual.is_none_or(crate::cpu::attention::fused) {
+        if cpu::fused(x) && residual.is_none_or(cpu::fused) {
             let spec = ConvSpec {
                 kernel: self.kernel,
                 stride: self.stride,
@@ -358,7 +359,7 @@ impl AttentionPool2d {
             let v = vb.pp(name);
             let w = get_f32(&v, &[out, embed], "weight")?.to_dtype(dtype)?;
             let b = get_f32(&v, &[out], "bias")?.to_dtype(dtype)?;
-            Ok(Linear::new(w, Some(b)))
+            Ok(Linear::plain(w, b))
         };
         let positional_embedding =
             get_f32(&vb, &[grid * grid + 1, embed], "positional_embedding")?.to_dtype(dtype)?;

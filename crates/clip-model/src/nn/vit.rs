@@ -4,7 +4,7 @@ use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use crate::config::{Activation, VitConfig};
-use crate::nn::layers::{Dense, Transformer, TransformerDims, layer_norm};
+use crate::nn::layers::{Linear, Transformer, TransformerDims, layer_norm};
 
 /// The ViT image tower: patch embedding (`conv1`, no bias), class token, positional embedding,
 /// `ln_pre`, residual blocks, `ln_post` on the class token, projection `proj`.
@@ -14,7 +14,7 @@ pub struct VisionTransformer {
     /// `conv1.weight` flattened to `[width, 3 * patch * patch]` (with a zero bias): a
     /// stride-`patch` convolution with a `patch`-sized kernel is a matrix product over
     /// non-overlapping patches, packed once like the blocks' linear layers.
-    patch_embed: Dense,
+    patch_embed: Linear,
     class_embedding: Tensor,
     positional_embedding: Tensor,
     ln_pre: LayerNorm,
@@ -37,7 +37,7 @@ impl VisionTransformer {
         let zero = Tensor::zeros(w, conv.dtype(), conv.device())?;
         Ok(Self {
             cfg: *cfg,
-            patch_embed: Dense::new(conv.reshape((w, 3 * p * p))?, zero)?,
+            patch_embed: Linear::new(conv.reshape((w, 3 * p * p))?, zero)?,
             class_embedding: vb.get(w, "class_embedding")?,
             positional_embedding: vb.get((tokens, w), "positional_embedding")?,
             ln_pre: layer_norm(w, vb.pp("ln_pre"))?,
