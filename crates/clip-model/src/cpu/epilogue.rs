@@ -14,6 +14,19 @@ pub(crate) enum Act {
     Gelu,
 }
 
+impl Act {
+    /// The activation of one value.
+    #[inline(always)]
+    pub(crate) fn apply(self, x: f32) -> f32 {
+        match self {
+            Act::Identity => x,
+            Act::Relu => x.max(0.0),
+            Act::QuickGelu => quick_gelu(x),
+            Act::Gelu => gelu_erf(x),
+        }
+    }
+}
+
 /// What is applied after a product: `y = act(x Wᵀ + b + r)`, `r` (if any) shaped like `y`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Epilogue<'a> {

@@ -13,22 +13,21 @@
 //!
 //! Batch norm runs in inference mode with the stored running statistics (eps 1e-5) and is folded into the
 //! preceding convolution when the weights are loaded, so each weight is held once, already fused.
-//! With f32 weights on an x86-64 CPU that has AVX2 + FMA or AVX-512, each folded convolution is also
-//! packed once for the crate's own matrix kernels and the trunk runs channels-last
-//! (an NHWC im2col + packed product per convolution); feature maps are returned NCHW either way.
+//! Each folded convolution is a [`Conv2d`] of the CPU layer, which picks its path once at load:
+//! with f32 weights on the CPU the trunk runs channels-last (an im2col + one product per band of
+//! output pixels, through the packed kernels on x86-64 CPUs with AVX2 + FMA or AVX-512);
+//! elsewhere candle's convolutions run. Feature maps are returned NCHW either way.
 //!
 //! The checkpoint names are open_clip's / OpenAI's (`visual.conv1.weight`, `visual.layer3.4.bn2.running_var`,
 //! `visual.attnpool.q_proj.weight`, …); [`ModifiedResNet::new`] takes a `VarBuilder` already pointed at the
 //! tower (`vb.pp("visual")`). The architecture, [`ResNetConfig`], is in [`crate::config`].
 
-use std::sync::Arc;
-
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::ResNetConfig;
-use crate::cpu;
-use crate::cpu::conv::{ConvSpec, Nhwc, PackedConv, conv_bias_act};
+use crate::cpu::Act;
+use crate::cpu::conv::{Conv2d, ConvSpec, FeatureMap, Nhwc};
 use crate::error::{Error, Result, lower, raise};
 use crate::nn::layers::Linear;
 use crate::weights::{Weights, join_name};
@@ -59,30 +58,11 @@ fn get_f32(vb: &VarBuilder, shape: &[usize], name: &str) -> candle_core::Result<
     Ok(t)
 }
 
-/// A bias-free convolution followed by inference-mode batch norm, folded into one convolution with bias.
+/// A bias-free convolution followed by inference-mode batch norm, folded into one convolution with
+/// bias ([`Conv2d`], which picks its own path: packed CPU kernels, `gemm`, or candle).
 #[derive(Debug, Clone)]
 struct ConvBn {
-    weights: ConvWeights,
-    dtype: DType,
-    kernel: usize,
-    padding: usize,
-    stride: usize,
-}
-
-/// The folded weights: as tensors, or packed once for the NHWC CPU path (then only there).
-#[derive(Debug, Clone)]
-enum ConvWeights {
-    Plain(PlainConv),
-    Packed(Arc<PackedConv>),
-}
-
-#[derive(Debug, Clone)]
-struct PlainConv {
-    weight: Tensor,
-    /// Shape `(1, out, 1, 1)`.
-    bias: Tensor,
-    /// Shape `(out)`, for the fused CPU kernel.
-    bias_flat: Tensor,
+    conv: Conv2d,
 }
 
 impl ConvBn {
@@ -113,150 +93,22 @@ impl ConvBn {
             kernel,
             stride,
             padding,
-            relu: false,
-        };
-        let weights = match cpu::kernel_for(&weight) {
-            Some(k) => ConvWeights::Packed(Arc::new(PackedConv::new(&weight, &bias, spec, k)?)),
-            None => ConvWeights::Plain(PlainConv {
-                bias: bias.reshape((1, c_out, 1, 1))?,
-                bias_flat: bias,
-                weight,
-            }),
         };
         Ok(Self {
-            weights,
-            dtype,
-            kernel,
-            padding,
-            stride,
+            conv: Conv2d::new(&weight, &bias, spec)?,
         })
     }
 
-    /// The weights as tensors (unpacked again for packed weights: only the NCHW path, taken for
-    /// inputs the NHWC path does not get, needs them).
-    fn plain(&self) -> candle_core::Result<PlainConv> {
-        match &self.weights {
-            ConvWeights::Plain(p) => Ok(p.clone()),
-            ConvWeights::Packed(p) => {
-                let (weight, bias) = p.unpack()?;
-                Ok(PlainConv {
-                    bias: bias.reshape((1, bias.dim(0)?, 1, 1))?,
-                    bias_flat: bias,
-                    weight,
-                })
-            }
-        }
-    }
-
-    fn is_packed(&self) -> bool {
-        matches!(self.weights, ConvWeights::Packed(_))
-    }
-
-    /// `relu?(conv(x) + bias (+ residual))` on NHWC maps: the packed kernels, or the NCHW path
-    /// on converted maps for plain weights.
-    fn run_nhwc(&self, x: &Nhwc, relu: bool, residual: Option<&Nhwc>) -> candle_core::Result<Nhwc> {
-        if let ConvWeights::Packed(p) = &self.weights {
-            return p.forward(x, relu, residual);
-        }
-        let r = residual.map(Nhwc::to_nchw).transpose()?;
-        Nhwc::from_nchw(&self.run(&x.to_nchw()?, relu, r.as_ref())?)
-    }
-}
-
-impl ConvBn {
-    /// `relu?(conv(x) + bias (+ residual))`: one fused CPU kernel for contiguous f32 input, candle ops
-    /// otherwise.
+    /// `relu?(conv(x) + bias (+ residual))`.
     fn run(
         &self,
-        x: &Tensor,
+        x: &FeatureMap,
         relu: bool,
-        residual: Option<&Tensor>,
-    ) -> candle_core::Result<Tensor> {
-        if cpu::fused(x) && residual.is_none_or(cpu::fused) {
-            let spec = ConvSpec {
-                kernel: self.kernel,
-                stride: self.stride,
-                padding: self.padding,
-                relu,
-            };
-            let p = self.plain()?;
-            return conv_bias_act(x, &p.weight, &p.bias_flat, residual, spec);
-        }
-        let mut y = self.forward(x)?;
-        if let Some(r) = residual {
-            y = (y + r)?;
-        }
-        if relu { y.relu() } else { Ok(y) }
+        residual: Option<&FeatureMap>,
+    ) -> candle_core::Result<FeatureMap> {
+        let act = if relu { Act::Relu } else { Act::Identity };
+        self.conv.forward(x, act, residual)
     }
-}
-
-impl Module for ConvBn {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let PlainConv { weight, bias, .. } = self.plain()?;
-        let (c_out, c_in, kh, kw) = weight.dims4()?;
-        let y = if kh == 1 && kw == 1 && self.stride == 1 && self.padding == 0 {
-            // A 1x1 convolution is one matrix product per image, on the NCHW data as it lies
-            // (candle's conv path copies the input and output element by element).
-            let (b, _, h, w) = x.dims4()?;
-            let x = x.contiguous()?.reshape((b, c_in, h * w))?;
-            let k = weight.reshape((c_out, c_in))?;
-            let y = if b == 1 {
-                k.matmul(&x.squeeze(0)?)?.unsqueeze(0)?
-            } else {
-                k.broadcast_left(b)?.matmul(&x)?
-            };
-            y.reshape((b, c_out, h, w))?
-        } else if kh == 3
-            && kw == 3
-            && self.stride == 1
-            && self.padding == 1
-            && x.device().is_cpu()
-            && x.dim(2)? * x.dim(3)? <= IM2COL_MAX_PIXELS
-        {
-            conv3x3_im2col(x, &weight)?
-        } else if x.dtype() == DType::BF16 && x.device().is_cpu() {
-            // candle's CPU conv2d has no bf16 kernel: convolve in f32, round back to bf16.
-            x.to_dtype(DType::F32)?
-                .conv2d(
-                    &weight.to_dtype(DType::F32)?,
-                    self.padding,
-                    self.stride,
-                    1,
-                    1,
-                )?
-                .to_dtype(DType::BF16)?
-        } else {
-            x.conv2d(&weight, self.padding, self.stride, 1, 1)?
-        };
-        y.broadcast_add(&bias)
-    }
-}
-
-/// Largest feature map (pixels) for which a 3×3 convolution runs as one im2col matrix product on the
-/// CPU; above it candle's tiled convolution is used (building the 9× larger column matrix costs more
-/// than it saves there). Measured on a 2-core AVX2 machine: 1.1–2× faster at 56², 28² and 14².
-const IM2COL_MAX_PIXELS: usize = 56 * 56;
-
-/// 3×3 convolution, stride 1, padding 1, as `weight (O, 9C) · columns (9C, HW)` per image.
-fn conv3x3_im2col(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let c_out = weight.dim(0)?;
-    let xp = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
-    let mut taps = Vec::with_capacity(9);
-    for dy in 0..3 {
-        for dx in 0..3 {
-            taps.push(xp.narrow(2, dy, h)?.narrow(3, dx, w)?);
-        }
-    }
-    // (B, C, 9, H, W): column index c * 9 + (dy * 3 + dx), the order of the (O, C, 3, 3) kernel.
-    let cols = Tensor::stack(&taps, 2)?.reshape((b, c * 9, h * w))?;
-    let k = weight.reshape((c_out, c * 9))?;
-    let y = if b == 1 {
-        k.matmul(&cols.squeeze(0)?)?.unsqueeze(0)?
-    } else {
-        k.broadcast_left(b)?.matmul(&cols)?
-    };
-    y.reshape((b, c_out, h, w))
 }
 
 /// A bottleneck block with anti-aliased striding.
@@ -294,48 +146,26 @@ impl Bottleneck {
             downsample,
         })
     }
-}
 
-impl Module for Bottleneck {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &FeatureMap) -> candle_core::Result<FeatureMap> {
         let mut out = self.conv1.run(x, true, None)?;
         out = self.conv2.run(&out, true, None)?;
-        if self.stride > 1 {
-            out = out.avg_pool2d(self.stride)?;
-        }
-        let identity = match &self.downsample {
-            Some(ds) if self.stride > 1 => ds.run(&x.avg_pool2d(self.stride)?, false, None)?,
-            Some(ds) => ds.run(x, false, None)?,
-            None => x.clone(),
-        };
-        self.conv3.run(&out, true, Some(&identity))
-    }
-}
-
-impl Bottleneck {
-    /// [`Module::forward`] on NHWC maps.
-    fn forward_nhwc(&self, x: &Nhwc) -> candle_core::Result<Nhwc> {
-        let mut out = self.conv1.run_nhwc(x, true, None)?;
-        out = self.conv2.run_nhwc(&out, true, None)?;
         if self.stride > 1 {
             out = out.avg_pool(self.stride)?;
         }
         let shortcut = match &self.downsample {
-            Some(ds) if self.stride > 1 => {
-                Some(ds.run_nhwc(&x.avg_pool(self.stride)?, false, None)?)
-            }
-            Some(ds) => Some(ds.run_nhwc(x, false, None)?),
+            Some(ds) if self.stride > 1 => Some(ds.run(&x.avg_pool(self.stride)?, false, None)?),
+            Some(ds) => Some(ds.run(x, false, None)?),
             None => None,
         };
         self.conv3
-            .run_nhwc(&out, true, Some(shortcut.as_ref().unwrap_or(x)))
+            .run(&out, true, Some(shortcut.as_ref().unwrap_or(x)))
     }
 
-    fn is_packed(&self) -> bool {
+    fn convs(&self) -> impl Iterator<Item = &ConvBn> {
         [&self.conv1, &self.conv2, &self.conv3]
             .into_iter()
             .chain(&self.downsample)
-            .all(ConvBn::is_packed)
     }
 }
 
@@ -380,14 +210,6 @@ impl AttentionPool2d {
     }
 }
 
-impl Module for AttentionPool2d {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, c, h, w) = x.dims4()?;
-        // (B, C, H, W) -> (B, HW, C).
-        self.forward_tokens(&x.reshape((b, c, h * w))?.transpose(1, 2)?)
-    }
-}
-
 impl AttentionPool2d {
     /// The pool on the final map as `(B, HW, C)` tokens.
     fn forward_tokens(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -428,8 +250,10 @@ pub struct ModifiedResNet {
     stages: Vec<Vec<Bottleneck>>,
     attnpool: AttentionPool2d,
     cfg: ResNetConfig,
-    /// Every convolution packed: the trunk runs NHWC through the packed kernels.
-    packed: bool,
+    /// Every convolution runs on the CPU (f32): the trunk runs channels-last.
+    nhwc: bool,
+    /// The model dtype (of the NCHW path).
+    dtype: DType,
 }
 
 impl ModifiedResNet {
@@ -463,14 +287,17 @@ impl ModifiedResNet {
             stages.push(stage);
         }
         let attnpool = AttentionPool2d::new(vb.pp("attnpool"), cfg)?;
-        let packed = stem.iter().all(ConvBn::is_packed)
-            && stages.iter().flatten().all(Bottleneck::is_packed);
+        let nhwc = stem
+            .iter()
+            .chain(stages.iter().flatten().flat_map(Bottleneck::convs))
+            .all(|c| c.conv.runs_nhwc());
         Ok(Self {
             stem,
             stages,
             attnpool,
             cfg: *cfg,
-            packed,
+            nhwc,
+            dtype: vb.dtype(),
         })
     }
 
@@ -538,62 +365,40 @@ impl ModifiedResNet {
     pub fn feature_maps(&self, pixels: &Tensor) -> Result<Vec<Tensor>> {
         self.check_input(pixels)?;
         let mut maps = Vec::with_capacity(5);
-        if self.packed && pixels.device().is_cpu() {
-            let mut x = self.stem_nhwc(pixels).map_err(lower)?;
-            maps.push(x.to_nchw().map_err(lower)?);
-            for stage in &self.stages {
-                for block in stage {
-                    x = block.forward_nhwc(&x).map_err(lower)?;
-                }
-                maps.push(x.to_nchw().map_err(lower)?);
-            }
-            return Ok(maps);
-        }
-        let mut x = self.stem_forward(pixels).map_err(lower)?;
-        maps.push(x.clone());
+        let mut x = self.stem(pixels)?;
+        maps.push(x.to_nchw()?);
         for stage in &self.stages {
             for block in stage {
-                x = block.forward(&x).map_err(lower)?;
+                x = block.forward(&x)?;
             }
-            maps.push(x.clone());
+            maps.push(x.to_nchw()?);
         }
         Ok(maps)
     }
 
-    fn stem_nhwc(&self, x: &Tensor) -> candle_core::Result<Nhwc> {
-        let mut x = Nhwc::from_nchw(x)?;
+    /// The stem on `pixels` (NCHW), in the layout the convolutions run in: channels-last f32
+    /// when they all run on the CPU, the model dtype's NCHW tensors otherwise.
+    fn stem(&self, pixels: &Tensor) -> candle_core::Result<FeatureMap> {
+        let mut x = if self.nhwc && pixels.device().is_cpu() {
+            FeatureMap::Nhwc(Nhwc::from_nchw(pixels)?)
+        } else {
+            FeatureMap::Nchw(pixels.to_dtype(self.dtype)?.contiguous()?)
+        };
         for conv in &self.stem {
-            x = conv.run_nhwc(&x, true, None)?;
+            x = conv.run(&x, true, None)?;
         }
         x.avg_pool(2)
-    }
-
-    fn stem_forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let x = x.to_dtype(self.stem[0].dtype)?;
-        let mut x = self.stem[0].run(&x.contiguous()?, true, None)?;
-        x = self.stem[1].run(&x, true, None)?;
-        x = self.stem[2].run(&x, true, None)?;
-        x.avg_pool2d(2)
     }
 }
 
 impl Module for ModifiedResNet {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if self.packed && x.device().is_cpu() {
-            let mut h = self.stem_nhwc(x)?;
-            for stage in &self.stages {
-                for block in stage {
-                    h = block.forward_nhwc(&h)?;
-                }
-            }
-            return self.attnpool.forward_tokens(&h.into_tokens()?);
-        }
-        let mut x = self.stem_forward(x)?;
+        let mut h = self.stem(x)?;
         for stage in &self.stages {
             for block in stage {
-                x = block.forward(&x)?;
+                h = block.forward(&h)?;
             }
         }
-        self.attnpool.forward(&x)
+        self.attnpool.forward_tokens(&h.into_tokens()?)
     }
 }
