@@ -30,6 +30,7 @@ use crate::cpu::Act;
 use crate::cpu::conv::{Conv2d, ConvSpec, FeatureMap, Nhwc};
 use crate::error::{Error, Result, lower, raise};
 use crate::nn::layers::Linear;
+use crate::nn::{ImageTower, check_pixels};
 use crate::weights::{Weights, join_name};
 
 /// Batch-norm epsilon of every BN layer in the tower (PyTorch's default, used by OpenAI's models).
@@ -349,13 +350,7 @@ impl ModifiedResNet {
     }
 
     fn check_input(&self, pixels: &Tensor) -> Result<()> {
-        let s = self.cfg.image_size;
-        match pixels.dims() {
-            [b, 3, h, w] if *b > 0 && *h == s && *w == s => Ok(()),
-            dims => Err(Error::InvalidInput(format!(
-                "pixels must have shape (batch, 3, {s}, {s}) with batch > 0, found {dims:?}"
-            ))),
-        }
+        check_pixels(pixels, self.cfg.image_size)
     }
 }
 
@@ -400,5 +395,19 @@ impl Module for ModifiedResNet {
             }
         }
         self.attnpool.forward_tokens(&h.into_tokens()?)
+    }
+}
+
+impl ImageTower for ModifiedResNet {
+    fn image_size(&self) -> usize {
+        self.cfg.image_size
+    }
+
+    fn output_dim(&self) -> usize {
+        self.cfg.output_dim
+    }
+
+    fn encode(&self, pixels: &Tensor) -> Result<Tensor> {
+        ModifiedResNet::encode(self, pixels)
     }
 }
