@@ -1,6 +1,6 @@
 //! Prepacked-weight matrix products for the CPU: `y = act(x Wᵀ + b + r)`, for the linear layers
-//! and patch embedding of the transformers, the per-head products of attention and (through
-//! [`crate::cpu::conv::PackedConv`]) the ResNet convolutions.
+//! and patch embedding of the transformers, the per-head products of attention (`attention.rs`)
+//! and the ResNet convolutions (`conv.rs`).
 //!
 //! candle's CPU matmul hands every call to the `gemm` crate, which packs both operands again on
 //! every call: for a weight matrix that never changes that is a full extra read and write of the

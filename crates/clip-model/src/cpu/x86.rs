@@ -1,6 +1,6 @@
-//! The x86-64 micro-kernels (AVX-512F, AVX2 + FMA) behind [`super::packed`] and the AVX-512
-//! softmax and `exp` of [`super::attention`]. Only `std::arch` intrinsics here; callers check
-//! [`super::packed::Kernel::supported`] before calling in.
+//! The x86-64 micro-kernels (AVX-512F, AVX2 + FMA) of the packed products (`packed.rs`) and the
+//! AVX-512 softmax and `exp` of attention (`attention.rs`). Only `std::arch` intrinsics here;
+//! callers check that the CPU runs a kernel before calling in.
 
 use std::arch::x86_64::*;
 
