@@ -8,9 +8,9 @@
 //!
 //! - [`packed`]: a weight matrix packed once at load ([`PackedMatrix`]) and the blocked product
 //!   `act(x Wᵀ + b + r)`; the micro-kernels themselves are in `x86` (AVX-512F, AVX2 + FMA).
-//! - [`attention`]: multi-head attention straight from the packed q/k/v projection.
+//! - [`mod@attention`]: multi-head attention straight from the packed q/k/v projection.
 //! - [`elementwise`]: bias + residual + activation in one in-place pass ([`bias_epilogue`]).
-//! - [`conv`]: convolution ([`Conv2d`], one entry point), channels-last maps ([`Nhwc`]).
+//! - [`conv`]: convolution ([`conv::Conv2d`], one entry point), channels-last maps ([`conv::Nhwc`]).
 //! - `tensor`: when the fast paths apply ([`fused`]) and how they reach a tensor's values.
 //!
 //! Switches, read once per process, for A/B runs: `CLIP_MODEL_UNFUSED=1` (plain candle ops

@@ -184,7 +184,7 @@ impl ResidualBlock {
         &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
     }
 
-    /// The same block through the fused CPU kernels of [`crate::cpu::attention`]: whole-batch `[B·T, D]`
+    /// The same block through the fused CPU kernels of [`mod@crate::cpu::attention`]: whole-batch `[B·T, D]`
     /// matmuls, bias / activation / residual applied in place, attention straight from the packed
     /// projection. `Ok(None)` where they do not apply (other devices and dtypes).
     fn forward_fused(&self, x: &Tensor, causal: bool) -> Result<Option<Tensor>> {
