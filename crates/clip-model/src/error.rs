@@ -124,6 +124,25 @@ pub enum Error {
     /// The tokenizer's vocabulary is unreadable, or the tokenizer failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A CPU kernel was handed operands whose sizes do not fit together (a bug in the calling
+    /// code, reported instead of a panic: the model code checks shapes before the kernels run).
+    #[error("{op}: {operand} has size {found}, expected {expected}")]
+    KernelOperand {
+        /// The kernel, e.g. `packed product`.
+        op: &'static str,
+        /// The operand, e.g. `input`, `residual`.
+        operand: &'static str,
+        /// The size the kernel needs (values).
+        expected: usize,
+        /// The size handed in.
+        found: usize,
+    },
+    /// Kernels were asked for that this CPU cannot run.
+    #[error("the {kernel} kernels are not supported on this CPU")]
+    UnsupportedCpu {
+        /// The kernel family, e.g. `AVX-512`.
+        kernel: &'static str,
+    },
 }
 
 fn path_suffix(path: &Option<PathBuf>) -> String {

@@ -14,15 +14,32 @@
 //! - [`Error`] is the crate's error type: missing tensors, wrong shapes, unsupported dtypes and
 //!   damaged files are typed errors naming the tensor or file.
 //!
+//! ## Where things are
+//!
+//! Two rooms, with imports pointing one way: the model code uses the CPU compute layer, which
+//! knows nothing of CLIP (it imports only [`error`]).
+//!
+//! | path | what is there |
+//! | --- | --- |
+//! | `config/` | architectures: [`ClipConfig`], [`VitConfig`], [`TextConfig`], [`ResNetConfig`] and their presets (`mod.rs`, `resnet.rs`); inference from tensor shapes (`infer.rs`); config files beside the weights, [`ConfigHints`] (`hints.rs`) |
+//! | `weights.rs` | safetensors files, memory-mapped ([`SafetensorsFile`]); either naming seen through open_clip's names ([`Weights`], [`Naming`]) |
+//! | `nn/` | model code only: the [`ImageTower`] contract every image tower implements (`mod.rs`); the transformer blocks and the one linear layer type (`layers.rs`); the towers (`vit.rs`, `text.rs`, `resnet.rs`) |
+//! | `model.rs` | [`ClipModel`]: loading, the [`VisionTower`] choice, encoding |
+//! | `cpu/` | the compute layer: packed matrix products (`packed.rs`, x86 micro-kernels in `x86.rs`), attention, bias/residual/activation epilogues (`elementwise.rs`, `epilogue.rs`), convolution (`conv.rs`); each entry point has its candle fallback behind it |
+//! | `tokenizer/` | CLIP's BPE tokenizer, [`Tokenizer`] |
+//! | `hub_id.rs` | hub model ids, [`HubId`] (fetching them is the `clip` facade's job) |
+//! | `error.rs` | the crate's [`Error`] |
+//!
 //! Computation runs on candle (re-exported as [`candle_core`]), f32 on the CPU by default; see
 //! [`LoadOptions`] for f16 / bf16 and devices (cargo features `cuda`, `metal`).
 //! Hub ids are parsed by [`HubId`]; downloading them is the `clip` facade crate's job.
 //!
 //! On an x86-64 CPU with AVX2 + FMA or AVX-512 and f32 weights, the linear layers and convolutions
 //! are packed once at load into the layout of this crate's own matrix kernels (runtime-dispatched;
-//! bias, residual and activation applied in the kernels' stores) and the ResNet trunk runs
-//! channels-last; elsewhere candle's ops run. Environment switches, read once per process, for
-//! A/B timing: `CLIP_MODEL_UNPACKED=1` (candle's matmul inside the fused blocks),
+//! bias, residual and activation applied in the kernels' stores); the ResNet trunk runs
+//! channels-last with f32 weights on any CPU (its convolutions through `gemm` where the packed
+//! kernels do not run); elsewhere candle's ops run. Environment switches, read once per process,
+//! for A/B timing: `CLIP_MODEL_UNPACKED=1` (candle's matmul / `gemm` instead of the packed kernels),
 //! `CLIP_MODEL_UNFUSED=1` (plain candle ops throughout), `CLIP_MODEL_KERNEL=avx2`. Every path is
 //! checked against open_clip by the tests.
 //!
@@ -68,23 +85,28 @@
 pub use candle_core;
 
 pub mod config;
+mod cpu;
 pub mod error;
 mod hub_id;
-mod layers;
 pub mod model;
-mod ops;
-mod ops_conv;
-mod packed;
-pub mod resnet;
-pub mod text;
+mod nn;
 pub mod tokenizer;
-pub mod vit;
 pub mod weights;
+
+pub use nn::{text, vit};
+
+/// CLIP's ModifiedResNet image tower: the model ([`ModifiedResNet`]) and its architecture
+/// ([`ResNetConfig`], which lives in [`config`] beside the other towers' configs).
+pub mod resnet {
+    pub use crate::config::{HEAD_WIDTH as POOL_HEAD_WIDTH, ResNetConfig};
+    pub use crate::nn::resnet::{BATCH_NORM_EPS, ModifiedResNet};
+}
 
 pub use config::{Activation, ClipConfig, ConfigHints, TextConfig, VisionConfig, VitConfig};
 pub use error::{Error, Result};
 pub use hub_id::HubId;
 pub use model::{ClipModel, LoadOptions, TextLength, VisionTower};
+pub use nn::ImageTower;
 pub use resnet::{ModifiedResNet, ResNetConfig};
 pub use text::TextTransformer;
 pub use tokenizer::{TokenBatch, Tokenizer, Truncation};

@@ -9,16 +9,19 @@ use candle_nn::var_builder::SimpleBackend;
 
 use crate::config::{Activation, ClipConfig, ConfigHints, VisionConfig};
 use crate::error::{Error, Result, lower, raise};
-use crate::layers::l2_normalize;
-use crate::resnet::ModifiedResNet;
-use crate::text::TextTransformer;
-use crate::vit::VisionTransformer;
+use crate::nn::ImageTower;
+use crate::nn::layers::l2_normalize;
+use crate::nn::resnet::ModifiedResNet;
+use crate::nn::text::TextTransformer;
+use crate::nn::vit::VisionTransformer;
 use crate::weights::{Naming, Weights};
 
 /// The image tower, one variant per backbone family.
 ///
-/// Each variant's type is built by `new(vb.pp("visual"), …)` and run by `forward(pixels)`, which
-/// returns `[batch, embed_dim]` (projection included).
+/// Each variant's type is built from the tensors under `visual` (`new(vb.pp("visual"), …)`) and
+/// implements [`ImageTower`], as does this enum: [`ImageTower::encode`] maps
+/// `[batch, 3, image_size, image_size]` pixels to `[batch, embed_dim]` embeddings (projection
+/// included), with this crate's [`Error`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum VisionTower {
@@ -30,26 +33,38 @@ pub enum VisionTower {
 
 impl VisionTower {
     /// Builds the tower `cfg` describes from `vb` pointed at the checkpoint root.
-    fn new(vb: VarBuilder, cfg: &ClipConfig) -> candle_core::Result<Self> {
-        match &cfg.vision {
-            VisionConfig::Vit(v) => Ok(VisionTower::Vit(VisionTransformer::new(
-                vb.pp("visual"),
-                v,
-                cfg.embed_dim,
-                cfg.activation,
-            )?)),
-            VisionConfig::ModifiedResNet(r) => Ok(VisionTower::ModifiedResNet(
-                ModifiedResNet::new(vb.pp("visual"), r).map_err(raise)?,
-            )),
-        }
+    fn new(vb: VarBuilder, cfg: &ClipConfig) -> Result<Self> {
+        let vb = vb.pp("visual");
+        Ok(match &cfg.vision {
+            VisionConfig::Vit(v) => VisionTower::Vit(
+                VisionTransformer::new(vb, v, cfg.embed_dim, cfg.activation).map_err(lower)?,
+            ),
+            VisionConfig::ModifiedResNet(r) => {
+                VisionTower::ModifiedResNet(ModifiedResNet::new(vb, r)?)
+            }
+        })
     }
 
-    /// `pixels`: `[batch, 3, size, size]` in the model dtype → `[batch, embed_dim]`.
-    fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+    /// The tower as the common contract.
+    fn tower(&self) -> &dyn ImageTower {
         match self {
-            VisionTower::Vit(v) => v.forward(pixels).map_err(lower),
-            VisionTower::ModifiedResNet(r) => r.encode(pixels),
+            VisionTower::Vit(v) => v,
+            VisionTower::ModifiedResNet(r) => r,
         }
+    }
+}
+
+impl ImageTower for VisionTower {
+    fn image_size(&self) -> usize {
+        self.tower().image_size()
+    }
+
+    fn output_dim(&self) -> usize {
+        self.tower().output_dim()
+    }
+
+    fn encode(&self, pixels: &Tensor) -> Result<Tensor> {
+        self.tower().encode(pixels)
     }
 }
 
@@ -158,8 +173,8 @@ impl ClipModel {
 
     /// Builds a model from any `VarBuilder` whose names are open_clip's.
     pub fn new(vb: VarBuilder, config: &ClipConfig) -> Result<Self> {
+        let vision = VisionTower::new(vb.clone(), config)?;
         let build = || -> candle_core::Result<Self> {
-            let vision = VisionTower::new(vb.clone(), config)?;
             let text = TextTransformer::new(
                 vb.clone(),
                 &config.text,
@@ -238,7 +253,7 @@ impl ClipModel {
             .to_device(&self.device)?
             .to_dtype(self.dtype)?
             .contiguous()?;
-        Ok(self.vision.forward(&x)?.to_dtype(DType::F32)?)
+        Ok(self.vision.encode(&x)?.to_dtype(DType::F32)?)
     }
 
     /// L2-normalised image embeddings, `[batch, embed_dim]` in f32.

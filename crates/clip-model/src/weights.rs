@@ -584,6 +584,16 @@ impl SimpleBackend for Weights {
     }
 }
 
+/// `prefix.name`, or `name` alone for an empty prefix: a tensor's full name under a `VarBuilder`
+/// prefix.
+pub(crate) fn join_name(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

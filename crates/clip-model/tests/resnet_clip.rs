@@ -9,19 +9,13 @@ use std::path::PathBuf;
 
 use clip_model::candle_core::{Device, Tensor};
 use clip_model::{ClipModel, VisionConfig, VisionTower};
-use dev_support::Npy;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 fn npy(path: PathBuf) -> Tensor {
-    let a = Npy::read(path).unwrap();
-    let shape = a.shape.clone();
-    match a.data {
-        dev_support::NpyData::F32(v) => Tensor::from_vec(v, shape, &Device::Cpu).unwrap(),
-        dev_support::NpyData::I64(v) => Tensor::from_vec(v, shape, &Device::Cpu).unwrap(),
-    }
+    dev_support::read_tensor(path).unwrap()
 }
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {

@@ -14,7 +14,6 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use clip_model::Error;
 use clip_model::resnet::{ModifiedResNet, ResNetConfig};
-use dev_support::Npy;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -26,9 +25,7 @@ fn tensors() -> HashMap<String, Tensor> {
 }
 
 fn npy(name: &str) -> Tensor {
-    let a = Npy::read(fixtures().join(name)).unwrap();
-    let shape = a.shape.clone();
-    Tensor::from_vec(a.into_f32().unwrap(), shape, &Device::Cpu).unwrap()
+    dev_support::read_tensor(fixtures().join(name)).unwrap()
 }
 
 fn tiny_config() -> ResNetConfig {
@@ -120,9 +117,10 @@ fn feature_maps_match_open_clip() {
         .iter()
         .flat_map(|m| m.flatten_all().unwrap().to_vec1::<f32>().unwrap())
         .collect();
-    let want = Npy::read(fixtures().join("resnet_tiny_maps.npy"))
+    let want = npy("resnet_tiny_maps.npy")
+        .flatten_all()
         .unwrap()
-        .into_f32()
+        .to_vec1::<f32>()
         .unwrap();
     assert_eq!(got.len(), want.len());
     let d = dev_support::max_abs_diff(&got, &want).unwrap();

@@ -7,9 +7,8 @@
 
 use std::path::PathBuf;
 
-use clip_model::candle_core::{DType, Device, Tensor};
+use clip_model::candle_core::{DType, Tensor};
 use clip_model::{Activation, ClipModel, LoadOptions, Naming, TextLength, VisionConfig, Weights};
-use dev_support::Npy;
 
 const MIN_COSINE: f32 = 0.99999;
 const MAX_ABS: f32 = 1e-4;
@@ -18,30 +17,27 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vit_tiny")
 }
 
-fn npy_f32(name: &str) -> (Vec<usize>, Vec<f32>) {
-    let a = Npy::read(fixtures().join(name)).unwrap();
-    let shape = a.shape.clone();
-    (shape, a.into_f32().unwrap())
+fn npy(name: &str) -> Tensor {
+    dev_support::read_tensor(fixtures().join(name)).unwrap()
 }
 
 fn pixels() -> Tensor {
-    let (shape, data) = npy_f32("pixels.npy");
-    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    npy("pixels.npy")
 }
 
 fn token_ids() -> Tensor {
-    let a = Npy::read(fixtures().join("token_ids.npy")).unwrap();
-    let shape = a.shape.clone();
-    Tensor::from_vec(a.into_i64().unwrap(), shape, &Device::Cpu).unwrap()
+    npy("token_ids.npy")
 }
 
 /// Per row: (cosine, max |diff|); asserts the bars and prints the worst values.
 fn compare(what: &str, ours: &Tensor, reference: &str) -> (f32, f32) {
-    let (shape, want) = npy_f32(reference);
-    assert_eq!(ours.dims(), shape.as_slice(), "{what}: shape");
+    let want = npy(reference);
+    assert_eq!(ours.dims(), want.dims(), "{what}: shape");
     let got = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let dim = want.dims()[1];
+    let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     // NaN anywhere makes both numbers NaN, which fails the bars below.
-    let a = dev_support::agreement(&got, &want, shape[1]).unwrap();
+    let a = dev_support::agreement(&got, &want, dim).unwrap();
     let (min_cos, max_abs) = (a.min_cosine as f32, a.max_abs_diff as f32);
     println!(
         "{what}: min cosine {min_cos:.9}, max |diff| {max_abs:.3e} ({} rows)",

@@ -2,8 +2,15 @@
 //!
 //! - [`shared_data`] finds the read-only shared data folder (ImageNet devkit, sample photos, CLIP
 //!   vocabulary) through the `CLIP_SHARED_DATA` environment variable, which `.ci/run` sets.
+//! - The skip policy, one for every test: [`skip_or_fail`] when a resource (shared data, a
+//!   browser, …) is missing — a failure under `CI`, a `SKIP(resource)` line otherwise — and
+//!   [`cpu_features_or_skip`] when the CPU lacks an instruction set — a counted `SKIP(cpu)` line,
+//!   or a failure for features listed in `CLIP_REQUIRE_CPU_FEATURES`. Skip lines go to the
+//!   process's standard output even when the test harness captures output, so a CI log can count
+//!   them (`grep -c '^SKIP('`).
 //! - [`Npy`] reads and writes little-endian `float32` / `int64` `.npy` files, the format of the
-//!   committed reference fixtures made by the Python scripts under `tools/reference`.
+//!   committed reference fixtures made by the Python scripts under `tools/reference`; with the
+//!   `candle` feature, [`read_tensor`] reads one straight into a candle tensor.
 //! - [`rerun_tests_with_env`] re-runs tests of the current test binary in a child process with an
 //!   environment variable set (for switches a library reads once per process).
 //! - [`Rng`] makes small deterministic pseudo-random data (SplitMix64) for tests and benches.
@@ -21,12 +28,21 @@
 //! ```
 #![deny(missing_docs)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub mod tiny_clip;
 
 /// Environment variable naming the shared data folder (`../shared/data` beside the repository).
 pub const SHARED_DATA_ENV: &str = "CLIP_SHARED_DATA";
+
+/// Environment variable that CI sets: with it, a test whose resource is missing fails.
+pub const CI_ENV: &str = "CI";
+
+/// Environment variable listing CPU features (comma-separated, e.g. `avx512f,avx2,fma`) that
+/// the tests must find: a test needing one of them fails instead of skipping when it is missing.
+/// For CI machines known to have them, so kernels cannot go untested unnoticed.
+pub const REQUIRE_CPU_FEATURES_ENV: &str = "CLIP_REQUIRE_CPU_FEATURES";
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +62,9 @@ pub enum Error {
     /// Two arrays that should be compared element by element have different sizes.
     #[error("cannot compare: {0}")]
     Mismatch(String),
+    /// A `.npy` array could not become a tensor (only with the `candle` feature).
+    #[error("cannot make a tensor: {0}")]
+    Tensor(String),
     /// The shared data folder could not be found.
     #[error(
         "shared data folder not found: set {SHARED_DATA_ENV} to the `shared/data` folder \
@@ -139,19 +158,90 @@ pub fn shared_data() -> Result<PathBuf, Error> {
     }
 }
 
-/// For tests: the shared data folder, or `None` after printing why the test is skipped.
+/// For tests: the shared data folder, or `None` after [`skip_or_fail`] said why the test is
+/// skipped.
 ///
-/// Panics (fails the test) when `CLIP_SHARED_DATA` is set but the folder is missing, so CI
-/// can never silently skip.
+/// Fails the test when `CLIP_SHARED_DATA` or `CI` is set but the folder is missing, so CI can
+/// never silently skip.
 pub fn shared_data_or_skip(test: &str) -> Option<PathBuf> {
     match shared_data() {
         Ok(d) => Some(d),
         Err(e) if std::env::var_os(SHARED_DATA_ENV).is_some() => panic!("{test}: {e}"),
         Err(e) => {
-            eprintln!("SKIPPED {test}: {e}");
+            skip_or_fail(test, &e);
             None
         }
     }
+}
+
+/// For a test that cannot run because a resource is missing (shared data, a browser, a tool):
+/// panics (fails the test) when `CI` is set, else prints `SKIP(resource): {test}: {reason}`.
+/// The caller returns after it.
+pub fn skip_or_fail(test: &str, reason: &dyn std::fmt::Display) {
+    if std::env::var_os(CI_ENV).is_some() {
+        panic!("{test}: {reason} (a missing resource fails the test when {CI_ENV} is set)");
+    }
+    report_skip("resource", test, reason);
+}
+
+/// For a test that needs CPU features (`avx512f`, `avx2`, `fma`, …, as
+/// `is_x86_feature_detected!` spells them): `true` when this CPU has them all. Otherwise prints
+/// `SKIP(cpu): {test}: …` (a counted skip, not a failure: a CI machine may lack AVX-512) and
+/// returns `false` — unless a missing feature is listed in `CLIP_REQUIRE_CPU_FEATURES`, which
+/// fails the test. Panics on a feature name it does not know.
+pub fn cpu_features_or_skip(test: &str, features: &[&str]) -> bool {
+    let missing: Vec<&str> = features
+        .iter()
+        .copied()
+        .filter(|f| !has_cpu_feature(f))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let required = std::env::var(REQUIRE_CPU_FEATURES_ENV).unwrap_or_default();
+    let required: Vec<&str> = required.split(',').map(str::trim).collect();
+    if let Some(f) = missing.iter().find(|f| required.contains(f)) {
+        panic!("{test}: this CPU lacks `{f}`, which {REQUIRE_CPU_FEATURES_ENV} requires");
+    }
+    report_skip(
+        "cpu",
+        test,
+        &format_args!("this CPU lacks {}", missing.join(", ")),
+    );
+    false
+}
+
+/// Whether this CPU has the feature `name` (x86-64 names; always `false` elsewhere).
+///
+/// Panics on a name this function does not know, so a typo cannot turn into a skip.
+pub fn has_cpu_feature(name: &str) -> bool {
+    const KNOWN: [&str; 6] = ["avx512f", "avx2", "fma", "avx", "sse4.1", "f16c"];
+    assert!(KNOWN.contains(&name), "unknown CPU feature `{name}`");
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        match name {
+            "avx512f" => has!("avx512f"),
+            "avx2" => has!("avx2"),
+            "fma" => has!("fma"),
+            "avx" => has!("avx"),
+            "sse4.1" => has!("sse4.1"),
+            _ => has!("f16c"),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Writes one `SKIP(kind): test: reason` line to the process's standard output. Not `println!`:
+/// the test harness captures that for passing tests, and a skip must show in every log.
+fn report_skip(kind: &str, test: &str, reason: &dyn std::fmt::Display) {
+    let line = format!("SKIP({kind}): {test}: {reason}\n");
+    let mut out = std::io::stdout().lock();
+    // A closed stdout cannot be reported to anyone; the test still returns as skipped.
+    let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
 }
 
 /// The workspace root (the folder holding the root `Cargo.toml`).
@@ -282,6 +372,17 @@ impl Npy {
         }
     }
 
+    /// The array as a candle tensor on the CPU (`F32` or `I64`), with its shape.
+    #[cfg(feature = "candle")]
+    pub fn into_tensor(self) -> Result<candle_core::Tensor, Error> {
+        let device = candle_core::Device::Cpu;
+        let t = match self.data {
+            NpyData::F32(v) => candle_core::Tensor::from_vec(v, self.shape, &device),
+            NpyData::I64(v) => candle_core::Tensor::from_vec(v, self.shape, &device),
+        };
+        t.map_err(|e| Error::Tensor(e.to_string()))
+    }
+
     /// Reads a `.npy` file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
@@ -387,6 +488,12 @@ impl Npy {
     }
 }
 
+/// Reads a `.npy` fixture as a candle tensor on the CPU (`F32` or `I64`, with its shape).
+#[cfg(feature = "candle")]
+pub fn read_tensor(path: impl AsRef<Path>) -> Result<candle_core::Tensor, Error> {
+    Npy::read(path)?.into_tensor()
+}
+
 fn chunks<const N: usize>(
     body: &[u8],
     n: usize,
@@ -488,6 +595,18 @@ mod tests {
         assert!(zero.min_cosine.is_nan());
         assert!(agreement(&[1.0; 4], &[1.0; 4], 3).is_err());
         assert!(agreement(&[1.0; 4], &[1.0; 2], 2).is_err());
+    }
+
+    #[test]
+    fn cpu_feature_checks() {
+        // SSE4.1 is part of every x86-64 CPU these tests run on (x86-64-v2 and up); elsewhere
+        // the check says no and prints a skip line.
+        let has = cpu_features_or_skip("cpu_feature_checks", &["sse4.1"]);
+        assert_eq!(
+            has,
+            cfg!(target_arch = "x86_64") && has_cpu_feature("sse4.1")
+        );
+        assert!(std::panic::catch_unwind(|| has_cpu_feature("avx512")).is_err());
     }
 
     #[test]

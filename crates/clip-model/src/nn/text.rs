@@ -4,7 +4,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use crate::config::{Activation, TextConfig};
-use crate::layers::{Transformer, TransformerDims, layer_norm};
+use crate::nn::layers::{Transformer, TransformerDims, layer_norm};
 
 /// The text tower: token + positional embedding, causal residual blocks, `ln_final`, the features
 /// at each row's end-of-text position, projection `text_projection`.

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 
 use candle_core::{D, DType, Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
 
 use crate::config::Activation;
-use crate::ops;
-use crate::packed::{self, PackedLinear};
+use crate::cpu::{self, Act, Epilogue, PackedMatrix};
+use crate::error::raise;
 
 /// Layer-norm epsilon of every CLIP layer norm (PyTorch's default).
 pub(crate) const LN_EPS: f64 = 1e-5;
@@ -21,62 +21,69 @@ pub(crate) fn layer_norm(width: usize, vb: VarBuilder) -> Result<LayerNorm> {
     Ok(LayerNorm::new(weight, bias, LN_EPS))
 }
 
-fn linear(inp: usize, out: usize, vb: VarBuilder) -> Result<Dense> {
+fn linear(inp: usize, out: usize, vb: VarBuilder) -> Result<Linear> {
     let weight = vb.get((out, inp), "weight")?;
     let bias = vb.get(out, "bias")?;
-    Dense::new(weight, bias)
+    Linear::new(weight, bias)
 }
 
-/// A linear layer of a transformer block: packed once for [`crate::packed`]'s kernels where they
-/// run (f32 weights on an x86-64 CPU with AVX2 + FMA or AVX-512), candle's `Linear` otherwise.
+/// A linear layer `y = x Wᵀ + b`: packed once for the CPU kernels ([`PackedMatrix`]) where they
+/// run (f32 weights on an x86-64 CPU with AVX2 + FMA or AVX-512), candle tensors otherwise.
 #[derive(Debug, Clone)]
-pub(crate) enum Dense {
-    Plain(Linear),
-    Packed(Arc<PackedLinear>),
+pub(crate) enum Linear {
+    Plain(candle_nn::Linear),
+    Packed(Arc<PackedMatrix>),
 }
 
-impl Dense {
+impl Linear {
+    /// The layer of `weight` (`[out, in]`) and `bias` (`[out]`), packed where the kernels run.
     pub(crate) fn new(weight: Tensor, bias: Tensor) -> Result<Self> {
-        let Some(kernel) = packed::kernel_for(&weight) else {
-            return Ok(Dense::Plain(Linear::new(weight, Some(bias))));
+        let Some(kernel) = cpu::kernel_for(&weight) else {
+            return Ok(Self::plain(weight, bias));
         };
         let (n, k) = weight.dims2()?;
         let w = weight.flatten_all()?.to_vec1::<f32>()?;
         let b = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        let packed = PackedLinear::new(&w, &b, n, k, kernel).map_err(candle_core::Error::Msg)?;
-        Ok(Dense::Packed(Arc::new(packed)))
+        let packed = PackedMatrix::new(&w, &b, n, k, kernel).map_err(raise)?;
+        Ok(Linear::Packed(Arc::new(packed)))
+    }
+
+    /// The layer kept as candle tensors whatever the CPU (for layers off the hot path).
+    pub(crate) fn plain(weight: Tensor, bias: Tensor) -> Self {
+        Linear::Plain(candle_nn::Linear::new(weight, Some(bias)))
     }
 
     /// The layer as candle's `Linear` (unpacked again for packed weights: only the plain path,
     /// taken for inputs the fused kernels do not handle, needs it).
-    fn linear(&self) -> Result<Linear> {
+    fn to_candle(&self) -> Result<candle_nn::Linear> {
         match self {
-            Dense::Plain(l) => Ok(l.clone()),
-            Dense::Packed(p) => {
+            Linear::Plain(l) => Ok(l.clone()),
+            Linear::Packed(p) => {
                 let device = candle_core::Device::Cpu;
                 let (n, k) = (p.out_features(), p.in_features());
                 let w = Tensor::from_vec(p.unpack(), (n, k), &device)?;
                 let b = Tensor::from_slice(p.bias(), n, &device)?;
-                Ok(Linear::new(w, Some(b)))
+                Ok(candle_nn::Linear::new(w, Some(b)))
             }
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.linear()?.forward(x)
+    /// `x Wᵀ + b` for `x` of any rank (`[…, in]`), with candle's matmul.
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.to_candle()?.forward(x)
     }
 
     /// `x Wᵀ + b` for `x`: `[rows, in]`, through the packed kernels where they apply.
     pub(crate) fn forward_rows(&self, x: &Tensor) -> Result<Tensor> {
-        linear_in_place(x, self, Epilogue::Bias)
+        linear_in_place(x, self, Act::Identity, None)
     }
 }
 
-impl Activation {
-    pub(crate) fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
-            Activation::Gelu => x.gelu_erf(),
+impl From<Activation> for Act {
+    fn from(a: Activation) -> Self {
+        match a {
+            Activation::QuickGelu => Act::QuickGelu,
+            Activation::Gelu => Act::Gelu,
         }
     }
 }
@@ -84,8 +91,8 @@ impl Activation {
 /// Multi-head self-attention with a packed input projection (`in_proj_weight`, `in_proj_bias`).
 #[derive(Debug, Clone)]
 struct Attention {
-    in_proj: Dense,
-    out_proj: Dense,
+    in_proj: Linear,
+    out_proj: Linear,
     heads: usize,
 }
 
@@ -94,7 +101,7 @@ impl Attention {
         let w = vb.get((3 * width, width), "in_proj_weight")?;
         let b = vb.get(3 * width, "in_proj_bias")?;
         Ok(Self {
-            in_proj: Dense::new(w, b)?,
+            in_proj: Linear::new(w, b)?,
             out_proj: linear(width, width, vb.pp("out_proj"))?,
             heads,
         })
@@ -132,8 +139,8 @@ impl Attention {
 /// `c_fc` → activation → `c_proj`.
 #[derive(Debug, Clone)]
 struct Mlp {
-    c_fc: Dense,
-    c_proj: Dense,
+    c_fc: Linear,
+    c_proj: Linear,
     activation: Activation,
 }
 
@@ -148,7 +155,8 @@ impl Mlp {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = self.c_fc.forward(x)?;
-        self.c_proj.forward(&self.activation.apply(&x)?)
+        self.c_proj
+            .forward(&cpu::apply_act(&x, self.activation.into())?)
     }
 }
 
@@ -176,17 +184,17 @@ impl ResidualBlock {
         &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
     }
 
-    /// The same block through the fused CPU kernels of [`crate::ops`]: whole-batch `[B·T, D]`
+    /// The same block through the fused CPU kernels of [`mod@crate::cpu::attention`]: whole-batch `[B·T, D]`
     /// matmuls, bias / activation / residual applied in place, attention straight from the packed
     /// projection. `Ok(None)` where they do not apply (other devices and dtypes).
     fn forward_fused(&self, x: &Tensor, causal: bool) -> Result<Option<Tensor>> {
-        if !ops::fused(x) {
+        if !cpu::fused(x) {
             return Ok(None);
         }
         let (b, t, w) = x.dims3()?;
         let heads = self.attn.heads;
         let z = self.forward_rows(&x.reshape((b * t, w))?, |qkv| {
-            ops::attention(&qkv.reshape((b, t, 3 * w))?, heads, causal)
+            cpu::attention(&qkv.reshape((b, t, 3 * w))?, heads, causal)
         })?;
         z.map(|z| z.reshape((b, t, w))).transpose()
     }
@@ -200,18 +208,20 @@ impl ResidualBlock {
     ) -> Result<Option<Tensor>> {
         let (n, w) = rows.dims2()?;
         let h = self.ln_1.forward(rows)?;
-        let qkv = linear_in_place(&h, &self.attn.in_proj, Epilogue::Bias)?;
+        let qkv = linear_in_place(&h, &self.attn.in_proj, Act::Identity, None)?;
         let Some(a) = attend(&qkv)? else {
             return Ok(None);
         };
         let y = linear_in_place(
             &a.reshape((n, w))?,
             &self.attn.out_proj,
-            Epilogue::Residual(rows),
+            Act::Identity,
+            Some(rows),
         )?;
         let h = self.ln_2.forward(&y)?;
-        let f = linear_in_place(&h, &self.mlp.c_fc, Epilogue::Act(self.mlp.activation))?;
-        let z = linear_in_place(&f, &self.mlp.c_proj, Epilogue::Residual(&y))?;
+        let act = self.mlp.activation.into();
+        let f = linear_in_place(&h, &self.mlp.c_fc, act, None)?;
+        let z = linear_in_place(&f, &self.mlp.c_proj, Act::Identity, Some(&y))?;
         Ok(Some(z))
     }
 }
@@ -219,39 +229,32 @@ impl ResidualBlock {
 /// Row count up to which [`linear_in_place`] multiplies in transposed form.
 const SMALL_ROWS: usize = 128;
 
-/// What [`linear_in_place`] applies after the matrix product, besides the bias.
-enum Epilogue<'a> {
-    Bias,
-    Act(Activation),
-    Residual(&'a Tensor),
-}
-
-/// `x Wᵀ + b` on a `[rows, in]` matrix, then the epilogue: in one pass through the packed
-/// kernels where they apply, in place on candle's product through the fused kernels next, plain
-/// candle ops otherwise.
-fn linear_in_place(x: &Tensor, dense: &Dense, epilogue: Epilogue) -> Result<Tensor> {
-    if let Dense::Packed(p) = dense
-        && ops::fused(x)
-        && match epilogue {
-            Epilogue::Residual(r) => ops::fused(r),
-            _ => true,
-        }
+/// `act(x Wᵀ + b (+ residual))` on a `[rows, in]` matrix: in one pass through the packed
+/// kernels where they apply, else candle's product followed by [`cpu::bias_epilogue`] (in place
+/// where the fused kernels apply, candle ops otherwise).
+fn linear_in_place(
+    x: &Tensor,
+    linear: &Linear,
+    act: Act,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
+    if let Linear::Packed(p) = linear
+        && cpu::fused(x)
+        && residual.is_none_or(cpu::fused)
     {
         let (m, _) = x.dims2()?;
-        let y = ops::with_f32(x, "linear input", |xs| {
-            let run =
-                |e: packed::Epilogue<'_>| p.forward(xs, m, e).map_err(candle_core::Error::Msg);
-            match epilogue {
-                Epilogue::Bias => run(packed::Epilogue::BIAS),
-                Epilogue::Act(a) => run(packed::Epilogue::act(packed::Act::Model(a))),
-                Epilogue::Residual(r) => {
-                    ops::with_f32(r, "residual", |rs| run(packed::Epilogue::residual(rs)))
-                }
+        let y = cpu::with_f32(x, "linear input", |xs| {
+            let run = |residual: Option<&[f32]>| {
+                p.forward(xs, m, Epilogue { residual, act }).map_err(raise)
+            };
+            match residual {
+                None => run(None),
+                Some(r) => cpu::with_f32(r, "residual", |rs| run(Some(rs))),
             }
         })?;
         return Tensor::from_vec(y, (m, p.out_features()), x.device());
     }
-    let lin = dense.linear()?;
+    let lin = linear.to_candle()?;
     // With few rows (batch 1–2 of images, short text batches) gemm's kernels run along the
     // rows of the left operand, so `(W xᵀ)ᵀ` puts the long weight dimension there; measured on
     // a 2-core AVX-512 machine: ViT-B/32 batch 1 140 → 71 ms, break-even near 200 rows.
@@ -263,20 +266,7 @@ fn linear_in_place(x: &Tensor, dense: &Dense, epilogue: Epilogue) -> Result<Tens
     let Some(bias) = lin.bias() else {
         return Err(candle_core::Error::Msg("linear layer without bias".into()));
     };
-    let done = match &epilogue {
-        Epilogue::Bias => ops::bias_(&y, bias)?,
-        Epilogue::Act(a) => ops::bias_act_(&y, bias, *a)?,
-        Epilogue::Residual(r) => ops::bias_residual_(&y, bias, r)?,
-    };
-    if done {
-        return Ok(y);
-    }
-    let y = y.broadcast_add(bias)?;
-    match epilogue {
-        Epilogue::Bias => Ok(y),
-        Epilogue::Act(a) => a.apply(&y),
-        Epilogue::Residual(r) => y + r,
-    }
+    cpu::bias_epilogue(y, bias, act, residual)
 }
 
 /// Whether `mask` is the additive causal mask (0 on and below the diagonal, −∞ above); `None`
@@ -350,13 +340,13 @@ impl Transformer {
         x: &Tensor,
         offsets: &[usize],
     ) -> Result<Option<Tensor>> {
-        if !ops::fused(x) {
+        if !cpu::fused(x) {
             return Ok(None);
         }
         let mut x = x.clone();
         for block in &self.resblocks {
             let heads = block.attn.heads;
-            match block.forward_rows(&x, |qkv| ops::packed_causal_attention(qkv, heads, offsets))? {
+            match block.forward_rows(&x, |qkv| cpu::packed_causal_attention(qkv, heads, offsets))? {
                 Some(y) => x = y,
                 None => return Ok(None),
             }

@@ -4,7 +4,9 @@ use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use crate::config::{Activation, VitConfig};
-use crate::layers::{Dense, Transformer, TransformerDims, layer_norm};
+use crate::error::lower;
+use crate::nn::layers::{Linear, Transformer, TransformerDims, layer_norm};
+use crate::nn::{ImageTower, check_pixels};
 
 /// The ViT image tower: patch embedding (`conv1`, no bias), class token, positional embedding,
 /// `ln_pre`, residual blocks, `ln_post` on the class token, projection `proj`.
@@ -14,13 +16,14 @@ pub struct VisionTransformer {
     /// `conv1.weight` flattened to `[width, 3 * patch * patch]` (with a zero bias): a
     /// stride-`patch` convolution with a `patch`-sized kernel is a matrix product over
     /// non-overlapping patches, packed once like the blocks' linear layers.
-    patch_embed: Dense,
+    patch_embed: Linear,
     class_embedding: Tensor,
     positional_embedding: Tensor,
     ln_pre: LayerNorm,
     transformer: Transformer,
     ln_post: LayerNorm,
     proj: Tensor,
+    embed_dim: usize,
 }
 
 impl VisionTransformer {
@@ -37,7 +40,7 @@ impl VisionTransformer {
         let zero = Tensor::zeros(w, conv.dtype(), conv.device())?;
         Ok(Self {
             cfg: *cfg,
-            patch_embed: Dense::new(conv.reshape((w, 3 * p * p))?, zero)?,
+            patch_embed: Linear::new(conv.reshape((w, 3 * p * p))?, zero)?,
             class_embedding: vb.get(w, "class_embedding")?,
             positional_embedding: vb.get((tokens, w), "positional_embedding")?,
             ln_pre: layer_norm(w, vb.pp("ln_pre"))?,
@@ -53,6 +56,7 @@ impl VisionTransformer {
             )?,
             ln_post: layer_norm(w, vb.pp("ln_post"))?,
             proj: vb.get((w, embed_dim), "proj")?,
+            embed_dim,
         })
     }
 
@@ -61,7 +65,9 @@ impl VisionTransformer {
         &self.cfg
     }
 
-    /// `pixels`: `[batch, 3, image_size, image_size]` in the model dtype → `[batch, embed_dim]`.
+    /// `pixels`: `[batch, 3, image_size, image_size]` in the model dtype → `[batch, embed_dim]`,
+    /// unchecked and with candle's error type, for layer code; [`ImageTower::encode`] is the
+    /// checked API.
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
         let b = pixels.dim(0)?;
         let (g, p, w) = (self.cfg.grid_size(), self.cfg.patch_size, self.cfg.width);
@@ -80,5 +86,20 @@ impl VisionTransformer {
         let x = self.transformer.forward(&x, None)?;
         let pooled = self.ln_post.forward(&x.i((.., 0))?.contiguous()?)?;
         pooled.matmul(&self.proj)
+    }
+}
+
+impl ImageTower for VisionTransformer {
+    fn image_size(&self) -> usize {
+        self.cfg.image_size
+    }
+
+    fn output_dim(&self) -> usize {
+        self.embed_dim
+    }
+
+    fn encode(&self, pixels: &Tensor) -> crate::Result<Tensor> {
+        check_pixels(pixels, self.cfg.image_size)?;
+        self.forward(pixels).map_err(lower)
     }
 }

@@ -1,205 +1,28 @@
-//! Fused CPU kernels for the transformer blocks, as candle custom ops.
+//! Multi-head attention on the CPU, as candle custom ops.
 //!
-//! candle runs each elementwise step as its own pass over a freshly allocated tensor, and
-//! multi-head attention as permutes, copies and many small matrix products. On the CPU the
-//! blocks here do the same arithmetic in fewer passes and allocations:
+//! candle runs multi-head attention as permutes, copies and many small matrix products. Here:
 //!
 //! - [`attention`]: softmax(q kᵀ / √d [+ causal mask]) v for every (batch, head), read straight
 //!   from the packed `[batch, tokens, 3 × width]` output of the input projection and written as
 //!   `[batch, tokens, width]` (heads side by side), so no q/k/v copies and no transposes; each
-//!   head's `q kᵀ` and `P v` run as small products through [`crate::packed`]'s kernels where the
+//!   head's `q kᵀ` and `P v` run as small products through [`super::packed`]'s kernels where the
 //!   CPU has them (a portable per-query loop otherwise);
-//! - [`bias_act_`]: `x += bias` then QuickGELU / GELU in place (the MLP's hidden layer);
-//! - [`bias_residual_`]: `x += bias + residual` in place (the end of each residual branch);
-//! - [`bias_`]: `x += bias` in place.
+//! - [`packed_causal_attention`]: the causal case on sequences of different lengths packed row
+//!   after row (the text tower without padding).
 //!
-//! Each returns `Ok(None)` / does nothing special where it does not apply (other devices or
-//! dtypes): callers then take the plain candle path, so CUDA / Metal / f16 keep working.
-//! Work is split over rows (or (batch, head) pairs) with rayon, the pool candle's matmul uses.
+//! Both return `Ok(None)` where they do not apply (other devices or dtypes,
+//! `CLIP_MODEL_UNFUSED`): callers then take the plain candle path, so CUDA / Metal / f16 keep
+//! working. Work is split over (batch, head) pairs with rayon, the pool candle's matmul uses.
 
-use candle_core::{
-    CpuStorage, CustomOp1, DType, InplaceOp2, InplaceOp3, Layout, Result, Shape, Tensor, bail,
-};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::config::Activation;
-use crate::packed::{Epilogue, Kernel, PackedLinear, packing_kernel, softmax_rows};
-
-/// Whether the fused kernels apply to `x` (contiguous f32 on the CPU, and the environment
-/// variable `CLIP_MODEL_UNFUSED` unset: setting it to anything but `0` selects the plain candle
-/// path, for A/B timing and debugging).
-pub(crate) fn fused(x: &Tensor) -> bool {
-    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let disabled =
-        *DISABLED.get_or_init(|| std::env::var_os("CLIP_MODEL_UNFUSED").is_some_and(|v| v != "0"));
-    !disabled && x.device().is_cpu() && x.dtype() == DType::F32 && x.is_contiguous()
-}
-
-/// Runs `f` on the values of `t`, a contiguous f32 CPU tensor (an error naming `what` otherwise).
-pub(crate) fn with_f32<R>(
-    t: &Tensor,
-    what: &str,
-    f: impl FnOnce(&[f32]) -> Result<R>,
-) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let candle_core::Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
-        bail!("{what}: expected an f32 CPU tensor")
-    };
-    match layout.contiguous_offsets() {
-        Some((a, b)) => f(&v[a..b]),
-        None => bail!("{what}: expected a contiguous tensor"),
-    }
-}
-
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        bail!("{what}: expected f32 storage")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => bail!("{what}: expected a contiguous tensor"),
-    }
-}
-
-fn f32_slice_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a mut [f32]> {
-    let CpuStorage::F32(v) = s else {
-        bail!("{what}: expected f32 storage")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&mut v[a..b]),
-        None => bail!("{what}: expected a contiguous tensor"),
-    }
-}
-
-/// Rows per rayon task for row-wise passes (keeps tasks near 64 KiB of data).
-fn rows_per_task(width: usize) -> usize {
-    (16 * 1024 / width.max(1)).max(1)
-}
-
-#[inline(always)]
-pub(crate) fn quick_gelu(x: f32) -> f32 {
-    x / (1.0 + (-1.702 * x).exp())
-}
-
-/// erf-based GELU, `0.5 x (1 + erf(x / √2))`, as candle's `gelu_erf` computes it.
-#[inline(always)]
-pub(crate) fn gelu_erf(x: f32) -> f32 {
-    (candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x
-}
-
-/// `x += bias`, then the activation if any, in place.
-struct BiasAct(Option<Activation>);
-
-impl InplaceOp2 for BiasAct {
-    fn name(&self) -> &'static str {
-        "clip-bias-act"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<()> {
-        let bias = f32_slice(s2, l2, self.name())?;
-        let x = f32_slice_mut(s1, l1, self.name())?;
-        let w = bias.len();
-        if w == 0 || x.len() % w != 0 {
-            bail!(
-                "{}: {} values do not split into rows of {w}",
-                self.name(),
-                x.len()
-            );
-        }
-        let act = self.0;
-        x.par_chunks_mut(w * rows_per_task(w)).for_each(|rows| {
-            for row in rows.chunks_exact_mut(w) {
-                match act {
-                    Some(Activation::QuickGelu) => {
-                        for (v, b) in row.iter_mut().zip(bias) {
-                            *v = quick_gelu(*v + b);
-                        }
-                    }
-                    Some(Activation::Gelu) => {
-                        for (v, b) in row.iter_mut().zip(bias) {
-                            *v = gelu_erf(*v + b);
-                        }
-                    }
-                    None => {
-                        for (v, b) in row.iter_mut().zip(bias) {
-                            *v += b;
-                        }
-                    }
-                }
-            }
-        });
-        Ok(())
-    }
-}
-
-struct BiasResidual;
-
-impl InplaceOp3 for BiasResidual {
-    fn name(&self) -> &'static str {
-        "clip-bias-residual"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<()> {
-        let bias = f32_slice(s2, l2, self.name())?;
-        let residual = f32_slice(s3, l3, self.name())?;
-        let x = f32_slice_mut(s1, l1, self.name())?;
-        let w = bias.len();
-        if w == 0 || x.len() % w != 0 || residual.len() != x.len() {
-            bail!("{}: shapes do not match", self.name());
-        }
-        let chunk = w * rows_per_task(w);
-        x.par_chunks_mut(chunk)
-            .zip(residual.par_chunks(chunk))
-            .for_each(|(rows, res)| {
-                for (row, r) in rows.chunks_exact_mut(w).zip(res.chunks_exact(w)) {
-                    for ((v, b), r) in row.iter_mut().zip(bias).zip(r) {
-                        *v += b + r;
-                    }
-                }
-            });
-        Ok(())
-    }
-}
-
-/// `x += bias`, then the activation, in place. `x` must be a fresh tensor (e.g. a matmul result)
-/// that no other tensor shares. Returns `false` (nothing done) where the fused path does not apply.
-pub(crate) fn bias_act_(x: &Tensor, bias: &Tensor, act: Activation) -> Result<bool> {
-    if !fused(x) || !fused(bias) || bias.dtype() != DType::F32 {
-        return Ok(false);
-    }
-    x.inplace_op2(bias, &BiasAct(Some(act)))?;
-    Ok(true)
-}
-
-/// `x += bias + residual` in place (see [`bias_act_`]).
-pub(crate) fn bias_residual_(x: &Tensor, bias: &Tensor, residual: &Tensor) -> Result<bool> {
-    if !fused(x) || !fused(bias) || !fused(residual) {
-        return Ok(false);
-    }
-    x.inplace_op3(bias, residual, &BiasResidual)?;
-    Ok(true)
-}
-
-/// `x += bias` in place (see [`bias_act_`]).
-pub(crate) fn bias_(x: &Tensor, bias: &Tensor) -> Result<bool> {
-    if !fused(x) || !fused(bias) {
-        return Ok(false);
-    }
-    x.inplace_op2(bias, &BiasAct(None))?;
-    Ok(true)
-}
+use super::epilogue::Epilogue;
+use super::packed::{Kernel, PackedMatrix, packing_kernel};
+use super::tensor::{f32_slice, fused};
+#[cfg(target_arch = "x86_64")]
+use super::x86;
+use crate::error::raise;
 
 /// Multi-head attention on a packed projection.
 struct Attention {
@@ -319,12 +142,11 @@ fn head_packed(
             vt[p * t + j] = v;
         }
     }
-    let msg = candle_core::Error::Msg;
-    let kp = PackedLinear::new(&k, &vec![0.0; t], t, d, kernel).map_err(msg)?;
-    let mut s = kp.forward_serial(&q, t, Epilogue::BIAS).map_err(msg)?;
+    let kp = PackedMatrix::new(&k, &vec![0.0; t], t, d, kernel).map_err(raise)?;
+    let mut s = kp.forward_serial(&q, t, Epilogue::BIAS).map_err(raise)?;
     softmax_rows(&mut s, t, scale, causal);
-    let vp = PackedLinear::new(&vt, &vec![0.0; d], d, t, kernel).map_err(msg)?;
-    let o = vp.forward_serial(&s, t, Epilogue::BIAS).map_err(msg)?;
+    let vp = PackedMatrix::new(&vt, &vec![0.0; d], d, t, kernel).map_err(raise)?;
+    let o = vp.forward_serial(&s, t, Epilogue::BIAS).map_err(raise)?;
     for (i, src) in o.chunks_exact(d).enumerate() {
         out.row(i, d).copy_from_slice(src);
     }
@@ -375,6 +197,39 @@ fn head_generic(
             }
         }
     }
+}
+
+/// Row-wise softmax of `scale · s` for `s` holding `t × t` scores; with `causal`, row `i` only
+/// over columns `0..=i` (the rest set to 0).
+pub(crate) fn softmax_rows(s: &mut [f32], t: usize, scale: f32, causal: bool) {
+    for (i, row) in s.chunks_exact_mut(t).enumerate() {
+        let n = if causal { i + 1 } else { t };
+        let (live, masked) = row.split_at_mut(n);
+        masked.fill(0.0);
+        #[cfg(target_arch = "x86_64")]
+        if Kernel::chosen() == Some(Kernel::Avx512) {
+            // SAFETY: AVX-512F was detected (`chosen` only returns kernels the CPU runs).
+            unsafe { x86::softmax_avx512(live, scale) };
+            continue;
+        }
+        softmax_scalar(live, scale);
+    }
+}
+
+/// `row = softmax(scale · row)`, one value at a time.
+fn softmax_scalar(live: &mut [f32], scale: f32) {
+    let mut max = f32::NEG_INFINITY;
+    for v in live.iter_mut() {
+        *v *= scale;
+        max = max.max(*v);
+    }
+    let mut sum = 0f32;
+    for v in live.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    live.iter_mut().for_each(|v| *v *= inv);
 }
 
 /// Dot product with sixteen independent partial sums (vectorises without reassociation, as
@@ -466,19 +321,18 @@ pub(crate) fn attention(qkv: &Tensor, heads: usize, causal: bool) -> Result<Opti
     Ok(Some(qkv.apply_op1_no_bwd(&Attention { heads, causal })?))
 }
 
-/// Largest absolute difference between two tensors of one shape (NaN when either holds NaN), for
-/// tests.
-#[cfg(test)]
-pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    dev_support::max_abs_diff(&a, &b).unwrap()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
     use candle_core::{D, Device, IndexOp};
+
+    use super::super::tensor::max_abs_diff;
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut rng = dev_support::Rng::new(seed);
+        (0..len).map(|_| rng.uniform()).collect()
+    }
 
     /// The plain candle computation the fused attention replaces (layers.rs before fusion).
     fn reference(qkv: &Tensor, heads: usize, causal: bool) -> Tensor {
@@ -585,27 +439,43 @@ mod tests {
     }
 
     #[test]
-    fn bias_kernels_match_unfused() {
-        let x = Tensor::randn(0f32, 2.0, (5, 33), &Device::Cpu).unwrap();
-        let r = Tensor::randn(0f32, 1.0, (5, 33), &Device::Cpu).unwrap();
-        let bias = Tensor::randn(0f32, 1.0, 33, &Device::Cpu).unwrap();
-        let xb = x.broadcast_add(&bias).unwrap();
-
-        let y = x.copy().unwrap();
-        assert!(bias_act_(&y, &bias, Activation::QuickGelu).unwrap());
-        let want = (&xb * candle_nn::ops::sigmoid(&(&xb * 1.702).unwrap()).unwrap()).unwrap();
-        assert!(max_abs_diff(&y, &want) < 1e-5);
-
-        let y = x.copy().unwrap();
-        assert!(bias_act_(&y, &bias, Activation::Gelu).unwrap());
-        assert!(max_abs_diff(&y, &xb.gelu_erf().unwrap()) < 1e-5);
-
-        let y = x.copy().unwrap();
-        assert!(bias_residual_(&y, &bias, &r).unwrap());
-        assert!(max_abs_diff(&y, &(&xb + &r).unwrap()) < 1e-5);
-
-        let y = x.copy().unwrap();
-        assert!(bias_(&y, &bias).unwrap());
-        assert!(max_abs_diff(&y, &xb) < 1e-6);
+    fn softmax_paths_match_the_definition() {
+        for len in [1, 5, 16, 50, 77] {
+            let row: Vec<f32> = values(len, 9).iter().map(|v| v * 8.0).collect();
+            let scale = 0.125f32;
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v)) as f64;
+            let e: Vec<f64> = row
+                .iter()
+                .map(|&v| ((v as f64 - max) * scale as f64).exp())
+                .collect();
+            let sum: f64 = e.iter().sum();
+            let mut scalar = row.clone();
+            softmax_scalar(&mut scalar, scale);
+            let mut any = row.clone();
+            softmax_rows(&mut any, len, scale, false);
+            for (name, got) in [("scalar", &scalar), ("dispatched", &any)] {
+                let worst = got
+                    .iter()
+                    .zip(&e)
+                    .map(|(g, e)| (*g as f64 - e / sum).abs())
+                    .fold(0f64, f64::max);
+                // Probabilities ≤ 1: a few f32 ulps of 1.
+                assert!(
+                    worst < 1e-6,
+                    "{name} softmax of {len}: max abs diff {worst}"
+                );
+            }
+        }
+        // A NaN score poisons its row on every path (as in candle and PyTorch), never silently
+        // drops out of the softmax.
+        let mut poisoned = values(20, 4);
+        poisoned[3] = f32::NAN;
+        softmax_rows(&mut poisoned, 20, 1.0, false);
+        assert!(poisoned.iter().all(|v| v.is_nan()), "{poisoned:?}");
+        let mut causal = values(9, 3);
+        softmax_rows(&mut causal, 3, 1.0, true);
+        assert_eq!(&causal[1..3], &[0.0, 0.0], "row 0 sees only column 0");
+        assert_eq!(causal[0], 1.0);
+        assert_eq!(causal[5], 0.0, "row 1 sees columns 0..=1");
     }
 }

@@ -1,0 +1,622 @@
+//! Prepacked-weight matrix products for the CPU: `y = act(x Wᵀ + b + r)`, for the linear layers
+//! and patch embedding of the transformers, the per-head products of attention (`attention.rs`)
+//! and the ResNet convolutions (`conv.rs`).
+//!
+//! candle's CPU matmul hands every call to the `gemm` crate, which packs both operands again on
+//! every call: for a weight matrix that never changes that is a full extra read and write of the
+//! weights per layer and batch (batch 1 of ViT-B/32 streams ~350 MB of weights per image through
+//! the packing code), plus a transposed copy where few rows are multiplied. Here each weight is
+//! packed once, at load, into the layout the micro-kernel reads (column panels of [`NR`] outputs,
+//! `k`-major, zero-padded), so a product reads the weights once and the activations in place.
+//! Bias, activation and residual are applied to each output tile in registers (AVX-512; erf-GELU
+//! and the AVX2 kernel: while the tile is still in L1).
+//!
+//! Blocking (per thread): `k` in blocks of at most [`KC`] (a `KC × NR` weight block, ≤ 96 KiB,
+//! stays in L2 while a block of [`MC`] rows streams past it), and a register tile of up to
+//! 12 rows × 32 columns (AVX-512) or 6 × 16 (AVX2 + FMA). Threads split the column panels (and,
+//! with few panels, the rows); each writes disjoint tiles of `y`.
+//!
+//! Runtime dispatch: AVX-512F, else AVX2 + FMA; on other CPUs [`Kernel::detect`] gives `None` and
+//! the caller keeps the unpacked weights and candle's matmul. Switches for A/B runs (read once per
+//! process): `CLIP_MODEL_UNPACKED=1` (candle's matmul / `gemm`), `CLIP_MODEL_KERNEL=avx2`.
+
+// Off x86-64 no kernel is ever chosen and most of this module is unused.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
+use rayon::prelude::*;
+
+use super::NR;
+use super::epilogue::{Act, Epilogue, gelu_erf, quick_gelu};
+use super::tensor::fused;
+#[cfg(target_arch = "x86_64")]
+use super::x86::{self, Tail};
+use crate::error::{Error, Result};
+
+/// Largest depth of one `k` block (`k` is cut into near-equal blocks of at most this).
+const KC: usize = 768;
+/// Rows of one row block.
+const MC: usize = 96;
+/// Floats per cache line (panel storage is aligned to it).
+const LINE: usize = 16;
+
+/// The micro-kernel family used on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// 12 × 32 register tile, AVX-512F.
+    Avx512,
+    /// 6 × 16 register tile, AVX2 + FMA.
+    Avx2,
+}
+
+impl Kernel {
+    /// The best kernel this CPU runs, if any.
+    pub(crate) fn detect() -> Option<Kernel> {
+        [Kernel::Avx512, Kernel::Avx2]
+            .into_iter()
+            .find(|k| k.supported())
+    }
+
+    /// The kernel to use: [`Kernel::detect`]'s, unless `CLIP_MODEL_KERNEL=avx2` asks for the
+    /// AVX2 kernels on an AVX-512 CPU (to measure what AVX2-only CPUs get).
+    pub(crate) fn chosen() -> Option<Kernel> {
+        static FORCED: std::sync::OnceLock<Option<Kernel>> = std::sync::OnceLock::new();
+        let forced = *FORCED.get_or_init(|| {
+            let v = std::env::var("CLIP_MODEL_KERNEL").ok()?;
+            v.eq_ignore_ascii_case("avx2")
+                .then_some(Kernel::Avx2)
+                .filter(|k| k.supported())
+        });
+        forced.or_else(Kernel::detect)
+    }
+
+    /// Whether this CPU can run `self`.
+    pub(crate) fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            match self {
+                Kernel::Avx512 => has!("avx512f"),
+                Kernel::Avx2 => has!("avx2") && has!("fma"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// The name of the kernel family, for messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "AVX-512F",
+            Kernel::Avx2 => "AVX2 + FMA",
+        }
+    }
+
+    /// Largest row count of one register tile.
+    fn max_rows(self) -> usize {
+        match self {
+            Kernel::Avx512 => 12,
+            Kernel::Avx2 => 6,
+        }
+    }
+}
+
+/// The packed kernels to use for weights like `w`, if any: f32 on the CPU, with the fused path on.
+/// Off with `CLIP_MODEL_UNFUSED` (the whole plain candle path) or `CLIP_MODEL_UNPACKED` (candle's
+/// matmul / `gemm` inside the fused blocks), either set to anything but `0`; `CLIP_MODEL_KERNEL=avx2`
+/// picks the AVX2 kernels on an AVX-512 CPU.
+pub(crate) fn kernel_for(w: &candle_core::Tensor) -> Option<Kernel> {
+    if !fused(w) {
+        return None;
+    }
+    packing_kernel()
+}
+
+/// The packed kernels to use, if any, whatever the tensor (see [`kernel_for`]); `None` with
+/// `CLIP_MODEL_UNPACKED` set.
+pub(crate) fn packing_kernel() -> Option<Kernel> {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let off =
+        *OFF.get_or_init(|| std::env::var_os("CLIP_MODEL_UNPACKED").is_some_and(|v| v != "0"));
+    if off { None } else { Kernel::chosen() }
+}
+
+/// A weight matrix `W` (`n` outputs × `k` inputs, row-major as stored in checkpoints) packed for
+/// `x Wᵀ`, with its bias.
+#[derive(Clone)]
+pub(crate) struct PackedMatrix {
+    n: usize,
+    k: usize,
+    /// `ceil(n / NR)` panels of `k × NR` floats, starting at `start` (cache-line aligned).
+    buf: Vec<f32>,
+    start: usize,
+    bias: Vec<f32>,
+    kernel: Kernel,
+}
+
+impl std::fmt::Debug for PackedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedMatrix")
+            .field("n", &self.n)
+            .field("k", &self.k)
+            .field("kernel", &self.kernel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PackedMatrix {
+    /// Packs `weight` (`n × k`, row-major) and `bias` (`n`) for `kernel`.
+    pub(crate) fn new(
+        weight: &[f32],
+        bias: &[f32],
+        n: usize,
+        k: usize,
+        kernel: Kernel,
+    ) -> Result<Self> {
+        let size = |operand, expected, found| Error::KernelOperand {
+            op: "packing",
+            operand,
+            expected,
+            found,
+        };
+        if n == 0 || k == 0 {
+            // An empty product: nothing to pack (and a `k = 0` product would leave `y` unset).
+            return Err(size(
+                "weight (n × k, both non-zero)",
+                n.max(1) * k.max(1),
+                0,
+            ));
+        }
+        if weight.len() != n * k {
+            return Err(size("weight", n * k, weight.len()));
+        }
+        if bias.len() != n {
+            return Err(size("bias", n, bias.len()));
+        }
+        let panels = n.div_ceil(NR);
+        let len = panels * k * NR;
+        let mut buf = vec![0f32; len + LINE];
+        let start = buf.as_ptr().align_offset(LINE * 4).min(LINE);
+        let packed = &mut buf[start..start + len];
+        for (j, row) in weight.chunks_exact(k).enumerate() {
+            let panel = &mut packed[(j / NR) * k * NR..][..k * NR];
+            for (p, &v) in row.iter().enumerate() {
+                panel[p * NR + j % NR] = v;
+            }
+        }
+        Ok(Self {
+            n,
+            k,
+            buf,
+            start,
+            bias: bias.to_vec(),
+            kernel,
+        })
+    }
+
+    /// Output features.
+    pub(crate) fn out_features(&self) -> usize {
+        self.n
+    }
+
+    /// Input features.
+    pub(crate) fn in_features(&self) -> usize {
+        self.k
+    }
+
+    /// The bias.
+    pub(crate) fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    fn panels(&self) -> &[f32] {
+        &self.buf[self.start..self.start + self.n.div_ceil(NR) * self.k * NR]
+    }
+
+    /// The weight back in checkpoint layout (`n × k`, row-major), for the plain candle path.
+    pub(crate) fn unpack(&self) -> Vec<f32> {
+        let (n, k) = (self.n, self.k);
+        let panels = self.panels();
+        let mut w = vec![0f32; n * k];
+        for (j, row) in w.chunks_exact_mut(k).enumerate() {
+            let panel = &panels[(j / NR) * k * NR..][..k * NR];
+            for (p, v) in row.iter_mut().enumerate() {
+                *v = panel[p * NR + j % NR];
+            }
+        }
+        w
+    }
+
+    /// `x Wᵀ + b` then `epilogue`, for `x` with `m` rows of `k` values; returns `m × n` values.
+    /// Large products are split over the rayon pool.
+    pub(crate) fn forward(&self, x: &[f32], m: usize, epilogue: Epilogue) -> Result<Vec<f32>> {
+        self.forward_on(x, m, epilogue, true)
+    }
+
+    /// [`Self::forward`] on the calling thread only (for callers that are already one of many
+    /// parallel tasks).
+    pub(crate) fn forward_serial(
+        &self,
+        x: &[f32],
+        m: usize,
+        epilogue: Epilogue,
+    ) -> Result<Vec<f32>> {
+        self.forward_on(x, m, epilogue, false)
+    }
+
+    fn forward_on(
+        &self,
+        x: &[f32],
+        m: usize,
+        epilogue: Epilogue,
+        parallel: bool,
+    ) -> Result<Vec<f32>> {
+        let mut y: Vec<f32> = Vec::with_capacity(m * self.n);
+        self.forward_into(
+            x,
+            m,
+            &mut y.spare_capacity_mut()[..m * self.n],
+            epilogue,
+            parallel,
+        )?;
+        // SAFETY: `forward_into` succeeded, so it set all m × n values.
+        unsafe { y.set_len(m * self.n) };
+        Ok(y)
+    }
+
+    /// [`Self::forward`] into `y` (`m × n` values, all of which are written on success).
+    pub(crate) fn forward_into(
+        &self,
+        x: &[f32],
+        m: usize,
+        y: &mut [std::mem::MaybeUninit<f32>],
+        epilogue: Epilogue,
+        parallel: bool,
+    ) -> Result<()> {
+        let (n, k) = (self.n, self.k);
+        let size = |operand, expected, found| Error::KernelOperand {
+            op: "packed product",
+            operand,
+            expected,
+            found,
+        };
+        if x.len() != m * k {
+            return Err(size("input", m * k, x.len()));
+        }
+        if y.len() != m * n {
+            return Err(size("output", m * n, y.len()));
+        }
+        if let Some(r) = epilogue.residual
+            && r.len() != m * n
+        {
+            return Err(size("residual", m * n, r.len()));
+        }
+        if !self.kernel.supported() {
+            return Err(Error::UnsupportedCpu {
+                kernel: self.kernel.name(),
+            });
+        }
+        if m == 0 {
+            return Ok(());
+        }
+        let panels = n.div_ceil(NR);
+        let threads = rayon::current_num_threads().max(1);
+        // Tiny products are not worth waking the pool.
+        let work = m * n * k;
+        let (panel_groups, row_groups) = if !parallel || threads == 1 || work < 1 << 18 {
+            (1, 1)
+        } else {
+            let pg = panels.min(threads);
+            (
+                pg,
+                threads.div_ceil(pg).min(m.div_ceil(self.kernel.max_rows())),
+            )
+        };
+        let out = SendPtr(y.as_mut_ptr().cast::<f32>());
+        let task = |t: usize| {
+            let (pg, rg) = (t % panel_groups, t / panel_groups);
+            let p = split(panels, panel_groups, pg);
+            let r = split(m, row_groups, rg);
+            // SAFETY: tasks cover disjoint (row range × panel range) tiles of `y`, which has
+            // m × n values; `x` and the residual have the lengths checked above. Every tile is
+            // stored whole by its first `k` block (columns beyond `n` masked off) before any
+            // value is read back, so all of `y` is initialised on return.
+            unsafe { self.block(x, r, p, out, epilogue) };
+        };
+        if panel_groups * row_groups == 1 {
+            task(0);
+        } else {
+            (0..panel_groups * row_groups)
+                .into_par_iter()
+                .for_each(task);
+        }
+        Ok(())
+    }
+
+    /// Rows `rows` × panels `panels` of the product, written through `y`.
+    ///
+    /// # Safety
+    /// `y` points to `m × n` floats of which no other thread touches this tile; `x` has `m × k`
+    /// values and a residual `m × n`, with `rows.end <= m` and `panels.end <= ceil(n / NR)`.
+    unsafe fn block(
+        &self,
+        x: &[f32],
+        rows: std::ops::Range<usize>,
+        panels: std::ops::Range<usize>,
+        y: SendPtr,
+        epilogue: Epilogue,
+    ) {
+        // Off x86-64 no kernel is `supported()`, so `forward_into` never gets here.
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (x, rows, panels, y, epilogue);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (n, k) = (self.n, self.k);
+            let packed = self.panels();
+            let max_rows = self.kernel.max_rows();
+            let k_blocks = k.div_ceil(KC);
+            for kb in 0..k_blocks {
+                let kr = split(k, k_blocks, kb);
+                let (k0, kc) = (kr.start, kr.len());
+                let first = kb == 0;
+                let last = kb + 1 == k_blocks;
+                let mut r0 = rows.start;
+                while r0 < rows.end {
+                    let r1 = (r0 + MC).min(rows.end);
+                    let tiles = (r1 - r0).div_ceil(max_rows);
+                    for p in panels.clone() {
+                        let cols = NR.min(n - p * NR);
+                        let b = &packed[p * k * NR + k0 * NR..][..kc * NR];
+                        for t in 0..tiles {
+                            let tr = split(r1 - r0, tiles, t);
+                            let (i0, mr) = (r0 + tr.start, tr.len());
+                            let a = &x[i0 * k + k0..];
+                            // SAFETY: the tile (rows i0..i0 + mr, columns p·NR..p·NR + cols) lies
+                            // inside y and inside this task's share, and the kernels address only
+                            // those `cols` columns of y, the bias and the residual; `a` holds rows
+                            // i0.. of x from column k0, each row `k` apart, `b` kc × NR packed values.
+                            unsafe {
+                                let c = y.0.add(i0 * n + p * NR);
+                                match self.kernel {
+                                    Kernel::Avx512 => {
+                                        // Bias, residual and activation go into the kernel's last
+                                        // store, except erf-GELU, left to `finish`.
+                                        let in_kernel = last && epilogue.act != Act::Gelu;
+                                        let tail = in_kernel.then(|| Tail {
+                                            bias: &self.bias[p * NR..],
+                                            residual: epilogue
+                                                .residual
+                                                .map(|r| &r[i0 * n + p * NR..]),
+                                            act: epilogue.act,
+                                        });
+                                        x86::tile_avx512(mr, kc, a, k, b, c, n, cols, !first, tail);
+                                        if last && !in_kernel {
+                                            self.finish(c, i0, mr, p * NR, cols, epilogue);
+                                        }
+                                    }
+                                    Kernel::Avx2 => {
+                                        x86::tile_avx2(mr, kc, a, k, b, c, n, cols, !first);
+                                        if last {
+                                            self.finish(c, i0, mr, p * NR, cols, epilogue);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    r0 = r1;
+                }
+            }
+        }
+    }
+
+    /// Applies bias and `epilogue` to one finished tile.
+    #[cfg(target_arch = "x86_64")]
+    ///
+    /// # Safety
+    /// `c` points at element (i0, j0) of `y` (row stride `n`); rows `i0..i0 + mr` and columns
+    /// `j0..j0 + cols` are inside `y` and owned by the caller.
+    unsafe fn finish(
+        &self,
+        c: *mut f32,
+        i0: usize,
+        mr: usize,
+        j0: usize,
+        cols: usize,
+        epilogue: Epilogue,
+    ) {
+        let n = self.n;
+        let bias = &self.bias[j0..j0 + cols];
+        for i in 0..mr {
+            // SAFETY: see the function contract.
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * n), cols) };
+            row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            if let Some(r) = epilogue.residual {
+                let r = &r[(i0 + i) * n + j0..][..cols];
+                row.iter_mut().zip(r).for_each(|(v, r)| *v += r);
+            }
+            match epilogue.act {
+                Act::Identity => {}
+                Act::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+                Act::QuickGelu => row.iter_mut().for_each(|v| *v = quick_gelu(*v)),
+                Act::Gelu => row.iter_mut().for_each(|v| *v = gelu_erf(*v)),
+            }
+        }
+    }
+}
+
+/// Part `i` of `0..len` cut into `parts` near-equal ranges.
+fn split(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    let (base, extra) = (len / parts, len % parts);
+    let start = i * base + i.min(extra);
+    start..start + base + usize::from(i < extra)
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the pointer is only written through in disjoint tiles (see `PackedMatrix::block`).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut rng = dev_support::Rng::new(seed);
+        (0..len).map(|_| rng.uniform()).collect()
+    }
+
+    /// `act(x Wᵀ + b) (+ r)` in f64, straight from the definition.
+    fn reference(
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        m: usize,
+        n: usize,
+        k: usize,
+        epilogue: Epilogue,
+    ) -> Vec<f32> {
+        let mut y = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = b[j] as f64;
+                for p in 0..k {
+                    s += x[i * k + p] as f64 * w[j * k + p] as f64;
+                }
+                let s = s as f32;
+                let s = s + epilogue.residual.map_or(0.0, |r| r[i * n + j]);
+                y[i * n + j] = match epilogue.act {
+                    Act::Identity => s,
+                    Act::Relu => s.max(0.0),
+                    Act::QuickGelu => (s as f64 / (1.0 + (-1.702 * s as f64).exp())) as f32,
+                    Act::Gelu => gelu_erf(s),
+                };
+            }
+        }
+        y
+    }
+
+    /// The CPU features each kernel family needs, as `is_x86_feature_detected!` names them.
+    pub(crate) fn features(kernel: Kernel) -> &'static [&'static str] {
+        match kernel {
+            Kernel::Avx512 => &["avx512f"],
+            Kernel::Avx2 => &["avx2", "fma"],
+        }
+    }
+
+    /// Every kernel family this CPU runs; each one it lacks is a counted `SKIP(cpu)` of `test`.
+    pub(crate) fn kernels(test: &str) -> Vec<Kernel> {
+        [Kernel::Avx512, Kernel::Avx2]
+            .into_iter()
+            .filter(|&k| {
+                let has = dev_support::cpu_features_or_skip(test, features(k));
+                assert_eq!(has, k.supported(), "{k:?}: feature detection disagrees");
+                has
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pack_unpack_round_trip() {
+        for (n, k) in [(1, 1), (33, 7), (64, 300), (70, 5)] {
+            let w = values(n * k, 3);
+            let p = PackedMatrix::new(&w, &vec![0.0; n], n, k, Kernel::Avx2).unwrap();
+            assert_eq!(p.unpack(), w, "{n}×{k}");
+        }
+    }
+
+    #[test]
+    fn products_match_the_definition() {
+        // Shapes cover partial panels (n % 32), one to three k blocks, one to many row
+        // tiles, and sizes that take the threaded path.
+        let shapes = [
+            (1, 1, 1),
+            (3, 17, 5),
+            (13, 32, 256),
+            (50, 96, 300),
+            (97, 40, 513),
+            (20, 64, 1700),
+            (200, 130, 64),
+            (7, 2304, 768),
+        ];
+        for kernel in kernels("products_match_the_definition") {
+            for &(m, n, k) in &shapes {
+                let x = values(m * k, 1);
+                let w = values(n * k, 2);
+                let b = values(n, 4);
+                let r = values(m * n, 5);
+                let packed = PackedMatrix::new(&w, &b, n, k, kernel).unwrap();
+                for epilogue in [
+                    Epilogue::BIAS,
+                    Epilogue::residual(&r),
+                    Epilogue::act(Act::QuickGelu),
+                    Epilogue::act(Act::Gelu),
+                    Epilogue::act(Act::Relu),
+                    Epilogue {
+                        residual: Some(&r),
+                        act: Act::Relu,
+                    },
+                ] {
+                    let got = packed.forward(&x, m, epilogue).unwrap();
+                    let want = reference(&x, &w, &b, m, n, k, epilogue);
+                    // f32 accumulation of k products of values in [-1, 1): error grows like
+                    // √k · 2⁻²⁴ · |terms|; 1e-5 · √k (≈ 3e-4 at k = 768) is a loose bound
+                    // that still catches any wrong or missing term (each is ~0.3 on average).
+                    let tol = 1e-5 * (k as f32).sqrt().max(1.0);
+                    let worst = got
+                        .iter()
+                        .zip(&want)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(
+                        worst <= tol && got.iter().all(|v| v.is_finite()),
+                        "{kernel:?} {m}×{n}×{k} {epilogue:?}: max abs diff {worst} > {tol}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// With more threads than column panels the rows are split too: every tile must still be
+    /// written exactly once.
+    #[test]
+    fn row_split_across_threads_matches_the_definition() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(8)
+            .build()
+            .unwrap();
+        for kernel in kernels("row_split_across_threads_matches_the_definition") {
+            for (m, n, k) in [(150, 32, 120), (97, 20, 300)] {
+                let (x, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
+                let packed = PackedMatrix::new(&w, &b, n, k, kernel).unwrap();
+                let got = pool.install(|| packed.forward(&x, m, Epilogue::BIAS).unwrap());
+                let want = reference(&x, &w, &b, m, n, k, Epilogue::BIAS);
+                let worst = dev_support::max_abs_diff(&got, &want).unwrap();
+                assert!(
+                    worst <= 1e-5 * (k as f32).sqrt(),
+                    "{kernel:?} {m}×{n}×{k}: {worst}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        assert!(PackedMatrix::new(&[0.0; 6], &[0.0; 2], 2, 2, Kernel::Avx2).is_err());
+        assert!(PackedMatrix::new(&[0.0; 4], &[0.0; 3], 2, 2, Kernel::Avx2).is_err());
+        assert!(PackedMatrix::new(&[], &[], 0, 2, Kernel::Avx2).is_err());
+        assert!(PackedMatrix::new(&[], &[0.0; 2], 2, 0, Kernel::Avx2).is_err());
+        let p = PackedMatrix::new(&[0.0; 4], &[0.0; 2], 2, 2, Kernel::Avx2).unwrap();
+        if dev_support::cpu_features_or_skip("bad_shapes_are_errors", features(Kernel::Avx2)) {
+            assert!(p.forward(&[0.0; 5], 2, Epilogue::BIAS).is_err());
+            assert!(
+                p.forward(&[0.0; 4], 2, Epilogue::residual(&[0.0; 3]))
+                    .is_err()
+            );
+        }
+    }
+}
