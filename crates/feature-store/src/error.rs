@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use crate::ImageId;
 
 /// Everything that can go wrong in this crate. Each variant names the file or item involved and,
-/// where it applies, what was expected and what was found.
+/// where it applies, what was expected and what was found. For a PostgreSQL library the `file`
+/// fields hold its URL without the password: no error or log line ever shows a password.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -180,6 +181,45 @@ pub enum Error {
         path: PathBuf,
         /// The embedder's message.
         reason: String,
+    },
+    /// A PostgreSQL library location is not a valid connection URL.
+    #[error("feature library {url}: not a valid PostgreSQL URL: {reason}")]
+    BadUrl {
+        /// The URL, without its password.
+        url: String,
+        /// What the parser reported.
+        reason: String,
+    },
+    /// Connecting to the PostgreSQL server failed: server down or unreachable, wrong password,
+    /// unknown database or user.
+    #[cfg(feature = "postgres")]
+    #[error("feature library {url}: cannot connect: {source}")]
+    PgConnect {
+        /// The URL, without its password.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: postgres::Error,
+    },
+    /// The PostgreSQL server reported an error while working on the library.
+    #[cfg(feature = "postgres")]
+    #[error("feature library {url}: PostgreSQL error: {source}")]
+    Postgres {
+        /// The URL, without its password.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: postgres::Error,
+    },
+    /// The location needs a backend this build leaves out.
+    #[error(
+        "feature library {location}: this build has no `{feature}` backend (cargo feature `{feature}`)"
+    )]
+    BackendDisabled {
+        /// The location, without a password.
+        location: String,
+        /// The cargo feature to enable.
+        feature: &'static str,
     },
     /// A file is larger than the configured limit.
     #[error("{path}: file has {size} bytes, the limit is {limit}")]
