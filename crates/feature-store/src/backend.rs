@@ -11,6 +11,7 @@ use crate::types::{AddOutcome, ContentHash, ImageId};
 
 /// Whether this process may embed some new bytes now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) enum Claim {
     /// Claimed: embed and commit them (the commit drops the claim).
     Mine,

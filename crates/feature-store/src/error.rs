@@ -193,7 +193,7 @@ pub enum Error {
     /// Connecting to the PostgreSQL server failed: server down or unreachable, wrong password,
     /// unknown database or user.
     #[cfg(feature = "postgres")]
-    #[error("feature library {url}: cannot connect: {source}")]
+    #[error("feature library {url}: cannot connect: {}", pg_detail(.source))]
     PgConnect {
         /// The URL, without its password.
         url: String,
@@ -203,7 +203,7 @@ pub enum Error {
     },
     /// The PostgreSQL server reported an error while working on the library.
     #[cfg(feature = "postgres")]
-    #[error("feature library {url}: PostgreSQL error: {source}")]
+    #[error("feature library {url}: PostgreSQL error: {}", pg_detail(.source))]
     Postgres {
         /// The URL, without its password.
         url: String,
@@ -235,3 +235,21 @@ pub enum Error {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The server's own message for a database error (the client's `Display` says only "db error").
+#[cfg(feature = "postgres")]
+fn pg_detail(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" ({detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("; hint: {hint}"));
+            }
+            text
+        }
+        None => e.to_string(),
+    }
+}

@@ -61,13 +61,13 @@ fn parse(lines: &[String]) -> Output {
     out
 }
 
-/// Every (path, hash) and (hash, vector) of a library.
-fn contents(
-    store: &dyn Store,
-) -> (
+type Contents = (
     HashSet<(PathBuf, ContentHash)>,
     HashMap<ContentHash, Vec<f32>>,
-) {
+);
+
+/// Every (path, hash) and (hash, vector) of a library.
+fn contents(store: &dyn Store) -> Contents {
     let (mut paths, mut vectors) = (HashSet::new(), HashMap::new());
     let mut offset = 0;
     loop {
