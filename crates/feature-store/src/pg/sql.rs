@@ -94,6 +94,14 @@ impl Statements {
 /// The tables of a library of `dim`-d vectors stored as `dtype`.
 pub(crate) fn schema(dim: usize, dtype: Dtype) -> String {
     let t = dtype.sql_type();
+    // Vectors that fit in a page are kept inline (no TOAST): an exact scan then reads the table
+    // sequentially instead of one TOAST lookup per row (measured 4x slower at 512-d).
+    let width = dim * if dtype == Dtype::F32 { 4 } else { 2 };
+    let storage = if width <= 6000 {
+        "ALTER TABLE images ALTER COLUMN embedding SET STORAGE PLAIN;"
+    } else {
+        ""
+    };
     format!(
         "
 CREATE TABLE meta (
@@ -117,6 +125,7 @@ CREATE TABLE files (
     recorded_ns bigint NOT NULL
 );
 CREATE INDEX files_by_image ON files (image_id, seq);
+{storage}
 CREATE TABLE claims (
     hash       bytea PRIMARY KEY,
     worker     text NOT NULL,
