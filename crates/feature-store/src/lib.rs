@@ -26,7 +26,13 @@
 //! through a `claims` table, so each content is embedded once; a dead worker's claims are taken
 //! over as soon as the server has closed its session, a hung worker's when their lease
 //! ([`SyncOptions::claim_lease`]) expires. Errors name the
-//! URL without its password. `tools/pg/pg.sh start` runs a local server for tests and trials.
+//! URL without its password. `tools/pg/pg.sh start` runs a local server for tests and trials;
+//! `docs/scaling.md` has the measured numbers and when to move from SQLite to PostgreSQL.
+//!
+//! The client is the synchronous `postgres` crate with the `pgvector` crate's types: the store's
+//! API is synchronous like the SQLite one (`sync` runs an embedder between commits), so a blocking
+//! client keeps async runtimes out of the callers' signatures; `sqlx` would bring a runtime,
+//! macros and a much larger build for nothing this crate needs.
 //!
 //! # Guarantees
 //! - **Dedupe**: the same bytes are stored once, whatever the path. The first path is the image's
