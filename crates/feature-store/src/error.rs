@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use crate::ImageId;
 
 /// Everything that can go wrong in this crate. Each variant names the file or item involved and,
-/// where it applies, what was expected and what was found.
+/// where it applies, what was expected and what was found. For a PostgreSQL library the `file`
+/// fields hold its URL without the password: no error or log line ever shows a password.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -181,6 +182,45 @@ pub enum Error {
         /// The embedder's message.
         reason: String,
     },
+    /// A PostgreSQL library location is not a valid connection URL.
+    #[error("feature library {url}: not a valid PostgreSQL URL: {reason}")]
+    BadUrl {
+        /// The URL, without its password.
+        url: String,
+        /// What the parser reported.
+        reason: String,
+    },
+    /// Connecting to the PostgreSQL server failed: server down or unreachable, wrong password,
+    /// unknown database or user.
+    #[cfg(feature = "postgres")]
+    #[error("feature library {url}: cannot connect: {}", pg_detail(.source))]
+    PgConnect {
+        /// The URL, without its password.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: postgres::Error,
+    },
+    /// The PostgreSQL server reported an error while working on the library.
+    #[cfg(feature = "postgres")]
+    #[error("feature library {url}: PostgreSQL error: {}", pg_detail(.source))]
+    Postgres {
+        /// The URL, without its password.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: postgres::Error,
+    },
+    /// The location needs a backend this build leaves out.
+    #[error(
+        "feature library {location}: this build has no `{feature}` backend (cargo feature `{feature}`)"
+    )]
+    BackendDisabled {
+        /// The location, without a password.
+        location: String,
+        /// The cargo feature to enable.
+        feature: &'static str,
+    },
     /// A file is larger than the configured limit.
     #[error("{path}: file has {size} bytes, the limit is {limit}")]
     TooLarge {
@@ -195,3 +235,21 @@ pub enum Error {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The server's own message for a database error (the client's `Display` says only "db error").
+#[cfg(feature = "postgres")]
+fn pg_detail(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" ({detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("; hint: {hint}"));
+            }
+            text
+        }
+        None => e.to_string(),
+    }
+}

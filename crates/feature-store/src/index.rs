@@ -235,15 +235,7 @@ impl FlatIndex {
     fn validate_as(&self, item: &dyn std::fmt::Display, vector: &[f32]) -> Result<()> {
         check_vector(item, vector, self.dim)?;
         if let Matrix::F16(_) = self.matrix {
-            let max = f16::MAX.to_f32();
-            if let Some((index, &value)) = vector.iter().enumerate().find(|(_, v)| v.abs() > max) {
-                return Err(Error::OutOfRange {
-                    item: item.to_string(),
-                    index,
-                    value,
-                    max,
-                });
-            }
+            check_f16_range(item, vector)?;
         }
         Ok(())
     }
@@ -309,6 +301,20 @@ impl std::fmt::Debug for FlatIndex {
 }
 
 /// Checks that `vector` has `dim` finite values.
+/// Checks that every value fits in an f16 (at most ±65504 in magnitude).
+pub(crate) fn check_f16_range(item: &dyn std::fmt::Display, vector: &[f32]) -> Result<()> {
+    let max = f16::MAX.to_f32();
+    if let Some((index, &value)) = vector.iter().enumerate().find(|(_, v)| v.abs() > max) {
+        return Err(Error::OutOfRange {
+            item: item.to_string(),
+            index,
+            value,
+            max,
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn check_vector(item: &dyn std::fmt::Display, vector: &[f32], dim: usize) -> Result<()> {
     if vector.len() != dim {
         return Err(Error::VectorDim {

@@ -1,5 +1,10 @@
 //! Embedding library: image vectors mapped back to images, dedupe, persistence, exact top-k search.
 //!
+//! Two backends behind one interface, the [`Store`] trait; [`Library::open`] picks one from the
+//! location: a path is a SQLite file ([`FeatureStore`], the embedded default), a
+//! `postgres://user:password@host/db` URL a PostgreSQL database with pgvector ([`PgStore`],
+//! cargo feature `postgres`, on by default) that many indexing processes and servers share.
+//!
 //! - [`FeatureStore`] keeps one SQLite file (WAL) whose header records the model id, embedding
 //!   dimension, dtype and schema version; opening it for another model fails with
 //!   [`Error::ModelMismatch`] / [`Error::DimMismatch`]. Each distinct content (BLAKE3 hash of the
@@ -11,6 +16,23 @@
 //!   through the [`VectorIndex`] trait, so another engine can take its place.
 //!
 //! The crate stores vectors produced by anyone: it does not decode images or run models.
+//!
+//! # PostgreSQL
+//! [`PgStore`] keeps the same tables in a database, vectors as pgvector `vector` (f32) or
+//! `halfvec` (f16), and searches in the server: exactly (`<#>` scan, the default) or through an
+//! HNSW index ([`SearchMethod::Hnsw`]); results are ordered by score, then id, as in SQLite.
+//! Every write is one transaction, so a killed indexer leaves no partial batch. Several
+//! processes may [`Library::sync`] the same folder into one database: new bytes are claimed
+//! through a `claims` table, so each content is embedded once; a dead worker's claims are taken
+//! over as soon as the server has closed its session, a hung worker's when their lease
+//! ([`SyncOptions::claim_lease`]) expires. Errors name the
+//! URL without its password. `tools/pg/pg.sh start` runs a local server for tests and trials;
+//! `docs/scaling.md` has the measured numbers and when to move from SQLite to PostgreSQL.
+//!
+//! The client is the synchronous `postgres` crate with the `pgvector` crate's types: the store's
+//! API is synchronous like the SQLite one (`sync` runs an embedder between commits), so a blocking
+//! client keeps async runtimes out of the callers' signatures; `sqlx` would bring a runtime,
+//! macros and a much larger build for nothing this crate needs.
 //!
 //! # Guarantees
 //! - **Dedupe**: the same bytes are stored once, whatever the path. The first path is the image's
@@ -60,22 +82,33 @@
 //! ```
 #![deny(missing_docs)]
 
+mod backend;
 mod error;
 mod index;
 mod kernel;
+mod library;
+mod pending;
+#[cfg(feature = "postgres")]
+mod pg;
+mod pg_url;
+mod sqlite;
 mod store;
 mod sync;
 mod types;
 
 pub use error::{Error, Result};
 pub use index::{FlatIndex, Precision, Scored, SearchBuffer, SearchOptions, VectorIndex};
+pub use library::{BackendKind, Library, Store};
+#[cfg(feature = "postgres")]
+pub use pg::{PG_DTYPE_F16, PG_DTYPE_F32, PG_SCHEMA_VERSION, PgStore};
 pub use store::{
-    Durability, FeatureStore, ModelInfo, OpenOptions, SCHEMA_VERSION, StoreHeader, VECTOR_DTYPE,
+    Durability, FeatureStore, HnswParams, ModelInfo, OpenOptions, SCHEMA_VERSION, SearchMethod,
+    StoreHeader, VECTOR_DTYPE,
 };
 #[cfg(feature = "progress-bar")]
 pub use sync::TerminalProgress;
 pub use sync::{
-    EmbedInput, FailedImage, HashEmbedder, ImageEmbedder, NoProgress, ProgressSink, SyncOptions,
-    SyncProgress, SyncReport,
+    DynEmbedder, EmbedInput, FailedImage, HashEmbedder, ImageEmbedder, NoProgress, ProgressSink,
+    SyncOptions, SyncProgress, SyncReport,
 };
 pub use types::{AddOutcome, AddStatus, ContentHash, ImageId, ImageRecord, NewImage, SearchHit};

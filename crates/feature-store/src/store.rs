@@ -4,12 +4,15 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{
-    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::index::{FlatIndex, Precision, Scored, SearchBuffer, SearchOptions, VectorIndex};
-use crate::types::{AddOutcome, AddStatus, ContentHash, ImageId, ImageRecord, NewImage, SearchHit};
+use crate::pending::{KnownFile, Pending, path_text, to_i64};
+use crate::sqlite::{
+    BatchEffect, SCHEMA, SqlContext, apply_one, configure, connect, decode_vector, detach,
+    image_record, read_meta,
+};
+use crate::types::{AddOutcome, ContentHash, ImageId, ImageRecord, NewImage, SearchHit};
 use crate::{Error, Result};
 
 /// Schema version written to and expected in the header.
@@ -64,16 +67,77 @@ pub enum Durability {
     Full,
 }
 
+/// Parameters of a pgvector HNSW index (see [`SearchMethod::Hnsw`]). `m` and `ef_construction`
+/// default to pgvector's; `ef_search` defaults to 200, not pgvector's 40: text queries come from
+/// another distribution than the stored image vectors (CLIP's modality gap) and at 40 HNSW found
+/// only 61% of their true top 10 over 100k 512-d rows, 93% at 200 (`docs/scaling.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HnswParams {
+    /// Links per node (pgvector `m`, default 16).
+    pub m: u32,
+    /// Candidate list size while building (pgvector `ef_construction`, default 64).
+    pub ef_construction: u32,
+    /// Candidate list size while searching (`hnsw.ef_search`, default 200); recall and latency
+    /// grow with it.
+    pub ef_search: u32,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construction: 64,
+            ef_search: 200,
+        }
+    }
+}
+
+impl HnswParams {
+    /// Set the search-time candidate list size.
+    pub fn ef_search(mut self, ef_search: u32) -> Self {
+        self.ef_search = ef_search.max(1);
+        self
+    }
+    /// Set the links per node (at least 2).
+    pub fn m(mut self, m: u32) -> Self {
+        self.m = m.max(2);
+        self
+    }
+    /// Set the build-time candidate list size (at least `2 * m`, as pgvector requires).
+    pub fn ef_construction(mut self, ef: u32) -> Self {
+        self.ef_construction = ef.max(2 * self.m);
+        self
+    }
+}
+
+/// How a PostgreSQL library is searched. The SQLite backend always scans its in-memory matrix
+/// exactly and ignores this.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SearchMethod {
+    /// Every row scored (`<#>` scan): results equal the SQLite backend's.
+    #[default]
+    Exact,
+    /// Approximate, through an HNSW index on the vectors (built on open if missing; building it
+    /// over millions of rows takes minutes).
+    Hnsw(HnswParams),
+}
+
 /// Options for opening a store.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct OpenOptions {
-    /// Element type of the in-memory matrix (the file always holds f32).
+    /// Element type: of the in-memory matrix for SQLite (the file always holds f32); of the
+    /// stored column for a new PostgreSQL library (`vector` or `halfvec`; an existing one keeps
+    /// the type it was created with).
     pub precision: Precision,
-    /// Commit durability.
+    /// Commit durability (SQLite; a PostgreSQL server commits with its own `synchronous_commit`).
     pub durability: Durability,
-    /// Create the file if it does not exist (default: yes).
+    /// Create the file, or a PostgreSQL database's tables, if missing (default: yes).
     pub create: bool,
+    /// How a PostgreSQL library is searched (default: exact).
+    pub search: SearchMethod,
 }
 
 impl Default for OpenOptions {
@@ -82,6 +146,7 @@ impl Default for OpenOptions {
             precision: Precision::F32,
             durability: Durability::Normal,
             create: true,
+            search: SearchMethod::Exact,
         }
     }
 }
@@ -106,43 +171,12 @@ impl OpenOptions {
         self.create = create;
         self
     }
-}
-
-pub(crate) trait SqlContext<T> {
-    fn at(self, file: &Path) -> Result<T>;
-}
-
-impl<T> SqlContext<T> for rusqlite::Result<T> {
-    fn at(self, file: &Path) -> Result<T> {
-        self.map_err(|source| Error::Sqlite {
-            file: file.to_path_buf(),
-            source,
-        })
+    /// Set how a PostgreSQL library is searched.
+    pub fn search(mut self, search: SearchMethod) -> Self {
+        self.search = search;
+        self
     }
 }
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY NOT NULL,
-    value TEXT NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS images (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    hash     BLOB NOT NULL UNIQUE,
-    path     TEXT NOT NULL,
-    size     INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    vector   BLOB NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS files (
-    path     TEXT PRIMARY KEY NOT NULL,
-    image_id INTEGER NOT NULL REFERENCES images(id),
-    size     INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    recorded_ns INTEGER NOT NULL
-) STRICT;
-CREATE INDEX IF NOT EXISTS files_by_image ON files(image_id);
-";
 
 /// An embedding library in one SQLite file, mirrored into an in-memory [`VectorIndex`].
 ///
@@ -166,333 +200,6 @@ impl<I: VectorIndex> std::fmt::Debug for FeatureStore<I> {
             .field("model", &self.model)
             .field("len", &self.index.len())
             .finish()
-    }
-}
-
-fn connect(file: &Path, create: bool) -> Result<Connection> {
-    if !create && !file.exists() {
-        return Err(Error::Missing {
-            file: file.to_path_buf(),
-        });
-    }
-    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    if create {
-        flags |= OpenFlags::SQLITE_OPEN_CREATE;
-    }
-    Connection::open_with_flags(file, flags).at(file)
-}
-
-fn configure(conn: &Connection, file: &Path, durability: Durability) -> Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .at(file)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .at(file)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::BadHeader {
-            file: file.to_path_buf(),
-            key: "journal_mode",
-            problem: format!("`{mode}`, WAL could not be enabled"),
-        });
-    }
-    let sync = match durability {
-        Durability::Normal => "NORMAL",
-        Durability::Full => "FULL",
-    };
-    conn.execute_batch(&format!(
-        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
-    ))
-    .at(file)?;
-    Ok(())
-}
-
-fn read_meta(conn: &Connection, file: &Path) -> Result<Option<StoreHeader>> {
-    let has_meta: bool = conn
-        .query_row(
-            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta')",
-            [],
-            |r| r.get(0),
-        )
-        .at(file)?;
-    if !has_meta {
-        return Ok(None);
-    }
-    let get = |key: &'static str| -> Result<Option<String>> {
-        conn.query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
-            .optional()
-            .at(file)
-    };
-    let Some(version) = get("schema_version")? else {
-        return Ok(None);
-    };
-    let schema_version = match version.parse::<u32>() {
-        Ok(v) if v == SCHEMA_VERSION => v,
-        _ => {
-            return Err(Error::UnsupportedSchema {
-                file: file.to_path_buf(),
-                expected: SCHEMA_VERSION,
-                found: version,
-            });
-        }
-    };
-    let required = |key: &'static str| -> Result<String> {
-        get(key)?.ok_or_else(|| Error::BadHeader {
-            file: file.to_path_buf(),
-            key,
-            problem: "missing".into(),
-        })
-    };
-    let model_id = required("model_id")?;
-    let dim_text = required("dim")?;
-    let dim = match dim_text.parse::<usize>() {
-        Ok(d) if d > 0 => d,
-        _ => {
-            return Err(Error::BadHeader {
-                file: file.to_path_buf(),
-                key: "dim",
-                problem: format!("`{dim_text}`, expected a positive integer"),
-            });
-        }
-    };
-    let dtype = required("dtype")?;
-    if dtype != VECTOR_DTYPE {
-        return Err(Error::UnsupportedDtype {
-            file: file.to_path_buf(),
-            expected: VECTOR_DTYPE,
-            found: dtype,
-        });
-    }
-    Ok(Some(StoreHeader {
-        model: ModelInfo { model_id, dim },
-        dtype,
-        schema_version,
-    }))
-}
-
-/// Decodes a stored vector blob, checking its length.
-fn decode_vector(file: &Path, id: ImageId, blob: &[u8], out: &mut [f32]) -> Result<()> {
-    if blob.len() != out.len() * 4 {
-        return Err(Error::BadVectorBlob {
-            file: file.to_path_buf(),
-            id,
-            expected_bytes: out.len() * 4,
-            found_bytes: blob.len(),
-            dim: out.len(),
-        });
-    }
-    for (v, b) in out.iter_mut().zip(blob.chunks_exact(4)) {
-        *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    }
-    Ok(())
-}
-
-fn encode_vector(vector: &[f32]) -> Vec<u8> {
-    vector.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-pub(crate) fn path_text(path: &Path) -> Result<&str> {
-    path.to_str().ok_or_else(|| Error::NonUtf8Path {
-        path: path.to_path_buf(),
-    })
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn hash_from_blob(file: &Path, id: ImageId, blob: &[u8]) -> Result<ContentHash> {
-    <[u8; 32]>::try_from(blob)
-        .map(ContentHash)
-        .map_err(|_| Error::BadHeader {
-            file: file.to_path_buf(),
-            key: "images.hash",
-            problem: format!("{} bytes for image {id}, expected 32", blob.len()),
-        })
-}
-
-/// An [`ImageRecord`] from an `images` row `(id, path, hash, size, mtime_ns)`.
-fn image_record(
-    file: &Path,
-    (id, path, hash, size, mtime_ns): (ImageId, String, Vec<u8>, i64, i64),
-) -> Result<ImageRecord> {
-    Ok(ImageRecord {
-        id,
-        path: PathBuf::from(path),
-        hash: hash_from_blob(file, id, &hash)?,
-        size: u64::try_from(size).map_err(|_| Error::BadHeader {
-            file: file.to_path_buf(),
-            key: "images.size",
-            problem: format!("negative size {size} for image {id}"),
-        })?,
-        mtime_ns,
-    })
-}
-
-/// One path to record, with its vector when its bytes may be new.
-pub(crate) struct Pending {
-    pub(crate) path: String,
-    pub(crate) size: u64,
-    pub(crate) mtime_ns: i64,
-    pub(crate) hash: ContentHash,
-    pub(crate) vector: Option<Vec<f32>>,
-}
-
-/// Changes of one committed batch to mirror into the index.
-#[derive(Default)]
-pub(crate) struct BatchEffect {
-    /// (new image, index into the pending list whose vector it got)
-    pub(crate) inserted: Vec<(ImageId, usize)>,
-    pub(crate) removed: Vec<ImageId>,
-}
-
-/// Removes `path` from image `old`; deletes the image if no path holds it any more.
-fn detach(
-    tx: &Transaction<'_>,
-    file: &Path,
-    old: ImageId,
-    path: &str,
-    effect: &mut BatchEffect,
-) -> Result<Option<ImageId>> {
-    tx.execute("DELETE FROM files WHERE path=?1", [path])
-        .at(file)?;
-    let next: Option<(String, i64, i64)> = tx
-        .prepare_cached(
-            "SELECT path, size, mtime_ns FROM files WHERE image_id=?1 ORDER BY rowid LIMIT 1",
-        )
-        .at(file)?
-        .query_row([old.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()
-        .at(file)?;
-    match next {
-        None => {
-            tx.execute("DELETE FROM images WHERE id=?1", [old.0])
-                .at(file)?;
-            effect.removed.push(old);
-            Ok(Some(old))
-        }
-        Some((p, size, mtime)) => {
-            tx.execute(
-                "UPDATE images SET path=?2, size=?3, mtime_ns=?4 WHERE id=?1 AND path=?5",
-                params![old.0, p, size, mtime, path],
-            )
-            .at(file)?;
-            Ok(None)
-        }
-    }
-}
-
-/// Records one path inside a transaction. `Ok(None)`: the bytes are new but no vector was given.
-fn apply_one(
-    tx: &Transaction<'_>,
-    file: &Path,
-    item: &Pending,
-    slot: usize,
-    effect: &mut BatchEffect,
-) -> Result<Option<AddOutcome>> {
-    let old: Option<ImageId> = tx
-        .prepare_cached("SELECT image_id FROM files WHERE path=?1")
-        .at(file)?
-        .query_row([&item.path], |r| r.get(0).map(ImageId))
-        .optional()
-        .at(file)?;
-    let same: Option<ImageId> = tx
-        .prepare_cached("SELECT id FROM images WHERE hash=?1")
-        .at(file)?
-        .query_row([&item.hash.0[..]], |r| r.get(0).map(ImageId))
-        .optional()
-        .at(file)?;
-    let (size, mtime) = (to_i64(item.size), item.mtime_ns);
-    match (old, same) {
-        (Some(o), Some(s)) if o == s => {
-            tx.execute(
-                "UPDATE files SET size=?2, mtime_ns=?3, recorded_ns=?4 WHERE path=?1",
-                params![item.path, size, mtime, now_ns()],
-            )
-            .at(file)?;
-            tx.execute(
-                "UPDATE images SET size=?3, mtime_ns=?4 WHERE id=?1 AND path=?2",
-                params![s.0, item.path, size, mtime],
-            )
-            .at(file)?;
-            Ok(Some(AddOutcome {
-                id: s,
-                status: AddStatus::Unchanged,
-                removed: None,
-            }))
-        }
-        (_, Some(s)) => {
-            let removed = match old {
-                Some(o) => detach(tx, file, o, &item.path, effect)?,
-                None => None,
-            };
-            tx.execute(
-                "INSERT INTO files (path, image_id, size, mtime_ns, recorded_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![item.path, s.0, size, mtime, now_ns()],
-            )
-            .at(file)?;
-            Ok(Some(AddOutcome {
-                id: s,
-                status: AddStatus::Duplicate,
-                removed,
-            }))
-        }
-        (_, None) => {
-            let Some(vector) = &item.vector else {
-                return Ok(None);
-            };
-            let removed = match old {
-                Some(o) => detach(tx, file, o, &item.path, effect)?,
-                None => None,
-            };
-            tx.prepare_cached(
-                "INSERT INTO images (hash, path, size, mtime_ns, vector) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .at(file)?
-            .execute(params![&item.hash.0[..], item.path, size, mtime, encode_vector(vector)])
-            .at(file)?;
-            let id = ImageId(tx.last_insert_rowid());
-            tx.prepare_cached(
-                "INSERT INTO files (path, image_id, size, mtime_ns, recorded_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .at(file)?
-            .execute(params![item.path, id.0, size, mtime, now_ns()])
-            .at(file)?;
-            effect.inserted.push((id, slot));
-            Ok(Some(AddOutcome {
-                id,
-                status: AddStatus::Added,
-                removed,
-            }))
-        }
-    }
-}
-
-/// A known path, as recorded.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct KnownFile {
-    pub(crate) size: u64,
-    pub(crate) mtime_ns: i64,
-    pub(crate) recorded_ns: i64,
-}
-
-/// File systems stamp mtimes with a coarse clock (a few ms on Linux, 2 s on FAT). A file
-/// recorded less than this after its mtime could be rewritten with the same size and the same
-/// mtime, so it is re-hashed once more by the next sync (git's "racily clean" rule).
-const RACY_WINDOW_NS: i64 = 2_000_000_000;
-
-impl KnownFile {
-    /// Whether a file with this size and mtime can be skipped without reading it.
-    pub(crate) fn matches(&self, size: u64, mtime_ns: i64) -> bool {
-        self.size == size
-            && self.mtime_ns == mtime_ns
-            && self.recorded_ns.saturating_sub(self.mtime_ns) >= RACY_WINDOW_NS
-    }
-}
-
-pub(crate) fn now_ns() -> i64 {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(_) => 0,
     }
 }
 

@@ -5,8 +5,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use std::time::Duration;
+
+use crate::backend::{Backend, Claim};
 use crate::index::VectorIndex;
-use crate::store::{FeatureStore, KnownFile, Pending, path_text};
+use crate::pending::{KnownFile, Pending, path_text};
+use crate::store::FeatureStore;
 use crate::types::{AddOutcome, AddStatus, ContentHash};
 use crate::{Error, Result};
 
@@ -91,7 +95,7 @@ impl ImageEmbedder for HashEmbedder {
     }
 }
 
-/// Options of [`FeatureStore::sync`].
+/// Options of [`FeatureStore::sync`] and [`Library::sync`](crate::Library::sync).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct SyncOptions {
@@ -103,6 +107,13 @@ pub struct SyncOptions {
     pub extensions: Option<Vec<String>>,
     /// Larger files are reported as failed, not read.
     pub max_file_bytes: u64,
+    /// How long a worker's claim on new bytes holds before other workers syncing into the same
+    /// PostgreSQL library take the bytes over. Claims of a worker whose database session ended
+    /// (the process died) are taken over at once; the lease covers a worker that hangs or lost
+    /// its connection without the server noticing. It must exceed the time one batch takes to
+    /// embed, else a slow batch is embedded twice (and stored once). The SQLite backend has one
+    /// writer and ignores it.
+    pub claim_lease: Duration,
 }
 
 impl Default for SyncOptions {
@@ -116,6 +127,7 @@ impl Default for SyncOptions {
                     .to_vec(),
             ),
             max_file_bytes: 64 << 20,
+            claim_lease: Duration::from_secs(60),
         }
     }
 }
@@ -144,6 +156,15 @@ impl SyncOptions {
     pub fn max_file_bytes(mut self, limit: u64) -> Self {
         self.max_file_bytes = limit;
         self
+    }
+    /// Set the claim lease of cooperating workers (at least 100 ms).
+    pub fn claim_lease(mut self, lease: Duration) -> Self {
+        self.claim_lease = lease.max(Duration::from_millis(100));
+        self
+    }
+    /// How long a worker waits before looking again at bytes another worker is embedding.
+    pub(crate) fn claim_poll(&self) -> Duration {
+        (self.claim_lease / 10).clamp(Duration::from_millis(20), Duration::from_secs(1))
     }
 }
 
@@ -182,6 +203,9 @@ pub struct SyncReport {
     pub batches: usize,
     /// Files that could not be read or embedded; not stored, retried by the next sync.
     pub failed: Vec<FailedImage>,
+    /// Files whose new bytes another worker was embedding when this one reached them: recorded
+    /// once that worker committed (or, if its claim expired, embedded here). Always 0 with SQLite.
+    pub waited: usize,
 }
 
 /// Where a running sync is.
@@ -372,19 +396,408 @@ fn read_file(path: &Path, limit: u64) -> Result<(Vec<u8>, u64, i64)> {
     Ok((bytes, size, mtime_ns(&meta)))
 }
 
-fn check_embedder<E: ImageEmbedder, I: VectorIndex>(
-    store: &FeatureStore<I>,
-    embedder: &E,
-) -> Result<()> {
-    if embedder.model_id() != store.model_id() || embedder.dim() != store.dim() {
+/// An [`ImageEmbedder`] with its error turned into text, so that it can be passed as
+/// `&mut dyn DynEmbedder` through the object-safe [`Store`](crate::Store) interface. Every
+/// `ImageEmbedder` is one; callers never implement it themselves.
+pub trait DynEmbedder {
+    /// [`ImageEmbedder::model_id`].
+    fn dyn_model_id(&self) -> &str;
+    /// [`ImageEmbedder::dim`].
+    fn dyn_dim(&self) -> usize;
+    /// [`ImageEmbedder::embed_batch`], errors as text.
+    fn dyn_embed_batch(&mut self, batch: &[EmbedInput<'_>]) -> Vec<Result<Vec<f32>, String>>;
+}
+
+impl<E: ImageEmbedder> DynEmbedder for E {
+    fn dyn_model_id(&self) -> &str {
+        self.model_id()
+    }
+    fn dyn_dim(&self) -> usize {
+        self.dim()
+    }
+    fn dyn_embed_batch(&mut self, batch: &[EmbedInput<'_>]) -> Vec<Result<Vec<f32>, String>> {
+        self.embed_batch(batch)
+            .into_iter()
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect()
+    }
+}
+
+impl ImageEmbedder for dyn DynEmbedder + '_ {
+    type Error = String;
+    fn model_id(&self) -> &str {
+        self.dyn_model_id()
+    }
+    fn dim(&self) -> usize {
+        self.dyn_dim()
+    }
+    fn embed_batch(&mut self, batch: &[EmbedInput<'_>]) -> Vec<Result<Vec<f32>, String>> {
+        self.dyn_embed_batch(batch)
+    }
+}
+
+fn check_embedder<E: ImageEmbedder + ?Sized, B: Backend>(store: &B, embedder: &E) -> Result<()> {
+    let model = store.model();
+    if embedder.model_id() != model.model_id || embedder.dim() != model.dim {
         return Err(Error::EmbedderMismatch {
             embedder_model: embedder.model_id().to_owned(),
             embedder_dim: embedder.dim(),
-            store_model: store.model_id().to_owned(),
-            store_dim: store.dim(),
+            store_model: model.model_id.clone(),
+            store_dim: model.dim,
         });
     }
     Ok(())
+}
+
+const DELETED_MEANWHILE: &str =
+    "its bytes were deleted from the store by another writer meanwhile; retried by the next sync";
+
+/// Adds one file if new (see [`FeatureStore::add_file`]), for any backend.
+pub(crate) fn add_file<B: Backend, E: ImageEmbedder + ?Sized>(
+    store: &mut B,
+    path: &Path,
+    embedder: &mut E,
+) -> Result<AddOutcome> {
+    check_embedder(store, embedder)?;
+    let text = path_text(path)?.to_owned();
+    let meta = std::fs::metadata(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if let Some((id, known)) = store.known_file(&text)?
+        && known.matches(meta.len(), mtime_ns(&meta))
+    {
+        return Ok(AddOutcome {
+            id,
+            status: AddStatus::Unchanged,
+            removed: None,
+        });
+    }
+    let (bytes, size, mtime) = read_file(path, SyncOptions::default().max_file_bytes)?;
+    let hash = ContentHash::of(&bytes);
+    let vector = if store.find_hash(&hash)?.is_some() {
+        None
+    } else {
+        let mut out = embedder.embed_batch(&[EmbedInput {
+            path,
+            bytes: &bytes,
+        }]);
+        if out.len() != 1 {
+            return Err(Error::EmbedderBatch {
+                expected: 1,
+                found: out.len(),
+            });
+        }
+        match out.pop() {
+            Some(Ok(v)) => {
+                store.validate(&path.display().to_string(), &v)?;
+                Some(v)
+            }
+            Some(Err(e)) => {
+                return Err(Error::Embed {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                });
+            }
+            None => None,
+        }
+    };
+    let pending = [Pending {
+        path: text,
+        size,
+        mtime_ns: mtime,
+        hash,
+        vector,
+    }];
+    match store.commit_batch(&pending)?.pop().flatten() {
+        Some(outcome) => Ok(outcome),
+        None => Err(Error::Embed {
+            path: path.to_path_buf(),
+            reason: DELETED_MEANWHILE.into(),
+        }),
+    }
+}
+
+/// Indexes a folder (see [`FeatureStore::sync_with_progress`]), for any backend.
+pub(crate) fn sync<B: Backend, E: ImageEmbedder + ?Sized>(
+    store: &mut B,
+    dir: &Path,
+    embedder: &mut E,
+    options: &SyncOptions,
+    progress: &mut dyn ProgressSink,
+) -> Result<SyncReport> {
+    let result = sync_inner(store, dir, embedder, options, progress);
+    progress.finish();
+    result
+}
+
+fn sync_inner<B: Backend, E: ImageEmbedder + ?Sized>(
+    store: &mut B,
+    dir: &Path,
+    embedder: &mut E,
+    options: &SyncOptions,
+    progress: &mut dyn ProgressSink,
+) -> Result<SyncReport> {
+    check_embedder(store, embedder)?;
+    let root = dir.canonicalize().map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if !root.is_dir() {
+        return Err(Error::NotAFolder {
+            path: dir.to_path_buf(),
+        });
+    }
+    let mut report = SyncReport::default();
+    let mut files = Vec::new();
+    walk(&root, options, &mut files, &mut report.failed);
+    report.scanned = files.len();
+
+    let known: HashMap<String, KnownFile> = store.known_files()?.into_iter().collect();
+    let mut seen = HashSet::with_capacity(files.len());
+    let mut todo = Vec::new();
+    for (path, meta) in files {
+        let Some(text) = path.to_str().map(str::to_owned) else {
+            report.failed.push(FailedImage {
+                reason: Error::NonUtf8Path { path: path.clone() }.to_string(),
+                path,
+            });
+            continue;
+        };
+        seen.insert(text.clone());
+        match known.get(&text) {
+            Some(k) if k.matches(meta.len(), mtime_ns(&meta)) => report.skipped += 1,
+            _ => todo.push(Candidate { path, text }),
+        }
+    }
+
+    let total = todo.len();
+    progress.update(&SyncProgress {
+        total,
+        done: 0,
+        committed: &[],
+        report: &report,
+    });
+    let batch_size = options.batch_size.max(1);
+    let mut done = 0;
+    let mut deferred = Vec::new();
+    let mut round = todo;
+    let mut first = true;
+    loop {
+        for chunk in round.chunks(batch_size) {
+            let before = deferred.len();
+            let committed =
+                sync_batch(store, chunk, embedder, options, &mut report, &mut deferred)?;
+            done += chunk.len() - (deferred.len() - before);
+            progress.update(&SyncProgress {
+                total,
+                done,
+                committed: &committed,
+                report: &report,
+            });
+        }
+        if first {
+            report.waited = deferred.len();
+            first = false;
+        }
+        if deferred.is_empty() {
+            break;
+        }
+        // New bytes another worker is embedding: wait for its commit (then they are recorded as
+        // duplicates) or for its claim to expire (then this process embeds them).
+        std::thread::sleep(options.claim_poll());
+        round = std::mem::take(&mut deferred);
+        // Paths the other worker recorded meanwhile need nothing more.
+        let mut left = Vec::with_capacity(round.len());
+        for c in round {
+            let meta = std::fs::metadata(&c.path).ok();
+            match (store.known_file(&c.text)?, meta) {
+                (Some((_, k)), Some(m)) if k.matches(m.len(), mtime_ns(&m)) => {
+                    report.skipped += 1;
+                    done += 1;
+                }
+                _ => left.push(c),
+            }
+        }
+        round = left;
+    }
+
+    if options.remove_missing {
+        let gone: Vec<String> = known
+            .keys()
+            .filter(|p| {
+                let path = Path::new(p.as_str());
+                // Not found by this scan and not on disk (a file filtered out by extension
+                // or behind a symlinked folder is kept).
+                path.starts_with(&root) && !seen.contains(*p) && !path.exists()
+            })
+            .cloned()
+            .collect();
+        for chunk in gone.chunks(batch_size.max(256)) {
+            let removed = store.remove_paths(chunk)?;
+            report.removed_paths += chunk.len();
+            report.removed_images += removed.len();
+            report.batches += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// Reads, hashes, claims, embeds and commits one batch. Files whose new bytes another worker
+/// holds a live claim on go to `deferred`. Returns the paths handled (committed or failed).
+fn sync_batch<B: Backend, E: ImageEmbedder + ?Sized>(
+    store: &mut B,
+    chunk: &[Candidate],
+    embedder: &mut E,
+    options: &SyncOptions,
+    report: &mut SyncReport,
+    deferred: &mut Vec<Candidate>,
+) -> Result<Vec<PathBuf>> {
+    // Read and hash; decide which bytes are new (not stored, not earlier in this batch).
+    let mut pending = Vec::with_capacity(chunk.len());
+    let mut bytes_of = Vec::with_capacity(chunk.len());
+    let mut batch_hashes = HashSet::new();
+    let mut handled = Vec::with_capacity(chunk.len());
+    for c in chunk {
+        match read_file(&c.path, options.max_file_bytes) {
+            Ok((bytes, size, mtime)) => {
+                report.read += 1;
+                let hash = ContentHash::of(&bytes);
+                let new = batch_hashes.insert(hash) && store.find_hash(&hash)?.is_none();
+                pending.push((
+                    c,
+                    Pending {
+                        path: c.text.clone(),
+                        size,
+                        mtime_ns: mtime,
+                        hash,
+                        vector: None,
+                    },
+                ));
+                bytes_of.push(new.then_some(bytes));
+            }
+            Err(e) => {
+                handled.push(c.path.clone());
+                report.failed.push(FailedImage {
+                    path: c.path.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    // Claim the new bytes, so that cooperating workers embed each content once.
+    let new_slots: Vec<usize> = (0..pending.len())
+        .filter(|&i| bytes_of[i].is_some())
+        .collect();
+    let mut busy = HashSet::new();
+    let mut claimed = Vec::new();
+    if !new_slots.is_empty() {
+        let hashes: Vec<ContentHash> = new_slots.iter().map(|&i| pending[i].1.hash).collect();
+        let claims = store.claim(&hashes, options.claim_lease)?;
+        for (&i, claim) in new_slots.iter().zip(claims) {
+            match claim {
+                Claim::Mine => claimed.push(pending[i].1.hash),
+                Claim::Busy => {
+                    busy.insert(pending[i].1.hash);
+                    bytes_of[i] = None;
+                }
+                // Stored by another worker since `find_hash`: a duplicate now.
+                Claim::Stored => bytes_of[i] = None,
+            }
+        }
+    }
+    let inputs: Vec<(usize, EmbedInput<'_>)> = bytes_of
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| {
+            b.as_deref().map(|bytes| {
+                (
+                    i,
+                    EmbedInput {
+                        path: &pending[i].0.path,
+                        bytes,
+                    },
+                )
+            })
+        })
+        .collect();
+    let mut bad = HashSet::new();
+    if !inputs.is_empty() {
+        let batch: Vec<EmbedInput<'_>> = inputs.iter().map(|(_, e)| *e).collect();
+        let results = embedder.embed_batch(&batch);
+        if results.len() != batch.len() {
+            store.release(&claimed)?;
+            return Err(Error::EmbedderBatch {
+                expected: batch.len(),
+                found: results.len(),
+            });
+        }
+        report.embedded += batch.len();
+        for ((i, input), result) in inputs.iter().zip(results) {
+            let checked = match result {
+                Ok(v) => store
+                    .validate(&input.path.display().to_string(), &v)
+                    .map(|()| v)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match checked {
+                Ok(v) => pending[*i].1.vector = Some(v),
+                Err(reason) => {
+                    bad.insert(*i);
+                    report.failed.push(FailedImage {
+                        path: input.path.to_path_buf(),
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+    drop(bytes_of);
+    // Duplicates of a failed image within this batch have no vector to point to: retried
+    // next time with the failed image. Paths of bytes another worker is embedding wait for it.
+    let failed_hashes: HashSet<ContentHash> = bad.iter().map(|&i| pending[i].1.hash).collect();
+    if !failed_hashes.is_empty() {
+        let failed: Vec<ContentHash> = failed_hashes.iter().copied().collect();
+        store.release(&failed)?;
+    }
+    let mut paths = Vec::with_capacity(pending.len());
+    let mut items = Vec::with_capacity(pending.len());
+    for (i, (c, p)) in pending.into_iter().enumerate() {
+        if busy.contains(&p.hash) && p.vector.is_none() {
+            deferred.push(Candidate {
+                path: c.path.clone(),
+                text: c.text.clone(),
+            });
+        } else if bad.contains(&i) || (p.vector.is_none() && failed_hashes.contains(&p.hash)) {
+            handled.push(c.path.clone());
+        } else {
+            paths.push(c);
+            items.push(p);
+        }
+    }
+    let outcomes = store.commit_batch(&items)?;
+    report.batches += 1;
+    for (c, outcome) in paths.iter().zip(outcomes) {
+        handled.push(c.path.clone());
+        match outcome {
+            Some(o) => {
+                match o.status {
+                    AddStatus::Added => report.added += 1,
+                    AddStatus::Duplicate => report.duplicates += 1,
+                    AddStatus::Unchanged => report.unchanged += 1,
+                }
+                if o.removed.is_some() {
+                    report.removed_images += 1;
+                }
+            }
+            None => report.failed.push(FailedImage {
+                path: c.path.clone(),
+                reason: DELETED_MEANWHILE.into(),
+            }),
+        }
+    }
+    Ok(handled)
 }
 
 impl<I: VectorIndex> FeatureStore<I> {
@@ -396,66 +809,7 @@ impl<I: VectorIndex> FeatureStore<I> {
         path: impl AsRef<Path>,
         embedder: &mut E,
     ) -> Result<AddOutcome> {
-        check_embedder(self, embedder)?;
-        let path = path.as_ref();
-        let text = path_text(path)?.to_owned();
-        let meta = std::fs::metadata(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if let Some((id, known)) = self.known_file(&text)?
-            && known.matches(meta.len(), mtime_ns(&meta))
-        {
-            return Ok(AddOutcome {
-                id,
-                status: AddStatus::Unchanged,
-                removed: None,
-            });
-        }
-        let (bytes, size, mtime) = read_file(path, SyncOptions::default().max_file_bytes)?;
-        let hash = ContentHash::of(&bytes);
-        let vector = if self.find_hash(&hash)?.is_some() {
-            None
-        } else {
-            let mut out = embedder.embed_batch(&[EmbedInput {
-                path,
-                bytes: &bytes,
-            }]);
-            if out.len() != 1 {
-                return Err(Error::EmbedderBatch {
-                    expected: 1,
-                    found: out.len(),
-                });
-            }
-            match out.pop() {
-                Some(Ok(v)) => {
-                    self.index().validate(&path.display().to_string(), &v)?;
-                    Some(v)
-                }
-                Some(Err(e)) => {
-                    return Err(Error::Embed {
-                        path: path.to_path_buf(),
-                        reason: e.to_string(),
-                    });
-                }
-                None => None,
-            }
-        };
-        let pending = [Pending {
-            path: text,
-            size,
-            mtime_ns: mtime,
-            hash,
-            vector,
-        }];
-        match self.commit_batch(&pending)?.pop().flatten() {
-            Some(outcome) => Ok(outcome),
-            None => Err(Error::Embed {
-                path: path.to_path_buf(),
-                reason: "its bytes were deleted from the store by another writer meanwhile; retry"
-                    .into(),
-            }),
-        }
+        add_file(self, path.as_ref(), embedder)
     }
 
     /// Indexes the image files under `dir` (recursively, incrementally) with `embedder`; see
@@ -488,207 +842,6 @@ impl<I: VectorIndex> FeatureStore<I> {
         options: &SyncOptions,
         progress: &mut dyn ProgressSink,
     ) -> Result<SyncReport> {
-        let result = self.sync_inner(dir.as_ref(), embedder, options, progress);
-        progress.finish();
-        result
-    }
-
-    fn sync_inner<E: ImageEmbedder>(
-        &mut self,
-        dir: &Path,
-        embedder: &mut E,
-        options: &SyncOptions,
-        progress: &mut dyn ProgressSink,
-    ) -> Result<SyncReport> {
-        check_embedder(self, embedder)?;
-        let root = dir.canonicalize().map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        if !root.is_dir() {
-            return Err(Error::NotAFolder {
-                path: dir.to_path_buf(),
-            });
-        }
-        let mut report = SyncReport::default();
-        let mut files = Vec::new();
-        walk(&root, options, &mut files, &mut report.failed);
-        report.scanned = files.len();
-
-        let known: HashMap<String, KnownFile> = self.known_files()?.into_iter().collect();
-        let mut seen = HashSet::with_capacity(files.len());
-        let mut todo = Vec::new();
-        for (path, meta) in files {
-            let Some(text) = path.to_str().map(str::to_owned) else {
-                report.failed.push(FailedImage {
-                    reason: Error::NonUtf8Path { path: path.clone() }.to_string(),
-                    path,
-                });
-                continue;
-            };
-            seen.insert(text.clone());
-            match known.get(&text) {
-                Some(k) if k.matches(meta.len(), mtime_ns(&meta)) => report.skipped += 1,
-                _ => todo.push(Candidate { path, text }),
-            }
-        }
-
-        let total = todo.len();
-        progress.update(&SyncProgress {
-            total,
-            done: 0,
-            committed: &[],
-            report: &report,
-        });
-        let batch_size = options.batch_size.max(1);
-        let mut done = 0;
-        for chunk in todo.chunks(batch_size) {
-            self.sync_batch(chunk, embedder, options, &mut report)?;
-            done += chunk.len();
-            let committed: Vec<PathBuf> = chunk.iter().map(|c| c.path.clone()).collect();
-            progress.update(&SyncProgress {
-                total,
-                done,
-                committed: &committed,
-                report: &report,
-            });
-        }
-
-        if options.remove_missing {
-            let gone: Vec<String> = known
-                .keys()
-                .filter(|p| {
-                    let path = Path::new(p.as_str());
-                    // Not found by this scan and not on disk (a file filtered out by extension
-                    // or behind a symlinked folder is kept).
-                    path.starts_with(&root) && !seen.contains(*p) && !path.exists()
-                })
-                .cloned()
-                .collect();
-            for chunk in gone.chunks(batch_size.max(256)) {
-                let removed = self.remove_paths(chunk)?;
-                report.removed_paths += chunk.len();
-                report.removed_images += removed.len();
-                report.batches += 1;
-            }
-        }
-        Ok(report)
-    }
-
-    fn sync_batch<E: ImageEmbedder>(
-        &mut self,
-        chunk: &[Candidate],
-        embedder: &mut E,
-        options: &SyncOptions,
-        report: &mut SyncReport,
-    ) -> Result<()> {
-        // Read and hash; decide which bytes are new (not stored, not earlier in this batch).
-        let mut pending = Vec::with_capacity(chunk.len());
-        let mut bytes_of = Vec::with_capacity(chunk.len());
-        let mut batch_hashes = HashSet::new();
-        for c in chunk {
-            match read_file(&c.path, options.max_file_bytes) {
-                Ok((bytes, size, mtime)) => {
-                    report.read += 1;
-                    let hash = ContentHash::of(&bytes);
-                    let new = batch_hashes.insert(hash) && self.find_hash(&hash)?.is_none();
-                    pending.push((
-                        c,
-                        Pending {
-                            path: c.text.clone(),
-                            size,
-                            mtime_ns: mtime,
-                            hash,
-                            vector: None,
-                        },
-                    ));
-                    bytes_of.push(new.then_some(bytes));
-                }
-                Err(e) => report.failed.push(FailedImage {
-                    path: c.path.clone(),
-                    reason: e.to_string(),
-                }),
-            }
-        }
-        let inputs: Vec<(usize, EmbedInput<'_>)> = bytes_of
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| {
-                b.as_deref().map(|bytes| {
-                    (
-                        i,
-                        EmbedInput {
-                            path: &pending[i].0.path,
-                            bytes,
-                        },
-                    )
-                })
-            })
-            .collect();
-        let mut bad = HashSet::new();
-        if !inputs.is_empty() {
-            let batch: Vec<EmbedInput<'_>> = inputs.iter().map(|(_, e)| *e).collect();
-            let results = embedder.embed_batch(&batch);
-            if results.len() != batch.len() {
-                return Err(Error::EmbedderBatch {
-                    expected: batch.len(),
-                    found: results.len(),
-                });
-            }
-            report.embedded += batch.len();
-            for ((i, input), result) in inputs.iter().zip(results) {
-                let checked = match result {
-                    Ok(v) => self
-                        .index()
-                        .validate(&input.path.display().to_string(), &v)
-                        .map(|()| v)
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match checked {
-                    Ok(v) => pending[*i].1.vector = Some(v),
-                    Err(reason) => {
-                        bad.insert(*i);
-                        report.failed.push(FailedImage {
-                            path: input.path.to_path_buf(),
-                            reason,
-                        });
-                    }
-                }
-            }
-        }
-        drop(bytes_of);
-        // Duplicates of a failed image within this batch have no vector to point to: retried
-        // next time with the failed image.
-        let failed_hashes: HashSet<ContentHash> = bad.iter().map(|&i| pending[i].1.hash).collect();
-        let (paths, items): (Vec<&Candidate>, Vec<Pending>) = pending
-            .into_iter()
-            .enumerate()
-            .filter(|(i, (_, p))| {
-                !(bad.contains(i) || (p.vector.is_none() && failed_hashes.contains(&p.hash)))
-            })
-            .map(|(_, pair)| pair)
-            .unzip();
-        let outcomes = self.commit_batch(&items)?;
-        report.batches += 1;
-        for (c, outcome) in paths.iter().zip(outcomes) {
-            match outcome {
-                Some(o) => {
-                    match o.status {
-                        AddStatus::Added => report.added += 1,
-                        AddStatus::Duplicate => report.duplicates += 1,
-                        AddStatus::Unchanged => report.unchanged += 1,
-                    }
-                    if o.removed.is_some() {
-                        report.removed_images += 1;
-                    }
-                }
-                None => report.failed.push(FailedImage {
-                    path: c.path.clone(),
-                    reason: "its bytes were deleted from the store by another writer meanwhile; retried by the next sync".into(),
-                }),
-            }
-        }
-        Ok(())
+        sync(self, dir.as_ref(), embedder, options, progress)
     }
 }

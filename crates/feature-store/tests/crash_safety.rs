@@ -1,7 +1,8 @@
 //! Crash safety: an indexing process (`feature-store-crash-helper`) is killed with SIGKILL at
-//! random moments, 20 times. After each kill the store must pass `PRAGMA integrity_check`, open,
-//! hold every batch the helper reported as committed, and a following sync must finish the job:
-//! one image per distinct content, one row per file, nothing embedded twice.
+//! random moments, 20 times, on each backend. After each kill the library must be sound (SQLite:
+//! `PRAGMA integrity_check`), open, hold every batch the helper reported as committed, and a
+//! following sync must finish the job: one image per distinct content, one row per file, nothing
+//! embedded twice.
 //!
 //! Rounds alternate between a fresh store (full indexing) and an existing store after the folder
 //! was changed (edited, new, deleted and duplicated files). Seed: `CRASH_TEST_SEED` (default 2026).
@@ -12,8 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{Kind, TestLib};
 use dev_support::Rng;
-use feature_store::{ContentHash, FeatureStore, HashEmbedder, ModelInfo, OpenOptions, SyncOptions};
+use feature_store::{ContentHash, HashEmbedder, ModelInfo, OpenOptions, Store, SyncOptions};
+
+on_both_backends!(sigkill_at_random_moments_loses_nothing_committed);
 
 const MODEL: &str = "test/hash-embedder";
 const DIM: usize = 32;
@@ -82,7 +88,7 @@ impl Folder {
 
 /// Runs the helper; kills it after `kill_after` (if still running). Returns the paths of the
 /// batches it reported as committed and whether it finished on its own.
-fn run_helper(db: &Path, dir: &Path, delay_ms: u64, kill_after: Duration) -> (Vec<PathBuf>, bool) {
+fn run_helper(db: &str, dir: &Path, delay_ms: u64, kill_after: Duration) -> (Vec<PathBuf>, bool) {
     let deadline = Instant::now() + kill_after;
     let mut child = Command::new(env!("CARGO_BIN_EXE_feature-store-crash-helper"))
         .arg(db)
@@ -119,56 +125,29 @@ fn run_helper(db: &Path, dir: &Path, delay_ms: u64, kill_after: Duration) -> (Ve
     (committed, finished)
 }
 
-fn raw_integrity(db: &Path) -> String {
+fn raw_integrity(db: &str) -> String {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
         .unwrap()
 }
 
-fn counts(db: &Path) -> (i64, i64, i64, i64) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let (images, hashes): (i64, i64) = conn
-        .query_row(
-            "SELECT COUNT(*), COUNT(DISTINCT hash) FROM images",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    let (files, paths): (i64, i64) = conn
-        .query_row(
-            "SELECT COUNT(*), COUNT(DISTINCT path) FROM files",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    (images, hashes, files, paths)
+fn counts(lib: &TestLib) -> (i64, i64, i64, i64) {
+    let images = lib.query_ints("SELECT COUNT(*), COUNT(DISTINCT hash) FROM images");
+    let files = lib.query_ints("SELECT COUNT(*), COUNT(DISTINCT path) FROM files");
+    (images[0], images[1], files[0], files[1])
 }
 
-fn remove_store(db: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = db.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-}
-
-#[test]
-fn sigkill_at_random_moments_loses_nothing_committed() {
+fn sigkill_at_random_moments_loses_nothing_committed(kind: Kind) {
     let seed: u64 = std::env::var("CRASH_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2026);
     let mut rng = Rng::new(seed);
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp
-        .path()
-        .join("photos")
-        .canonicalize()
-        .unwrap_or_else(|_| {
-            std::fs::create_dir_all(tmp.path().join("photos")).unwrap();
-            tmp.path().join("photos").canonicalize().unwrap()
-        });
-    let db = tmp.path().join("library.db");
+    let lib = TestLib::new(kind, "crash").unwrap();
+    let calibration = TestLib::new(kind, "crash_calibration").unwrap();
+    std::fs::create_dir_all(lib.dir().join("photos")).unwrap();
+    let root = lib.dir().join("photos").canonicalize().unwrap();
+    let db = lib.location.as_str();
     let model = ModelInfo::new(MODEL, DIM);
     let embedder = HashEmbedder::new(MODEL, DIM);
     let mut folder = Folder {
@@ -186,14 +165,13 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
     // Calibration: one uninterrupted run without delay, so kill moments spread over the whole
     // run (start-up, scan, batches, commits) rather than only its first milliseconds.
     // The fastest of two runs, so that a slow first start does not push kills past the end.
-    let calibration_db = tmp.path().join("calibration.db");
     let mut full_run_ms = u64::MAX;
     for _ in 0..2 {
         let t0 = Instant::now();
-        let (_, finished) = run_helper(&calibration_db, &root, 0, Duration::from_secs(600));
+        let (_, finished) = run_helper(&calibration.location, &root, 0, Duration::from_secs(600));
         assert!(finished);
         full_run_ms = full_run_ms.min(t0.elapsed().as_millis() as u64);
-        remove_store(&calibration_db);
+        calibration.wipe();
     }
 
     let started = Instant::now();
@@ -208,7 +186,7 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
     for round in 0..ROUNDS {
         let fresh = round % 2 == 0;
         if fresh {
-            remove_store(&db);
+            lib.wipe();
         } else {
             for _ in 0..60 {
                 folder.edit(&mut rng);
@@ -227,19 +205,18 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
         let work = if fresh { folder.files.len() } else { 140 };
         let estimate_ms = full_run_ms + (work / BATCH + 1) as u64 * delay_ms;
         let kill_ms = rng.below((estimate_ms * 9 / 10).max(1) as usize) as u64;
-        let (committed, finished) =
-            run_helper(&db, &root, delay_ms, Duration::from_millis(kill_ms));
+        let (committed, finished) = run_helper(db, &root, delay_ms, Duration::from_millis(kill_ms));
         if !finished {
             mid_run_kills += 1;
         }
 
-        // The file is sound and opens for the same model.
-        if db.exists() {
-            assert_eq!(raw_integrity(&db), "ok", "round {round}: integrity_check");
+        // The library is sound and opens for the same model.
+        if kind == Kind::Sqlite && lib.exists() {
+            assert_eq!(raw_integrity(db), "ok", "round {round}: integrity_check");
         }
-        let mut store = FeatureStore::open(&db, &model, &OpenOptions::new()).unwrap();
+        let mut store = lib.open(&model, &OpenOptions::new()).unwrap();
         assert!(store.integrity_check().unwrap().is_empty(), "round {round}");
-        let after_kill = store.len();
+        let after_kill = store.len().unwrap();
 
         // Every path of a reported batch is there, with the bytes the folder holds now.
         for path in &committed {
@@ -278,8 +255,8 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
         );
 
         // Done: one image per distinct content, one row per file, no duplicates.
-        assert_eq!(store.len(), contents.len(), "round {round}");
-        let (images, hashes, files, paths) = counts(&db);
+        assert_eq!(store.len().unwrap(), contents.len(), "round {round}");
+        let (images, hashes, files, paths) = counts(&lib);
         assert_eq!(images as usize, contents.len(), "round {round}");
         assert_eq!(hashes, images, "round {round}: duplicate hashes");
         assert_eq!(paths, files, "round {round}: duplicate paths");
@@ -288,7 +265,7 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
             let id = store.find_path(path).unwrap().unwrap();
             assert_eq!(store.get(id).unwrap().unwrap().hash, ContentHash::of(bytes));
             assert_eq!(
-                store.vector(id).unwrap(),
+                store.stored_vector(id).unwrap().unwrap(),
                 embedder.embed(bytes),
                 "round {round}"
             );
@@ -299,7 +276,7 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
             if fresh { "fresh" } else { "edit" },
             committed.len(),
             report.embedded,
-            store.len(),
+            store.len().unwrap(),
             if finished {
                 "  (finished before the kill)"
             } else {
@@ -308,7 +285,7 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
         );
     }
     println!(
-        "{ROUNDS} SIGKILLs, {mid_run_kills} of them mid-run; {total_committed_checked} committed paths checked; {:.1} s",
+        "{kind:?}: {ROUNDS} SIGKILLs, {mid_run_kills} of them mid-run; {total_committed_checked} committed paths checked; {:.1} s",
         started.elapsed().as_secs_f64()
     );
     assert!(

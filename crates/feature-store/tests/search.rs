@@ -1,13 +1,19 @@
-//! Exact top-k search checked against a brute-force reference (f64 dot products, full sort).
+//! Exact top-k search checked against a brute-force reference (f64 dot products, full sort), on
+//! the in-memory index and on both backends; HNSW search on PostgreSQL checked for recall.
+
+mod common;
 
 use std::path::PathBuf;
 
+use common::{Kind, TestLib};
 use dev_support::Rng;
 use feature_store::{
-    ContentHash, FeatureStore, FlatIndex, ImageId, ModelInfo, NewImage, OpenOptions, Precision,
-    SearchBuffer, SearchOptions, VectorIndex,
+    ContentHash, FlatIndex, HnswParams, ImageId, ModelInfo, NewImage, OpenOptions, Precision,
+    SearchBuffer, SearchMethod, SearchOptions, Store, VectorIndex,
 };
 use half::f16;
+
+on_both_backends!(store_search_and_similar_map_back_to_paths);
 
 /// Reference: every score in f64, sorted by score (descending) then id (ascending).
 fn brute_force(
@@ -189,15 +195,8 @@ fn ties_are_broken_by_smaller_id_deterministically() {
     }
 }
 
-#[test]
-fn store_search_and_similar_map_back_to_paths() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("lib.db");
-    let dim = 16;
-    let model = ModelInfo::new("test/random", dim);
-    let mut rng = Rng::new(3);
-    let mut data = Vec::new();
-    let items: Vec<NewImage> = (0..300)
+fn random_items(rng: &mut Rng, n: usize, dim: usize) -> Vec<NewImage> {
+    (0..n)
         .map(|i| {
             let mut v: Vec<f32> = (0..dim).map(|_| rng.uniform()).collect();
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -210,16 +209,25 @@ fn store_search_and_similar_map_back_to_paths() {
                 vector: v,
             }
         })
-        .collect();
-    {
-        let mut store = FeatureStore::open(&db, &model, &OpenOptions::new()).unwrap();
-        for (o, item) in store.add_batch(&items).unwrap().iter().zip(&items) {
-            data.push((o.id, item.vector.clone()));
-        }
-    }
+        .collect()
+}
+
+fn store_search_and_similar_map_back_to_paths(kind: Kind) {
+    let dim = 16;
+    let model = ModelInfo::new("test/random", dim);
+    let mut rng = Rng::new(3);
+    let items = random_items(&mut rng, 300, dim);
     for precision in [Precision::F32, Precision::F16] {
-        let store =
-            FeatureStore::open(&db, &model, &OpenOptions::new().precision(precision)).unwrap();
+        let lib = TestLib::new(kind, &format!("search_{precision:?}")).unwrap();
+        let options = OpenOptions::new().precision(precision);
+        let mut data = Vec::new();
+        {
+            let mut store = lib.open(&model, &options).unwrap();
+            for (o, item) in store.add_batch(&items).unwrap().iter().zip(&items) {
+                data.push((o.id, item.vector.clone()));
+            }
+        }
+        let store = lib.open(&model, &options).unwrap();
         let query: Vec<f32> = (0..dim).map(|_| rng.uniform()).collect();
         let hits = store.search(&query, 10).unwrap();
         let reference = brute_force(&data, &query, 10, None);
@@ -229,8 +237,12 @@ fn store_search_and_similar_map_back_to_paths() {
         } else {
             4e-3
         };
+        assert_eq!(hits.len(), 10);
         for (h, r) in hits.iter().zip(&reference) {
-            assert!((f64::from(h.score) - r.1).abs() < tol);
+            assert!(
+                (f64::from(h.score) - r.1).abs() < tol,
+                "{kind:?} {precision:?}"
+            );
             assert_eq!(store.get(h.id).unwrap().unwrap().path, h.path);
         }
         if precision == Precision::F32 {
@@ -242,6 +254,7 @@ fn store_search_and_similar_map_back_to_paths() {
         // Image → image: the query image is left out, the rest is the brute-force order.
         let (qid, qv) = &data[42];
         let similar = store.similar(*qid, 5).unwrap();
+        assert_eq!(similar.len(), 5);
         assert!(similar.iter().all(|h| h.id != *qid));
         let reference = brute_force(&data, qv, 5, Some(*qid));
         if precision == Precision::F32 {
@@ -252,9 +265,9 @@ fn store_search_and_similar_map_back_to_paths() {
         }
         // Without exclusion the image finds itself first (unit vectors).
         let mut buf = SearchBuffer::new();
-        let own = store.vector(*qid).unwrap();
+        let own = store.stored_vector(*qid).unwrap().unwrap();
         let top = store
-            .search_into(&own, SearchOptions::top(1), &mut buf)
+            .search_scored(&own, SearchOptions::top(1), &mut buf)
             .unwrap();
         assert_eq!(top[0].id, *qid);
         // Wrong query length: typed error.
@@ -271,4 +284,115 @@ fn store_search_and_similar_map_back_to_paths() {
             Err(feature_store::Error::UnknownId { .. })
         ));
     }
+}
+
+#[test]
+fn postgres_exact_search_breaks_ties_like_sqlite() {
+    // Small integer coordinates: dot products are exact, many scores tie; both backends must
+    // return the brute-force order (score desc, id asc) exactly.
+    let Some(pg) = TestLib::new(Kind::Postgres, "pg_ties") else {
+        return;
+    };
+    let dim = 12;
+    let model = ModelInfo::new("test/ties", dim);
+    let mut rng = Rng::new(11);
+    let items: Vec<NewImage> = (0..2000)
+        .map(|i| NewImage {
+            path: PathBuf::from(format!("/t/{i}.png")),
+            hash: ContentHash::of(format!("t{i}").as_bytes()),
+            size: 1,
+            mtime_ns: 0,
+            vector: (0..dim).map(|_| rng.below(3) as f32 - 1.0).collect(),
+        })
+        .collect();
+    let mut store = pg.open(&model, &OpenOptions::new()).unwrap();
+    let data: Vec<(ImageId, Vec<f32>)> = store
+        .add_batch(&items)
+        .unwrap()
+        .iter()
+        .zip(&items)
+        .map(|(o, i)| (o.id, i.vector.clone()))
+        .collect();
+    let mut buf = SearchBuffer::new();
+    for _ in 0..5 {
+        let query: Vec<f32> = (0..dim).map(|_| rng.below(3) as f32 - 1.0).collect();
+        for k in [1, 10, 100] {
+            let exclude = Some(data[rng.below(data.len())].0);
+            let reference = brute_force(&data, &query, k, exclude);
+            let ours: Vec<(ImageId, f64)> = store
+                .search_scored(&query, SearchOptions { k, exclude }, &mut buf)
+                .unwrap()
+                .iter()
+                .map(|h| (h.id, f64::from(h.score)))
+                .collect();
+            assert_eq!(ours, reference, "k={k}");
+        }
+    }
+}
+
+#[test]
+fn postgres_hnsw_search_finds_the_exact_neighbours() {
+    let Some(pg) = TestLib::new(Kind::Postgres, "pg_hnsw") else {
+        return;
+    };
+    let (n, dim) = (3000, 32);
+    let model = ModelInfo::new("test/hnsw", dim);
+    let mut rng = Rng::new(5);
+    let items = random_items(&mut rng, n, dim);
+    let exact = {
+        let mut store = pg.open(&model, &OpenOptions::new()).unwrap();
+        store.add_batch(&items).unwrap();
+        store
+    };
+    let hnsw = pg
+        .open(
+            &model,
+            &OpenOptions::new().search(SearchMethod::Hnsw(HnswParams::default().ef_search(100))),
+        )
+        .unwrap();
+    // The planner uses the index: EXPLAIN of the search query names it.
+    let plan = {
+        let mut c = ::postgres::Client::connect(&pg.location, ::postgres::NoTls).unwrap();
+        c.batch_execute("SET enable_seqscan = off").unwrap();
+        let rows = c
+            .query(
+                "EXPLAIN SELECT id FROM images ORDER BY embedding <#> (SELECT embedding FROM images LIMIT 1) LIMIT 10",
+                &[],
+            )
+            .unwrap();
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(plan.contains("images_embedding_hnsw"), "{plan}");
+    let (mut found, mut wanted) = (0, 0);
+    let mut buf = SearchBuffer::new();
+    for _ in 0..20 {
+        let query: Vec<f32> = (0..dim).map(|_| rng.uniform() - 0.5).collect();
+        let want: Vec<ImageId> = exact
+            .search_scored(&query, SearchOptions::top(10), &mut buf)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        let got = hnsw
+            .search_scored(&query, SearchOptions::top(10), &mut buf)
+            .unwrap();
+        assert!(got.len() <= 10);
+        assert!(
+            got.windows(2).all(|w| w[0].score > w[1].score
+                || (w[0].score == w[1].score && w[0].id < w[1].id)),
+            "ordered by score, then id"
+        );
+        found += got.iter().filter(|h| want.contains(&h.id)).count();
+        wanted += want.len();
+    }
+    let recall = found as f64 / wanted as f64;
+    println!("HNSW recall@10 on {n} random {dim}-d vectors: {recall:.3}");
+    // ef_search 100 over 3000 points: HNSW is near-exact; 0.9 leaves room for graph randomness.
+    assert!(recall >= 0.9, "recall@10 {recall}");
+    let similar = hnsw.similar(ImageId(1), 5).unwrap();
+    assert_eq!(similar.len(), 5);
+    assert!(similar.iter().all(|h| h.id != ImageId(1)));
 }

@@ -1,17 +1,22 @@
-//! Helper of the crash-safety test: syncs a folder into a store with a slow fake embedder and
-//! prints every committed batch, so that the test can kill it at any moment and then check that
-//! everything reported as committed survived.
+//! Helper of the crash-safety and scale-out tests: syncs a folder into a library (a SQLite file or
+//! a `postgres://` URL) with a slow fake embedder and prints every committed batch, so that a
+//! test can kill it at any moment and then check that everything reported as committed survived.
 //!
-//! Usage: `feature-store-crash-helper DB DIR BATCH_SIZE DELAY_MS`
-//! Output: one `batch\t<path>\t<path>…` line per committed batch, then `done <images>`.
+//! Usage: `feature-store-crash-helper LIBRARY DIR BATCH_SIZE DELAY_MS [PER_IMAGE_MS LEASE_MS]`
+//! (`DELAY_MS` per embedded batch, `PER_IMAGE_MS` more per embedded image, `LEASE_MS` the claim
+//! lease of cooperating workers).
+//! Output: `embed\t<hash>` for every image as its embedding starts, one
+//! `batch\t<path>\t<path>…` line per committed batch, then `done <images> <embedded> <waited>`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::io::Write;
+
 use feature_store::{
-    EmbedInput, FeatureStore, HashEmbedder, ImageEmbedder, ModelInfo, OpenOptions, SyncOptions,
-    SyncProgress,
+    ContentHash, EmbedInput, HashEmbedder, ImageEmbedder, Library, ModelInfo, OpenOptions, Store,
+    SyncOptions, SyncProgress,
 };
 
 /// Model id and dimension the crash test uses.
@@ -21,6 +26,7 @@ const DIM: usize = 32;
 struct Slow {
     inner: HashEmbedder,
     delay: Duration,
+    per_image: Duration,
 }
 
 impl ImageEmbedder for Slow {
@@ -32,28 +38,49 @@ impl ImageEmbedder for Slow {
         self.inner.dim()
     }
     fn embed_batch(&mut self, batch: &[EmbedInput<'_>]) -> Vec<Result<Vec<f32>, Self::Error>> {
-        std::thread::sleep(self.delay);
+        {
+            let mut out = std::io::stdout().lock();
+            for item in batch {
+                // Printed as embedding starts: a worker killed from here on has spent work on
+                // these (and, with PostgreSQL, holds their claims).
+                let _ = writeln!(out, "embed\t{}", ContentHash::of(item.bytes));
+            }
+            let _ = out.flush();
+        }
+        std::thread::sleep(self.delay + self.per_image * batch.len() as u32);
         self.inner.embed_batch(batch)
     }
 }
 
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [db, dir, batch, delay] = args.as_slice() else {
-        return Err("usage: feature-store-crash-helper DB DIR BATCH_SIZE DELAY_MS".into());
+    let usage =
+        "usage: feature-store-crash-helper LIBRARY DIR BATCH_SIZE DELAY_MS [PER_IMAGE_MS LEASE_MS]";
+    let (db, dir, batch, delay, per_image, lease) = match args.as_slice() {
+        [db, dir, batch, delay] => (db, dir, batch, delay, "0", "60000"),
+        [db, dir, batch, delay, per_image, lease] => {
+            (db, dir, batch, delay, per_image.as_str(), lease.as_str())
+        }
+        _ => return Err(usage.into()),
+    };
+    let ms = |text: &str, name: &str| -> Result<Duration, String> {
+        text.parse()
+            .map(Duration::from_millis)
+            .map_err(|e| format!("{name}: {e}"))
     };
     let batch: usize = batch.parse().map_err(|e| format!("BATCH_SIZE: {e}"))?;
-    let delay: u64 = delay.parse().map_err(|e| format!("DELAY_MS: {e}"))?;
-    let mut store = FeatureStore::open(db, &ModelInfo::new(MODEL, DIM), &OpenOptions::new())
+    let mut store = Library::open(db, &ModelInfo::new(MODEL, DIM), &OpenOptions::new())
         .map_err(|e| e.to_string())?;
     let mut embedder = Slow {
         inner: HashEmbedder::new(MODEL, DIM),
-        delay: Duration::from_millis(delay),
+        delay: ms(delay, "DELAY_MS")?,
+        per_image: ms(per_image, "PER_IMAGE_MS")?,
     };
     let options = SyncOptions::new()
         .batch_size(batch)
         .remove_missing(true)
-        .extensions(None);
+        .extensions(None)
+        .claim_lease(ms(lease, "LEASE_MS")?);
     let mut print_batch = |p: &SyncProgress<'_>| {
         if !p.committed.is_empty() {
             let paths: Vec<String> = p
@@ -61,10 +88,12 @@ fn run() -> Result<(), String> {
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect();
-            println!("batch\t{}", paths.join("\t"));
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "batch\t{}", paths.join("\t"));
+            let _ = out.flush();
         }
     };
-    store
+    let report = store
         .sync_with_progress(
             PathBuf::from(dir),
             &mut embedder,
@@ -72,7 +101,8 @@ fn run() -> Result<(), String> {
             &mut print_batch,
         )
         .map_err(|e| e.to_string())?;
-    println!("done {}", store.len());
+    let len = store.len().map_err(|e| e.to_string())?;
+    println!("done {len} {} {}", report.embedded, report.waited);
     Ok(())
 }
 
