@@ -142,6 +142,28 @@ pub enum Error {
     /// The tokenizer's vocabulary is unreadable, or the tokenizer failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A device name that is none of `cpu`, `cuda`, `cuda:N`, `metal`, `metal:N`.
+    #[error("unknown device `{name}`: expected cpu, cuda, cuda:N, metal or metal:N")]
+    UnknownDevice {
+        /// The name given.
+        name: String,
+    },
+    /// A GPU device asked for from a build without the cargo feature for it.
+    #[error("device `{name}` needs the `{feature}` feature of clip-model, which this build lacks")]
+    DeviceNotBuilt {
+        /// The name given, e.g. `cuda:0`.
+        name: String,
+        /// The missing cargo feature (`cuda` or `metal`).
+        feature: &'static str,
+    },
+    /// A GPU device this build supports but cannot open (no GPU, no driver, ordinal out of range).
+    #[error("device `{name}` is not available: {reason}")]
+    DeviceUnavailable {
+        /// The name given, e.g. `cuda:1`.
+        name: String,
+        /// Why, as the driver reported it.
+        reason: String,
+    },
 }
 
 fn path_suffix(path: &Option<PathBuf>) -> String {

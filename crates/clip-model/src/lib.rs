@@ -15,7 +15,8 @@
 //!   damaged files are typed errors naming the tensor or file.
 //!
 //! Computation runs on candle (re-exported as [`candle_core`]), f32 on the CPU by default; see
-//! [`LoadOptions`] for f16 / bf16 and devices (cargo features `cuda`, `metal`). The `hub` feature
+//! [`LoadOptions`] for f16 / bf16 and devices (cargo features `cuda`, `metal`;
+//! [`device_from_name`] opens one from a name such as `cuda:0`). The `hub` feature
 //! adds the `hub` module, which turns a hub model id into local files.
 //!
 //! On an x86-64 CPU with AVX2 + FMA or AVX-512 and f32 weights, the linear layers and convolutions
@@ -68,6 +69,7 @@
 pub use candle_core;
 
 pub mod config;
+mod device;
 pub mod error;
 #[cfg(feature = "hub")]
 pub mod hub;
@@ -84,6 +86,7 @@ pub mod vit;
 pub mod weights;
 
 pub use config::{Activation, ClipConfig, ConfigHints, TextConfig, VisionConfig, VitConfig};
+pub use device::device_from_name;
 pub use error::{Error, Result};
 pub use hub_id::HubId;
 pub use model::{ClipModel, LoadOptions, TextLength, VisionTower};
