@@ -124,6 +124,7 @@ pub enum Error {
     /// The tokenizer's vocabulary is unreadable, or the tokenizer failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+<<<<<<< HEAD
     /// A CPU kernel was handed operands whose sizes do not fit together (a bug in the calling
     /// code, reported instead of a panic: the model code checks shapes before the kernels run).
     #[error("{op}: {operand} has size {found}, expected {expected}")]
@@ -142,6 +143,29 @@ pub enum Error {
     UnsupportedCpu {
         /// The kernel family, e.g. `AVX-512`.
         kernel: &'static str,
+=======
+    /// A device name that is none of `cpu`, `cuda`, `cuda:N`, `metal`, `metal:N`.
+    #[error("unknown device `{name}`: expected cpu, cuda, cuda:N, metal or metal:N")]
+    UnknownDevice {
+        /// The name given.
+        name: String,
+    },
+    /// A GPU device asked for from a build without the cargo feature for it.
+    #[error("device `{name}` needs the `{feature}` feature of clip-model, which this build lacks")]
+    DeviceNotBuilt {
+        /// The name given, e.g. `cuda:0`.
+        name: String,
+        /// The missing cargo feature (`cuda` or `metal`).
+        feature: &'static str,
+    },
+    /// A GPU device this build supports but cannot open (no GPU, no driver, ordinal out of range).
+    #[error("device `{name}` is not available: {reason}")]
+    DeviceUnavailable {
+        /// The name given, e.g. `cuda:1`.
+        name: String,
+        /// Why, as the driver reported it.
+        reason: String,
+>>>>>>> cuda
     },
 }
 

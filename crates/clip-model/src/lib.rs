@@ -31,8 +31,14 @@
 //! | `error.rs` | the crate's [`Error`] |
 //!
 //! Computation runs on candle (re-exported as [`candle_core`]), f32 on the CPU by default; see
+<<<<<<< HEAD
 //! [`LoadOptions`] for f16 / bf16 and devices (cargo features `cuda`, `metal`).
 //! Hub ids are parsed by [`HubId`]; downloading them is the `clip` facade crate's job.
+=======
+//! [`LoadOptions`] for f16 / bf16 and devices (cargo features `cuda`, `metal`;
+//! [`device_from_name`] opens one from a name such as `cuda:0`). The `hub` feature
+//! adds the `hub` module, which turns a hub model id into local files.
+>>>>>>> cuda
 //!
 //! On an x86-64 CPU with AVX2 + FMA or AVX-512 and f32 weights, the linear layers and convolutions
 //! are packed once at load into the layout of this crate's own matrix kernels (runtime-dispatched;
@@ -85,7 +91,11 @@
 pub use candle_core;
 
 pub mod config;
+<<<<<<< HEAD
 mod cpu;
+=======
+mod device;
+>>>>>>> cuda
 pub mod error;
 mod hub_id;
 pub mod model;
@@ -103,6 +113,7 @@ pub mod resnet {
 }
 
 pub use config::{Activation, ClipConfig, ConfigHints, TextConfig, VisionConfig, VitConfig};
+pub use device::device_from_name;
 pub use error::{Error, Result};
 pub use hub_id::HubId;
 pub use model::{ClipModel, LoadOptions, TextLength, VisionTower};
