@@ -124,7 +124,6 @@ pub enum Error {
     /// The tokenizer's vocabulary is unreadable, or the tokenizer failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
-<<<<<<< HEAD
     /// A CPU kernel was handed operands whose sizes do not fit together (a bug in the calling
     /// code, reported instead of a panic: the model code checks shapes before the kernels run).
     #[error("{op}: {operand} has size {found}, expected {expected}")]
@@ -143,7 +142,7 @@ pub enum Error {
     UnsupportedCpu {
         /// The kernel family, e.g. `AVX-512`.
         kernel: &'static str,
-=======
+    },
     /// A device name that is none of `cpu`, `cuda`, `cuda:N`, `metal`, `metal:N`.
     #[error("unknown device `{name}`: expected cpu, cuda, cuda:N, metal or metal:N")]
     UnknownDevice {
@@ -165,7 +164,6 @@ pub enum Error {
         name: String,
         /// Why, as the driver reported it.
         reason: String,
->>>>>>> cuda
     },
 }
 

@@ -27,18 +27,14 @@
 //! | `model.rs` | [`ClipModel`]: loading, the [`VisionTower`] choice, encoding |
 //! | `cpu/` | the compute layer: packed matrix products (`packed.rs`, x86 micro-kernels in `x86.rs`), attention, bias/residual/activation epilogues (`elementwise.rs`, `epilogue.rs`), convolution (`conv.rs`); each entry point has its candle fallback behind it |
 //! | `tokenizer/` | CLIP's BPE tokenizer, [`Tokenizer`] |
+//! | `device.rs` | [`device_from_name`]: `cpu`, `cuda[:N]`, `metal[:N]` with typed errors, never a silent CPU fallback |
 //! | `hub_id.rs` | hub model ids, [`HubId`] (fetching them is the `clip` facade's job) |
 //! | `error.rs` | the crate's [`Error`] |
 //!
 //! Computation runs on candle (re-exported as [`candle_core`]), f32 on the CPU by default; see
-<<<<<<< HEAD
-//! [`LoadOptions`] for f16 / bf16 and devices (cargo features `cuda`, `metal`).
-//! Hub ids are parsed by [`HubId`]; downloading them is the `clip` facade crate's job.
-=======
 //! [`LoadOptions`] for f16 / bf16 and devices (cargo features `cuda`, `metal`;
-//! [`device_from_name`] opens one from a name such as `cuda:0`). The `hub` feature
-//! adds the `hub` module, which turns a hub model id into local files.
->>>>>>> cuda
+//! [`device_from_name`] opens one from a name such as `cuda:0`). Hub ids are parsed by
+//! [`HubId`]; downloading them is the `clip` facade crate's job.
 //!
 //! On an x86-64 CPU with AVX2 + FMA or AVX-512 and f32 weights, the linear layers and convolutions
 //! are packed once at load into the layout of this crate's own matrix kernels (runtime-dispatched;
@@ -91,11 +87,8 @@
 pub use candle_core;
 
 pub mod config;
-<<<<<<< HEAD
 mod cpu;
-=======
 mod device;
->>>>>>> cuda
 pub mod error;
 mod hub_id;
 pub mod model;

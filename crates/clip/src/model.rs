@@ -301,15 +301,12 @@ struct ModelFiles {
 }
 
 fn candle_device(d: Device) -> Result<candle_core::Device> {
-    let r = match d {
-        Device::Cpu => return Ok(candle_core::Device::Cpu),
-        Device::Cuda(i) => candle_core::Device::new_cuda(i),
-        Device::Metal(i) => candle_core::Device::new_metal(i),
+    let name = match d {
+        Device::Cpu => "cpu".to_owned(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        Device::Metal(i) => format!("metal:{i}"),
     };
-    r.map_err(|e| Error::InvalidOption {
-        option: "device",
-        reason: format!("{d:?}: {e}"),
-    })
+    Ok(clip_model::device_from_name(&name)?)
 }
 
 /// BLAKE3 of the weights file (memory-mapped, hashed on all cores): the model's identity in
