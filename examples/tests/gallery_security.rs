@@ -641,7 +641,10 @@ async fn upload_burst_memory_returns_to_baseline() {
             let s = TcpStream::connect(addr).await.unwrap();
             let write = async {
                 // Stops at the first error: a refused upload's connection is closed.
-                if send(&s, &upload_head(body.len(), "")).await.is_ok() {
+                if send(&s, &upload_head(body.len(), "Connection: close\r\n"))
+                    .await
+                    .is_ok()
+                {
                     let _ = send(&s, &body).await;
                 }
             };
