@@ -20,6 +20,8 @@ use clip::Clip;
 use clip_examples::gallery::library::Library;
 use clip_examples::gallery::{self, server, worker::Worker};
 use clip_examples::model::sync_folder;
+// --- access and limits of `serve` (see SECURITY.md) ---
+use clip_examples::gallery::options::ServeOptions;
 
 #[derive(Parser)]
 #[command(about = "Text-to-image search over a picture library, with a web page")]
@@ -75,6 +77,9 @@ enum Cmd {
         /// Model jobs allowed to wait; further requests get 503 until the queue drains.
         #[arg(long, default_value_t = 16)]
         queue: usize,
+        // --- access and limits (see SECURITY.md) ---
+        #[command(flatten)]
+        options: ServeOptions,
     },
 }
 
@@ -108,7 +113,12 @@ fn run() -> anyhow::Result<()> {
             };
             print_hits(&hits, &lib)
         }
-        Cmd::Serve { db, addr, queue } => serve(clip, &db, addr, queue),
+        Cmd::Serve {
+            db,
+            addr,
+            queue,
+            options,
+        } => serve(clip, &db, addr, queue, &options),
     }
 }
 
@@ -142,25 +152,43 @@ fn print_hits(hits: &[(gallery::library::Entry, f32)], lib: &Library) -> anyhow:
     Ok(())
 }
 
-fn serve(clip: Clip, db: &Path, addr: SocketAddr, queue: usize) -> anyhow::Result<()> {
+fn serve(
+    clip: Clip,
+    db: &Path,
+    addr: SocketAddr,
+    queue: usize,
+    options: &ServeOptions,
+) -> anyhow::Result<()> {
+    // --- access and limits (see SECURITY.md) ---
+    let configured = options.configure(!gallery::is_loopback(&addr))?;
     let lib = open(&clip, db)?;
     let model = clip.model_id().to_owned();
     let size = lib.len();
     let worker = Worker::start(Arc::new(clip), queue);
-    let state = server::AppState::new(worker, lib, server::Settings::default());
+    let state = server::AppState::new(worker, lib, configured.settings);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
         if !gallery::is_loopback(&addr) {
-            eprintln!("warning: listening on {addr}, reachable from other machines");
+            eprintln!(
+                "warning: listening on {addr}, reachable from other machines; every API and \
+                 image request needs the access token"
+            );
         }
         println!("model {model}, library {} ({size} images)", db.display());
-        println!(
-            "serving on http://{} (Ctrl-C stops)",
-            listener.local_addr()?
-        );
+        println!("serving on http://{local} (Ctrl-C stops)");
+        // --- the access link, when a token was generated (see SECURITY.md) ---
+        if let Some(token) = &configured.generated_token {
+            let base = if local.ip().is_unspecified() {
+                format!("<this machine's address>:{}", local.port())
+            } else {
+                local.to_string()
+            };
+            println!("access token: {token}\nopen http://{base}/?token={token}");
+        }
         gallery::serve(listener, state).await?;
         Ok(())
     })

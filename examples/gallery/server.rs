@@ -10,22 +10,32 @@
 //! | `GET /api/library?page=P&per_page=N` | the library, newest first, one page at a time |
 //! | `GET /image/{id}` | the image file of a library entry (its path is looked up in the store) |
 //!
-//! Every error is a JSON object `{"error": "..."}` with a 4xx status for bad requests, 413 for
-//! oversize uploads, 415 for non-images, 503 when the model queue is full.
+//! Every error is a JSON object `{"error": "..."}` with a 4xx status for bad requests, 401 without
+//! the access token (when one is set), 403 for a foreign host or origin, 408 for a body that does
+//! not arrive in time, 413 for oversize uploads, 415 for non-images, 429 over the upload quota,
+//! 503 when the model queue or the upload slots are full; 500s name no server path (the details
+//! go to the server's log).
+//!
+//! Every request passes, in order: [`guard::harden`] (headers and JSON bodies of every response),
+//! [`guard::check`] (size of the head, host, origin, token), [`limits::admit_uploads`] (a body is
+//! admitted or refused before it is read), then the route.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+use super::guard::{self, Access, Guard};
 use super::library::{Entry, Library};
+use super::limits::{self, Admission, ImageFileError, Quota, Timeouts, UploadQuota};
 use super::worker::{Job, Worker, WorkerError};
 use crate::{EmbedError, labels, sniff_image, zero_shot};
 
@@ -44,6 +54,16 @@ pub struct Settings {
     pub max_per_page: usize,
     /// Longest accepted query text, in characters.
     pub max_query_chars: usize,
+    /// Who may use the server: access token and allowed host names.
+    pub access: Access,
+    /// Requests with a body handled at once; more get 503 before their body is read.
+    pub max_uploads_in_flight: usize,
+    /// How much the library may grow through uploads.
+    pub quota: Quota,
+    /// Connection and body timeouts.
+    pub timeouts: Timeouts,
+    /// Largest image file `/image/{id}` serves, in bytes.
+    pub max_image_bytes: u64,
 }
 
 impl Default for Settings {
@@ -53,6 +73,12 @@ impl Default for Settings {
             max_k: 100,
             max_per_page: 100,
             max_query_chars: 300,
+            access: Access::default(),
+            max_uploads_in_flight: 8,
+            quota: Quota::default(),
+            timeouts: Timeouts::default(),
+            // The same cap as `gallery index` (feature-store's default).
+            max_image_bytes: 64 << 20,
         }
     }
 }
@@ -61,7 +87,9 @@ impl Default for Settings {
 pub struct AppState {
     worker: Worker,
     library: RwLock<Library>,
-    settings: Settings,
+    pub(crate) settings: Settings,
+    pub(crate) admission: Admission,
+    quota: UploadQuota,
 }
 
 impl AppState {
@@ -70,8 +98,15 @@ impl AppState {
         Arc::new(Self {
             worker,
             library: RwLock::new(library),
+            admission: Admission::new(settings.max_uploads_in_flight),
+            quota: UploadQuota::new(settings.quota.clone()),
             settings,
         })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Reads the library in a blocking thread (SQLite and the vector scan block); reads run
@@ -110,9 +145,17 @@ impl AppState {
     }
 }
 
-/// The router: page, API and images, with the upload limit applied.
+/// The router: page, API and images, with the upload limit applied, checked as for a loopback
+/// listener (see [`router_for`]).
 pub fn router(state: Arc<AppState>) -> Router {
+    router_for(state, None)
+}
+
+/// The router for a server listening on `bind` (`None`: loopback): a non-loopback address is also
+/// accepted as `Host`.
+pub fn router_for(state: Arc<AppState>, bind: Option<SocketAddr>) -> Router {
     let limit = state.settings.max_upload;
+    let guard = Arc::new(Guard::new(&state.settings.access, bind));
     Router::new()
         .route("/", get(page))
         .route("/static/app.js", get(app_js))
@@ -125,22 +168,39 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/image/{id}", get(image))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            limits::admit_uploads,
+        ))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
+        .layer(axum::middleware::from_fn(guard::harden))
         .with_state(state)
 }
 
 /// An error answered as `{"error": message}` with a status.
+///
+/// A 500 shows the client a fixed message and writes its detail (which may name files) to the
+/// server's log; nothing else is logged, so a flood of refused requests writes no log lines.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    detail: Option<String>,
+    headers: HeaderMap,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
+            detail: None,
+            headers: HeaderMap::new(),
         }
+    }
+    pub(crate) fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
     }
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -148,33 +208,57 @@ impl ApiError {
     fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
-    fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+    pub(crate) fn payload_too_large(max: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the upload is larger than the server's limit of {max} bytes"),
+        )
+    }
+    /// 503 with `Retry-After: 1`.
+    pub(crate) fn busy(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+    }
+    /// 500: `detail` goes to the log only.
+    fn internal(detail: impl Into<String>) -> Self {
+        Self {
+            detail: Some(detail.into()),
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal server error (details are in the server's log)",
+            )
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            eprintln!("gallery: {}: {}", self.status, self.message);
+        if let Some(detail) = &self.detail {
+            eprintln!("gallery: {}: {detail}", self.status);
         }
-        (
+        let mut resp = (
             self.status,
             Json(serde_json::json!({ "error": self.message })),
         )
-            .into_response()
+            .into_response();
+        resp.headers_mut().extend(self.headers);
+        resp
     }
 }
 
 impl From<WorkerError> for ApiError {
     fn from(e: WorkerError) -> Self {
-        let status = match &e {
-            WorkerError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-            WorkerError::Embed(EmbedError::BadImage(_)) => StatusCode::UNPROCESSABLE_ENTITY,
-            WorkerError::Embed(EmbedError::BadText(_)) => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, e.to_string())
+        match &e {
+            WorkerError::Busy(_) => Self::busy(e.to_string()),
+            WorkerError::Embed(EmbedError::BadImage(_)) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            WorkerError::Embed(EmbedError::BadText(_)) => Self::bad_request(e.to_string()),
+            _ => Self::internal(e.to_string()),
+        }
     }
 }
 
@@ -186,6 +270,14 @@ impl From<QueryRejection> for ApiError {
 
 impl From<BytesRejection> for ApiError {
     fn from(e: BytesRejection) -> Self {
+        // A body cut by the admission middleware's deadline is the client's slowness: 408.
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            if s.is::<limits::BodyTimeout>() {
+                return Self::new(StatusCode::REQUEST_TIMEOUT, s.to_string());
+            }
+            source = s.source();
+        }
         Self::new(e.status(), e.body_text())
     }
 }
@@ -196,7 +288,8 @@ async fn page() -> Response {
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'",
+                "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; \
+                 frame-ancestors 'none'; form-action 'self'",
             ),
         ],
         INDEX_HTML,
@@ -297,9 +390,21 @@ async fn classify(
             "not an image: expected JPEG, PNG, GIF, WebP, BMP or TIFF bytes",
         )
     })?;
-    let bytes = body.to_vec();
+    // The buffer the body was collected into, without a copy.
+    let bytes = Vec::from(body);
     let hash = blake3::hash(&bytes);
     let known = st.read(move |l| Ok(l.find(hash.as_bytes()))).await?;
+    // A new picture takes a place in the upload quota before the model runs; the place is given
+    // back unless the picture is stored.
+    let slot = match known {
+        Some(_) => None,
+        None => Some(st.quota.reserve(bytes.len() as u64).map_err(|e| {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.what).with_header(
+                header::RETRY_AFTER,
+                HeaderValue::from(e.retry_after.as_secs().max(1)),
+            )
+        })?),
+    };
     let prompts: Vec<String> = labels.iter().map(|l| labels::prompt(l)).collect();
     let (image_vec, class_vecs, stored) = match known {
         Some((id, vector)) => {
@@ -330,13 +435,18 @@ async fn classify(
     let (id, added, library_size) = match stored {
         Some(id) => (id, false, st.read(|l| Ok(l.len())).await?),
         None => {
-            st.write(move |l| {
-                let (id, added) = l
-                    .add_upload(&bytes, kind, image_vec)
-                    .map_err(|e| ApiError::internal(format!("cannot store the image: {e:#}")))?;
-                Ok((id, added, l.len()))
-            })
-            .await?
+            let (id, added, size) = st
+                .write(move |l| {
+                    let (id, added) = l.add_upload(&bytes, kind, image_vec).map_err(|e| {
+                        ApiError::internal(format!("cannot store the image: {e:#}"))
+                    })?;
+                    Ok((id, added, l.len()))
+                })
+                .await?;
+            if let (Some(slot), true) = (slot, added) {
+                slot.commit();
+            }
+            (id, added, size)
         }
     };
     Ok(Json(Classified {
@@ -527,19 +637,40 @@ async fn image(
         .read(move |l| l.path(id).map_err(internal))
         .await?
         .ok_or_else(|| ApiError::not_found("no such image"))?;
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|_| ApiError::not_found("the image file is no longer there"))?;
-    let mime = sniff_image(&bytes)
+    let cap = st.settings.max_image_bytes;
+    // Opened without blocking and checked on the handle (a regular file within the cap), then
+    // streamed: a replaced file can cost neither a stuck thread nor its size in memory.
+    let (file, len, head) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek};
+        let (mut file, len) = limits::open_image_file(&path, cap)?;
+        let mut head = [0u8; 16];
+        let mut n = 0;
+        while n < head.len() {
+            match file.read(&mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(_) => return Err(ImageFileError::Missing),
+            }
+        }
+        file.rewind().map_err(|_| ImageFileError::Missing)?;
+        Ok((file, len, head[..n].to_vec()))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("image task failed: {e}")))?
+    .map_err(|e| match e {
+        ImageFileError::Missing => ApiError::not_found("the image file is no longer there"),
+        ImageFileError::NotRegular => ApiError::not_found("the image is not a regular file"),
+        ImageFileError::TooLarge(cap) => ApiError::not_found(format!(
+            "the image file is larger than the server's limit of {cap} bytes"
+        )),
+    })?;
+    let mime = sniff_image(&head)
         .map(|k| k.mime())
-        .unwrap_or("application/octet-stream");
-    let mut resp = bytes.into_response();
+        .ok_or_else(|| ApiError::not_found("the image file is no longer a picture"))?;
+    let mut resp = Body::new(limits::FileBody::new(file, len)).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=3600"),
