@@ -57,7 +57,7 @@ fn run() -> anyhow::Result<()> {
     }
     eprintln!(
         "{} pictures indexed in {} ({} new)",
-        library.len(),
+        library.len()?,
         db.display(),
         report.added
     );

@@ -60,7 +60,7 @@
 //!
 //! let mut library = clip.open_library(tmp.path().join("photos.sqlite"))?;
 //! let report = library.sync(&photos)?;
-//! assert_eq!(report.added, library.len());
+//! assert_eq!(report.added, library.len()?);
 //! let hits = library.search_text("a photo of a horse", 3)?;
 //! assert_eq!(hits.len(), 3);
 //! assert!(hits[0].score >= hits[1].score);

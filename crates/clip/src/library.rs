@@ -11,20 +11,23 @@ use crate::error::{Error, Result};
 use crate::input::ImageInput;
 use crate::model::Clip;
 
-/// A picture library (a `feature-store` file) and the model whose embeddings it holds. The
-/// library's header records the model's identity ([`Clip::model_id`], a hash of the weights):
-/// opening it with other weights is an error, whatever their file is called.
+/// A picture library (`feature-store`: a SQLite file, or a PostgreSQL + pgvector database for a
+/// `postgres://` URL, shared by many indexing workers) and the model whose embeddings it holds.
+/// The library's header records the model's identity ([`Clip::model_id`], a hash of the
+/// weights): opening it with other weights is an error, whatever their file is called.
 #[derive(Debug)]
 pub struct Library {
     clip: Clip,
-    store: FeatureStore,
+    store: feature_store::Library,
 }
 
 impl Clip {
-    /// Opens the library at `path` for this model, creating it (and its folder) when missing.
-    pub fn open_library(&self, path: impl AsRef<Path>) -> Result<Library> {
-        let path = path.as_ref();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    /// Opens the library at `location` for this model, creating it when missing: a SQLite file
+    /// (its folder is created too) or a `postgres://` URL (the database must exist).
+    pub fn open_library(&self, location: impl AsRef<Path>) -> Result<Library> {
+        let path = location.as_ref();
+        let is_url = path.to_str().is_some_and(|s| s.contains("://"));
+        if let Some(dir) = path.parent().filter(|d| !is_url && !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|cause| Error::Io {
                 path: dir.to_owned(),
                 cause,
@@ -104,13 +107,13 @@ impl Library {
     }
 
     /// Number of pictures (distinct contents).
-    pub fn len(&self) -> usize {
-        self.store.len()
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.store.len()?)
     }
 
     /// Whether the library holds no picture.
-    pub fn is_empty(&self) -> bool {
-        self.store.is_empty()
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.store.is_empty()?)
     }
 
     /// The model.
@@ -119,12 +122,12 @@ impl Library {
     }
 
     /// The store, for listing, paging and lookups.
-    pub fn store(&self) -> &FeatureStore {
+    pub fn store(&self) -> &feature_store::Library {
         &self.store
     }
 
     /// The store, mutably.
-    pub fn store_mut(&mut self) -> &mut FeatureStore {
+    pub fn store_mut(&mut self) -> &mut feature_store::Library {
         &mut self.store
     }
 }
