@@ -70,7 +70,8 @@ pub enum Durability {
 /// Parameters of a pgvector HNSW index (see [`SearchMethod::Hnsw`]). `m` and `ef_construction`
 /// default to pgvector's; `ef_search` defaults to 200, not pgvector's 40: text queries come from
 /// another distribution than the stored image vectors (CLIP's modality gap) and at 40 HNSW found
-/// only 61% of their true top 10 over 100k 512-d rows, 93% at 200 (`docs/scaling.md`).
+/// only 61% of their true top 10 over 100k 512-d rows, 93% at 200; over 1M rows 20% and 53%
+/// (`docs/scaling.md`). Measure recall with real text queries before relying on HNSW.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HnswParams {

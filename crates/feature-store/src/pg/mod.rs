@@ -139,9 +139,18 @@ impl PgStore {
                 }
                 (None, _) => return Err(Error::Missing { file: shown.into() }),
             };
-            if let SearchMethod::Hnsw(p) = options.search {
+            let has_index: bool = tx
+                .query_one(
+                    "SELECT to_regclass('images_embedding_hnsw') IS NOT NULL",
+                    &[],
+                )
+                .at(&shown)?
+                .get(0);
+            // Only a missing index is created, so that opening an indexed library writes
+            // nothing (a read-only replica can serve it).
+            if let (SearchMethod::Hnsw(p), false) = (options.search, has_index) {
                 tx.batch_execute(&format!(
-                    "CREATE INDEX IF NOT EXISTS images_embedding_hnsw ON images \
+                    "CREATE INDEX images_embedding_hnsw ON images \
                      USING hnsw (embedding {}) WITH (m = {}, ef_construction = {})",
                     found.1.ops(),
                     p.m,
