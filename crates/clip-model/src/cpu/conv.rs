@@ -461,8 +461,17 @@ impl Conv2d {
             let lhs: &[f32] = if self.spec.is_pointwise() {
                 &x.data[rows.start * kdim..rows.end * kdim]
             } else {
+                // The patches in parallel, a few dozen output pixels per task (the product below
+                // is parallel on its own).
+                const PIXELS_PER_TASK: usize = 64;
                 cols.resize(rows.len() * kdim, 0.0);
-                im2col(x, &mut cols, rows.clone(), (ho, wo), self.spec);
+                cols.par_chunks_mut(PIXELS_PER_TASK * kdim)
+                    .enumerate()
+                    .for_each(|(t, part)| {
+                        let start = rows.start + t * PIXELS_PER_TASK;
+                        let part_rows = start..start + part.len() / kdim;
+                        im2col(x, part, part_rows, (ho, wo), self.spec);
+                    });
                 &cols
             };
             // SAFETY: dst is `rows.len() × o` row-major (yb), lhs `rows.len() × kdim` row-major,
