@@ -458,29 +458,41 @@ impl Conv2d {
         let mut cols = Vec::new();
         for (i, yb) in out.chunks_mut(band * o).enumerate() {
             let rows = i * band..(i * band + band).min(m);
-            let lhs: &[f32] = if self.spec.is_pointwise() {
+            let patches: &[f32] = if self.spec.is_pointwise() {
                 &x.data[rows.start * kdim..rows.end * kdim]
             } else {
+                // The patches in parallel, a few dozen output pixels per task (the product below
+                // is parallel on its own).
+                const PIXELS_PER_TASK: usize = 64;
                 cols.resize(rows.len() * kdim, 0.0);
-                im2col(x, &mut cols, rows.clone(), (ho, wo), self.spec);
+                cols.par_chunks_mut(PIXELS_PER_TASK * kdim)
+                    .enumerate()
+                    .for_each(|(t, part)| {
+                        let start = rows.start + t * PIXELS_PER_TASK;
+                        let part_rows = start..start + part.len() / kdim;
+                        im2col(x, part, part_rows, (ho, wo), self.spec);
+                    });
                 &cols
             };
-            // SAFETY: dst is `rows.len() × o` row-major (yb), lhs `rows.len() × kdim` row-major,
-            // rhs `kdim × o` read from the `o × kdim` row-major weight (row stride 1, column
-            // stride kdim); all slices hold those values and do not alias.
+            // Computed as `yᵀ = W · patchesᵀ` (`o × rows`): gemm's kernels run along the rows of
+            // the left operand, and `o` is the long side on the small maps of the later stages.
+            // SAFETY: dst is `o × rows.len()` with row stride 1 and column stride o (yb, pixels
+            // `o` apart); lhs the `o × kdim` row-major weight; rhs `kdim × rows.len()` read from
+            // the `rows.len() × kdim` row-major patches (row stride 1, column stride kdim); all
+            // slices hold those values and do not alias.
             unsafe {
                 gemm::gemm(
-                    rows.len(),
                     o,
+                    rows.len(),
                     kdim,
                     yb.as_mut_ptr(),
-                    1,
                     o as isize,
+                    1,
                     residual.is_some(),
-                    lhs.as_ptr(),
+                    weight.as_ptr(),
                     1,
                     kdim as isize,
-                    weight.as_ptr(),
+                    patches.as_ptr(),
                     kdim as isize,
                     1,
                     1.0,
