@@ -42,10 +42,7 @@ fn main() {
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.k > 0, "-k must be at least 1");
-    let clip = match &args.model {
-        Some(spec) => Clip::load(spec)?,
-        None => Clip::load_default()?,
-    };
+    let clip = Clip::builder().load_or_default(args.model.as_deref())?;
     let db = match args.db {
         Some(db) => db,
         None => default_db(clip.name())?,

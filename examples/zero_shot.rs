@@ -61,11 +61,9 @@ fn run() -> anyhow::Result<()> {
         false => args.images,
     };
     let templates = Templates::from_choice(&args.templates)?;
-    let builder = Clip::builder().device(args.device);
-    let clip = match &args.model {
-        Some(spec) => builder.load(spec)?,
-        None => builder.load_default()?,
-    };
+    let clip = Clip::builder()
+        .device(args.device)
+        .load_or_default(args.model.as_deref())?;
     let classifier = clip.classifier(&labels, &templates)?;
     println!(
         "{} labels x {} templates, model {}",

@@ -92,10 +92,7 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let clip = match &cli.model {
-        Some(spec) => Clip::load(spec)?,
-        None => Clip::load_default()?,
-    };
+    let clip = Clip::builder().load_or_default(cli.model.as_deref())?;
     match cli.cmd {
         Cmd::Index { dir, db } => index(clip, &dir, &db),
         Cmd::Search { text, db, k } => {

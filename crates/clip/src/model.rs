@@ -209,6 +209,15 @@ impl Builder {
         }
     }
 
+    /// [`Builder::load`] when a spec is given (a `--model` argument), else
+    /// [`Builder::load_default`].
+    pub fn load_or_default(self, spec: Option<&str>) -> Result<Clip> {
+        match spec {
+            Some(spec) => self.load(spec),
+            None => self.load_default(),
+        }
+    }
+
     fn load_files(self, spec: &str, files: &ModelFiles) -> Result<Clip> {
         if self.batch_size == 0 {
             return Err(Error::InvalidOption {
