@@ -204,14 +204,14 @@ fn admit(g: &Guard, req: &Request) -> Result<Option<Response>, ApiError> {
     }
     if let Some(token) = &g.token {
         let path = req.uri().path();
-        if path == "/" {
-            if let Some(given) = query_token(req.uri().query()) {
-                return if token.matches(given) {
-                    Ok(Some(token_redirect(given, req.uri().query())))
-                } else {
-                    Err(unauthorized())
-                };
-            }
+        if path == "/"
+            && let Some(given) = query_token(req.uri().query())
+        {
+            return if token.matches(given) {
+                Ok(Some(token_redirect(given, req.uri().query())))
+            } else {
+                Err(unauthorized())
+            };
         }
         if !is_public(path) && !presented(h).is_some_and(|t| token.matches(t)) {
             return Err(unauthorized());

@@ -28,7 +28,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -186,7 +186,7 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     detail: Option<String>,
-    headers: HeaderMap,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -195,11 +195,11 @@ impl ApiError {
             status,
             message: message.into(),
             detail: None,
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
     pub(crate) fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.insert(name, value);
+        self.headers.push((name, value));
         self
     }
     fn bad_request(message: impl Into<String>) -> Self {
@@ -244,7 +244,9 @@ impl IntoResponse for ApiError {
             Json(serde_json::json!({ "error": self.message })),
         )
             .into_response();
-        resp.headers_mut().extend(self.headers);
+        for (name, value) in self.headers {
+            resp.headers_mut().insert(name, value);
+        }
         resp
     }
 }
