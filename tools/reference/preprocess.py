@@ -54,6 +54,29 @@ def clip_tensor(size):
     return Compose([clip_pixels(size), ToTensor(), Normalize(MEAN, STD)])
 
 
+def squash_pixels(size):
+    """Chinese-CLIP's transform (cn_clip.clip.utils.image_transform) up to convert("RGB"): both sides to
+    `size`, no crop."""
+    return Compose([
+        Resize((size, size), interpolation=InterpolationMode.BICUBIC),
+        lambda im: im.convert("RGB"),
+    ])
+
+
+def squash_tensor(size):
+    return Compose([squash_pixels(size), ToTensor(), Normalize(MEAN, STD)])
+
+
+def check_cn_clip_transform():
+    """squash_tensor is cn_clip's own image_transform, when cn_clip is installed."""
+    try:
+        from cn_clip.clip.utils import image_transform
+    except ImportError:
+        return
+    im = Image.fromarray(np.random.default_rng(1).integers(0, 256, (37, 53, 3), dtype=np.uint8))
+    assert torch.equal(image_transform(24)(im), squash_tensor(24)(im))
+
+
 def write_npy_f32(path, arr):
     np.save(path, np.ascontiguousarray(arr, dtype="<f4"))
 
@@ -274,23 +297,34 @@ def make_inputs(d: Path):
         q.save(d / f"{name}.gif", **({} if trns is None else {"transparency": trns}))
         gif_move_frame(d / f"{name}.gif", (50, 36), (6, 4))
         out[name] = f"{name}.gif"
+    # Tall images whose height shrinks by more than twice as many pixels as the width: Pillow 13 runs
+    # the vertical pass first there (Resample.c `horizontal_first`). Own generator, as above.
+    g = np.random.default_rng(20261130)
+    Image.fromarray(textured(60, 200, gen=g)).save(d / "tall_rgb.png"); out["tall_rgb"] = "tall_rgb.png"
+    rgba = np.concatenate([textured(40, 130, gen=g), textured(40, 130, 1, gen=g)], -1)
+    Image.fromarray(rgba, "RGBA").save(d / "tall_rgba.png"); out["tall_rgba"] = "tall_rgba.png"
+    g16 = textured(30, 100, 1, gen=g)[..., 0].astype(np.uint16) * 257
+    Image.fromarray(g16).save(d / "tall_grey16.png"); out["tall_grey16"] = "tall_grey16.png"
     return out
 
 
-def golden(name, im, size, exif, tensor=False, decoded=False):
+def golden(name, im, size, exif, tensor=False, decoded=False, squash=False):
     if exif:
         im = ImageOps.exif_transpose(im)
-    px = np.asarray(clip_pixels(size)(im))
+    pixels, to_tensor = (squash_pixels, squash_tensor) if squash else (clip_pixels, clip_tensor)
+    px = np.asarray(pixels(size)(im))
     assert px.shape == (size, size, 3) and px.dtype == np.uint8, px.shape
     (FIX / "goldens" / f"{name}.u8").write_bytes(px.tobytes())
     entry = {"name": name, "size": size, "exif": exif, "pixels": f"goldens/{name}.u8"}
+    if squash:
+        entry["resize"] = "squash"
     if decoded:
         # the whole decoded image, in the crate's layout of Pillow's modes ("1": a byte per pixel)
         raw = im.convert("L").tobytes() if im.mode == "1" else im.tobytes()
         entry["decoded"] = {"mode": im.mode, "width": im.width, "height": im.height,
                             "sha256": hashlib.sha256(raw).hexdigest()}
     if tensor:
-        t = clip_tensor(size)(im).numpy()[None]
+        t = to_tensor(size)(im).numpy()[None]
         write_npy_f32(FIX / "goldens" / f"{name}.f32.npy", t)
         entry["tensor"] = f"goldens/{name}.f32.npy"
     return entry
@@ -325,6 +359,13 @@ def main():
             e["input"] = f"inputs/{inputs[name]}"
             e["mode"] = im.mode
             cases.append(e)
+    # Shorter side with the vertical pass first (tall images, width also reduced), crop window included.
+    for name, size in (("tall_rgb", 32), ("tall_rgba", 24), ("tall_grey16", 16)):
+        with Image.open(FIX / "inputs" / inputs[name]) as im:
+            e = golden(f"{name}_{size}", im, size, False, tensor=True)
+            e["input"] = f"inputs/{inputs[name]}"
+            e["mode"] = im.mode
+            cases.append(e)
     for photo in sorted((FIX / "photos").glob("*")):
         if photo.name == "PROVENANCE":
             continue
@@ -349,6 +390,29 @@ def main():
             e = golden("imagenet_" + p.stem.split("_")[0], im, 224, False)
             e["input"] = f"imagenet-sample/{p.name}"
             e["shared"] = True
+            e["mode"] = im.mode
+            cases.append(e)
+    # Chinese-CLIP's squash resize (Resize((s, s)), no crop): aspect ratios both ways, up- and
+    # downscaling, the modes resized in their own mode (RGBA premultiplied, P nearest, 16-bit), EXIF.
+    check_cn_clip_transform()
+    squash = {"landscape_rgb": 64, "portrait_rgb_jpeg": 64, "odd_crop_97x64": 48, "tiny_1x1": 16, "exact_64": 64,
+              "upscale_40x30": 96, "aspect_2000x20": 64, "aspect_13x999": 64, "grey_l": 64, "grey_la": 64,
+              "rgba": 64, "palette": 64, "palette_trns_4bit": 64, "bilevel": 64, "cmyk_jpeg": 64, "grey16": 64,
+              "rgb16": 64, "exif_6": 64, "gif_transparent": 32, "webp_lossless_rgba": 32, "tall_rgb": 48,
+              "tall_rgba": 32, "tall_grey16": 16}
+    for name, size in squash.items():
+        with Image.open(FIX / "inputs" / inputs[name]) as im:
+            im.load()
+            e = golden("squash_" + name, im, size, name == "exif_6", tensor=True, squash=True)
+            e["input"] = f"inputs/{inputs[name]}"
+            e["mode"] = im.mode
+            cases.append(e)
+    for photo in sorted((FIX / "photos").glob("*"))[:2]:
+        if photo.name == "PROVENANCE":
+            continue
+        with Image.open(photo) as im:
+            e = golden("squash_photo_" + photo.stem, im, 224, False, tensor=True, squash=True)
+            e["input"] = f"photos/{photo.name}"
             e["mode"] = im.mode
             cases.append(e)
     # CenterCrop padding (image smaller than the crop), without a resize: torchvision pads with 0.

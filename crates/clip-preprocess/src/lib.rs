@@ -21,7 +21,8 @@
 //! without it the build falls back to plain C with a warning.
 //!
 //! Main types: [`PreprocessConfig`] (with the [`PreprocessConfig::openai`] preset, EXIF
-//! orientation off, and [`PreprocessConfig::application`], EXIF on), [`Preprocessor`], and its
+//! orientation off, and [`PreprocessConfig::application`], EXIF on; [`PreprocessConfig::chinese_clip`]
+//! squashes both sides to the size instead of cropping, as Chinese-CLIP does), [`Preprocessor`], and its
 //! outputs [`Tensor3`] (normalised CHW) and [`RgbImage`] (the 8-bit crop). Errors are [`Error`].
 //!
 //! ```
@@ -74,8 +75,8 @@ pub enum ResizeMode {
     /// torchvision `Resize(size)`: the shorter side becomes `size`, the longer one
     /// `int(size * long / short)`; then `CenterCrop(size)`. What CLIP uses.
     ShorterSide,
-    /// Resize both sides to `size` (aspect ratio lost; the crop is then a no-op). Not CLIP's
-    /// preprocessing; provided for models trained that way.
+    /// torchvision `Resize((size, size))`: both sides become `size` (aspect ratio lost; the crop
+    /// is then a no-op). Chinese-CLIP's preprocessing ([`PreprocessConfig::chinese_clip`]).
     Squash,
 }
 
@@ -114,6 +115,17 @@ impl PreprocessConfig {
             resize_mode: ResizeMode::ShorterSide,
             apply_exif: false,
             max_pixels: Some(DEFAULT_MAX_PIXELS),
+        }
+    }
+
+    /// Chinese-CLIP's transform (cn_clip's `image_transform(size)`): bicubic `Resize((size, size))`
+    /// of both sides (no crop), then `convert("RGB")`, OpenAI's mean and std; EXIF orientation
+    /// ignored as the reference does (set `apply_exif` for applications). 224 for every published
+    /// model except ViT-L/14@336 (336).
+    pub fn chinese_clip(size: u32) -> Self {
+        Self {
+            resize_mode: ResizeMode::Squash,
+            ..Self::openai(size)
         }
     }
 

@@ -198,6 +198,15 @@ fn resample_u8_avx2<const C: usize>(
     resample_u8_impl::<C>(src, w, h, out_w, out_h, win, filter)
 }
 
+/// Whether Pillow (≥ 13) runs the vertical pass first: when the height shrinks by more than
+/// twice as many pixels as the width (`ImagingResampleInner`'s `horizontal_first`). The two orders
+/// round the intermediate image differently, so the order must match for identical bytes.
+fn vertical_first(w: usize, h: usize, out_w: usize, out_h: usize) -> bool {
+    let dh = h as i64 - out_h as i64;
+    let dw = w as i64 - out_w as i64;
+    dh > 0 && dh > dw * 2
+}
+
 #[inline(always)]
 fn resample_u8_impl<const C: usize>(
     src: &[u8],
@@ -213,28 +222,25 @@ fn resample_u8_impl<const C: usize>(
     let need_h = out_w != w;
     let need_v = out_h != h;
     let vert = Coeffs::new_range(h, out_h, filter, win.y0..win.y1);
+    if need_h && need_v && vertical_first(w, h, out_w, out_h) {
+        // Vertical pass over whole source rows (every column the horizontal taps may read), then
+        // the horizontal pass on its output.
+        let row_len = w * C;
+        let mut tmp = vec![0u8; win_h * row_len];
+        vertical_pass_u8(src, row_len, &vert, &vert.fixed(), 0, &mut tmp);
+        let horiz = Coeffs::new_range(w, out_w, filter, win.x0..win.x1);
+        let mut out = vec![0u8; win_h * win_w * C];
+        horizontal_pass_u8::<C>(&tmp, w, &mut out, win_w, &horiz, &horiz.fixed());
+        return out;
+    }
     let (row_first, row_last) = source_rows(&vert, need_v, &win);
     // Horizontal pass over the needed rows and kept columns (or a plain copy of the columns).
     let tmp_h = row_last - row_first;
     let mut tmp = vec![0u8; tmp_h * win_w * C];
     if need_h {
         let horiz = Coeffs::new_range(w, out_w, filter, win.x0..win.x1);
-        let kk = horiz.fixed();
-        // RGB rows are widened to RGBX first so that each tap is one 4-lane multiply-add.
-        let mut wide = if C == 3 { vec![0u8; w * 4] } else { Vec::new() };
-        for (ty, out_row) in tmp.chunks_exact_mut(win_w * C).enumerate() {
-            let line = &src[(row_first + ty) * w * C..(row_first + ty + 1) * w * C];
-            if C == 3 {
-                for (d, s) in wide.chunks_exact_mut(4).zip(line.chunks_exact(3)) {
-                    d[..3].copy_from_slice(s);
-                }
-                horizontal_row_rgbx::<C>(&wide, out_row, 0, &horiz, &kk);
-            } else if C == 4 {
-                horizontal_row_rgbx::<C>(line, out_row, 0, &horiz, &kk);
-            } else {
-                horizontal_row::<C, C>(line, out_row, 0, &horiz, &kk);
-            }
-        }
+        let rows = &src[row_first * w * C..row_last * w * C];
+        horizontal_pass_u8::<C>(rows, w, &mut tmp, win_w, &horiz, &horiz.fixed());
     } else {
         for (ty, out_row) in tmp.chunks_exact_mut(win_w * C).enumerate() {
             let y = row_first + ty;
@@ -244,17 +250,59 @@ fn resample_u8_impl<const C: usize>(
     if !need_v {
         return tmp;
     }
-    // Vertical pass: accumulate whole rows (integer sums, order-independent).
-    let kk = vert.fixed();
-    let row_len = win_w * C;
-    let mut out = vec![0u8; win_h * row_len];
+    let mut out = vec![0u8; win_h * win_w * C];
+    vertical_pass_u8(&tmp, win_w * C, &vert, &vert.fixed(), row_first, &mut out);
+    out
+}
+
+/// The horizontal 8-bit pass: each row of `rows` (`w` pixels of `C` bytes) to a row of `out`
+/// (`win_w` pixels, output columns `horiz` describes).
+#[inline(always)]
+fn horizontal_pass_u8<const C: usize>(
+    rows: &[u8],
+    w: usize,
+    out: &mut [u8],
+    win_w: usize,
+    horiz: &Coeffs,
+    kk: &[i32],
+) {
+    // RGB rows are widened to RGBX first so that each tap is one 4-lane multiply-add.
+    let mut wide = if C == 3 { vec![0u8; w * 4] } else { Vec::new() };
+    for (line, out_row) in rows
+        .chunks_exact(w * C)
+        .zip(out.chunks_exact_mut(win_w * C))
+    {
+        if C == 3 {
+            for (d, s) in wide.chunks_exact_mut(4).zip(line.chunks_exact(3)) {
+                d[..3].copy_from_slice(s);
+            }
+            horizontal_row_rgbx::<C>(&wide, out_row, 0, horiz, kk);
+        } else if C == 4 {
+            horizontal_row_rgbx::<C>(line, out_row, 0, horiz, kk);
+        } else {
+            horizontal_row::<C, C>(line, out_row, 0, horiz, kk);
+        }
+    }
+}
+
+/// The vertical 8-bit pass: output row `oy` of `out` (rows of `row_len` bytes) from the rows of
+/// `src` under its taps; `src` row 0 is source row `row_first`. Integer sums, order-independent.
+#[inline(always)]
+fn vertical_pass_u8(
+    src: &[u8],
+    row_len: usize,
+    vert: &Coeffs,
+    kk: &[i32],
+    row_first: usize,
+    out: &mut [u8],
+) {
     let mut acc = vec![0i32; row_len];
     for (oy, out_row) in out.chunks_exact_mut(row_len).enumerate() {
         let (ymin, n) = vert.bounds[oy];
         acc.fill(1i32 << (PRECISION_BITS - 1));
         for (i, &kv) in kk[oy * vert.ksize..oy * vert.ksize + n].iter().enumerate() {
             let r = ymin + i - row_first;
-            let row = &tmp[r * row_len..(r + 1) * row_len];
+            let row = &src[r * row_len..(r + 1) * row_len];
             for (a, &p) in acc.iter_mut().zip(row) {
                 *a += p as i32 * kv;
             }
@@ -263,7 +311,6 @@ fn resample_u8_impl<const C: usize>(
             *o = clip8(a);
         }
     }
-    out
 }
 
 /// One row of the horizontal 8-bit pass: `S` bytes per input pixel, the first `C` written out.
@@ -376,26 +423,30 @@ pub(crate) fn resample_u16(
     filter: Interpolation,
 ) -> Vec<u16> {
     let win_w = win.x1 - win.x0;
+    let win_h = win.y1 - win.y0;
     let need_h = out_w != w;
     let need_v = out_h != h;
     let vert = Coeffs::new_range(h, out_h, filter, win.y0..win.y1);
+    if need_h && need_v && vertical_first(w, h, out_w, out_h) {
+        let mut tmp = vec![0u16; win_h * w];
+        vertical_pass_u16(src, w, &vert, 0, &mut tmp);
+        let horiz = Coeffs::new_range(w, out_w, filter, win.x0..win.x1);
+        let mut out = vec![0u16; win_h * win_w];
+        horizontal_pass_u16(&tmp, w, &mut out, win_w, &horiz);
+        return out;
+    }
     let (row_first, row_last) = source_rows(&vert, need_v, &win);
     let tmp_h = row_last - row_first;
     let mut tmp = vec![0u16; tmp_h * win_w];
     if need_h {
         let horiz = Coeffs::new_range(w, out_w, filter, win.x0..win.x1);
-        for (ty, out_row) in tmp.chunks_exact_mut(win_w).enumerate() {
-            let line = &src[(row_first + ty) * w..(row_first + ty + 1) * w];
-            for (ox, o) in out_row.iter_mut().enumerate() {
-                let (xmin, n) = horiz.bounds[ox];
-                let k = &horiz.weights[ox * horiz.ksize..ox * horiz.ksize + n];
-                let mut ss = 0.0f64;
-                for (&p, &kv) in line[xmin..xmin + n].iter().zip(k) {
-                    ss += p as f64 * kv;
-                }
-                *o = round_clip16(ss);
-            }
-        }
+        horizontal_pass_u16(
+            &src[row_first * w..row_last * w],
+            w,
+            &mut tmp,
+            win_w,
+            &horiz,
+        );
     } else {
         for (ty, out_row) in tmp.chunks_exact_mut(win_w).enumerate() {
             let y = row_first + ty;
@@ -405,9 +456,36 @@ pub(crate) fn resample_u16(
     if !need_v {
         return tmp;
     }
-    let mut out = vec![0u16; (win.y1 - win.y0) * win_w];
-    let mut acc = vec![0f64; win_w];
-    for (oy, out_row) in out.chunks_exact_mut(win_w).enumerate() {
+    let mut out = vec![0u16; win_h * win_w];
+    vertical_pass_u16(&tmp, win_w, &vert, row_first, &mut out);
+    out
+}
+
+/// The horizontal 16-bit pass (`f64` weights and sums, Pillow's `I;16` path).
+fn horizontal_pass_u16(rows: &[u16], w: usize, out: &mut [u16], win_w: usize, horiz: &Coeffs) {
+    for (line, out_row) in rows.chunks_exact(w).zip(out.chunks_exact_mut(win_w)) {
+        for (ox, o) in out_row.iter_mut().enumerate() {
+            let (xmin, n) = horiz.bounds[ox];
+            let k = &horiz.weights[ox * horiz.ksize..ox * horiz.ksize + n];
+            let mut ss = 0.0f64;
+            for (&p, &kv) in line[xmin..xmin + n].iter().zip(k) {
+                ss += p as f64 * kv;
+            }
+            *o = round_clip16(ss);
+        }
+    }
+}
+
+/// The vertical 16-bit pass; `src` row 0 is source row `row_first`.
+fn vertical_pass_u16(
+    src: &[u16],
+    row_len: usize,
+    vert: &Coeffs,
+    row_first: usize,
+    out: &mut [u16],
+) {
+    let mut acc = vec![0f64; row_len];
+    for (oy, out_row) in out.chunks_exact_mut(row_len).enumerate() {
         let (ymin, n) = vert.bounds[oy];
         acc.fill(0.0);
         // Same per-pixel summation order as Pillow (y ascending, starting from 0.0).
@@ -416,7 +494,7 @@ pub(crate) fn resample_u16(
             .enumerate()
         {
             let r = ymin + i - row_first;
-            for (a, &p) in acc.iter_mut().zip(&tmp[r * win_w..(r + 1) * win_w]) {
+            for (a, &p) in acc.iter_mut().zip(&src[r * row_len..(r + 1) * row_len]) {
                 *a += p as f64 * kv;
             }
         }
@@ -424,7 +502,6 @@ pub(crate) fn resample_u16(
             *o = round_clip16(a);
         }
     }
-    out
 }
 
 /// Source index per output index in `range` for Pillow's nearest-neighbour scaling
