@@ -22,6 +22,17 @@ fn openai() -> Result<OpenAiFile> {
     })
 }
 
+/// Chinese-CLIP's (cn_clip's) 1000 Chinese ImageNet class names and 80 templates (see
+/// `data/README.md`).
+const CN_CLIP_JSON: &str = include_str!("../data/cn_clip_imagenet_classes_templates.json");
+
+fn cn_clip() -> Result<OpenAiFile> {
+    serde_json::from_str(CN_CLIP_JSON).map_err(|e| Error::Json {
+        path: "clip-eval/data/cn_clip_imagenet_classes_templates.json".into(),
+        message: e.to_string(),
+    })
+}
+
 /// A named list of class names (index = class index).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassNames {
@@ -53,6 +64,13 @@ impl ClassNames {
     /// OpenAI's 1000 curated ImageNet names in sorted-wnid order (set `openai`).
     pub fn openai() -> Result<Self> {
         Self::new("openai", openai()?.classes)
+    }
+
+    /// cn_clip's 1000 Chinese ImageNet names in the same class order (set `zh`), as the
+    /// Chinese-CLIP authors evaluate (`cn_clip/eval/imagenet_zeroshot_templates.py`; "太阳镜",
+    /// sunglasses, appears twice).
+    pub fn cn_clip() -> Result<Self> {
+        Self::new("zh", cn_clip()?.classes)
     }
 
     /// Number of classes.
@@ -102,6 +120,12 @@ impl Templates {
         Self::new("openai80", openai()?.templates)
     }
 
+    /// cn_clip's 80 Chinese ImageNet templates (set `zh80`), OpenAI's templates translated
+    /// (`{}的照片。`, …).
+    pub fn cn_clip80() -> Result<Self> {
+        Self::new("zh80", cn_clip()?.templates)
+    }
+
     /// The single template `a photo of a {}.` (set `single`).
     pub fn single() -> Self {
         Templates {
@@ -145,10 +169,12 @@ impl Templates {
             .map_err(|e| Error::Templates(format!("{}: {e}", path.display())))
     }
 
-    /// Parses a command-line choice: `openai80`, `single`, or a file path.
+    /// Parses a command-line choice: `openai80`, `zh80` (or `zh`: cn_clip's Chinese templates),
+    /// `single`, or a file path.
     pub fn from_choice(choice: &str) -> Result<Self> {
         match choice {
             "openai80" => Self::openai80(),
+            "zh80" | "zh" => Self::cn_clip80(),
             "single" => Ok(Self::single()),
             path => Self::from_file(path),
         }
@@ -191,6 +217,21 @@ mod tests {
         assert_eq!(t.templates[0], "a bad photo of a {}.");
         assert_eq!(t.fill("dog")[0], "a bad photo of a dog.");
         assert_eq!(Templates::single().fill("cat"), vec!["a photo of a cat."]);
+    }
+
+    #[test]
+    fn shipped_chinese_data_is_cn_clips() {
+        // Values read from cn_clip 1.6.0's imagenet_zeroshot_templates.py.
+        let names = ClassNames::cn_clip().unwrap();
+        assert_eq!((names.set.as_str(), names.len()), ("zh", 1000));
+        assert_eq!(names.names[0], "丁鲷");
+        assert_eq!(names.names[999], "卫生纸");
+        assert_eq!(names.names[836], "太阳镜");
+        assert_eq!(names.names[837], "太阳镜");
+        let t = Templates::from_choice("zh").unwrap();
+        assert_eq!((t.set.as_str(), t.len()), ("zh80", 80));
+        assert_eq!(t.fill("猫")[0], "猫的照片。");
+        assert_eq!(t.templates[79], "{}的刺青。");
     }
 
     #[test]
