@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use feature_store::{
-    EmbedInput, FeatureStore, ImageEmbedder, ImageId, ModelInfo, OpenOptions, ProgressSink,
-    SearchHit, SyncOptions, SyncReport,
+    EmbedInput, ImageEmbedder, ImageId, ModelInfo, OpenOptions, ProgressSink, SearchHit, Store,
+    SyncOptions, SyncReport,
 };
 
 use crate::error::{Error, Result};
@@ -39,11 +39,11 @@ impl Clip {
     /// Opens the library at `path` with store options (precision, durability, whether to create).
     pub fn open_library_with(
         &self,
-        path: impl AsRef<Path>,
+        location: impl AsRef<Path>,
         options: &OpenOptions,
     ) -> Result<Library> {
         let info = ModelInfo::new(self.model_id(), self.dim());
-        let store = FeatureStore::open(path.as_ref(), &info, options)?;
+        let store = feature_store::Library::open(location.as_ref(), &info, options)?;
         Ok(Library {
             clip: self.clone(),
             store,
