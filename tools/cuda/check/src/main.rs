@@ -85,7 +85,7 @@ impl Args {
 
     fn done(self) -> Res<()> {
         match self.0.first() {
-            Some((n, _)) => return Err(fail!("unknown option `--{n}`\n{USAGE}")),
+            Some((n, _)) => Err(fail!("unknown option `--{n}`\n{USAGE}")),
             None => Ok(()),
         }
     }
@@ -135,7 +135,7 @@ fn run() -> Res<()> {
             a.done()?;
             bench(&args)
         }
-        other => return Err(fail!("unknown command `{other}`\n{USAGE}")),
+        other => Err(fail!("unknown command `{other}`\n{USAGE}")),
     }
 }
 
