@@ -570,15 +570,20 @@ mod download {
                 url: url.to_owned(),
                 reason: format!("the server answered HTTP {status}"),
             },
-            ureq::Error::Transport(t) => Error::Download {
-                url: url.to_owned(),
-                reason: format!(
-                    "{}{}; without network, download this file by hand and pass its path \
-                     (`--model FILE` or CLIP_MODEL=FILE)",
-                    t.kind(),
-                    t.message().map(|m| format!(": {m}")).unwrap_or_default()
-                ),
-            },
+            ureq::Error::Transport(t) => {
+                let cause = std::error::Error::source(&t)
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
+                Error::Download {
+                    url: url.to_owned(),
+                    reason: format!(
+                        "{}{}{cause}; without network, download this file by hand and pass its \
+                         path (`--model FILE` or CLIP_MODEL=FILE)",
+                        t.kind(),
+                        t.message().map(|m| format!(": {m}")).unwrap_or_default(),
+                    ),
+                }
+            }
         }
     }
 
