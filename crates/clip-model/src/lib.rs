@@ -10,7 +10,18 @@
 //!   the matching preset (`ViT-B/32`, `ViT-B/16`, `ViT-L/14`, `ViT-L/14@336`, `RN50`, `RN101`,
 //!   `RN50x4`, `RN50x16`, `RN50x64`) or `custom`. The image backbone is a [`VisionTower`]: a
 //!   [`VisionTransformer`] or a [`ModifiedResNet`] with attention pooling.
-//! - [`Tokenizer`] turns text into the token ids the text tower takes.
+//! - SigLIP and SigLIP 2 (fixed resolution) load through the same [`ClipModel`]: transformers'
+//!   `SiglipModel` files (`google/siglip-*`, `google/siglip2-*`) and open_clip's
+//!   (`timm/ViT-B-16-SigLIP2`, …, image tower under `visual.trunk.*`); see [`siglip`].
+//!   [`ClipModel::family`] says which family a model is, [`ClipModel::score_function`] how its
+//!   scores and probabilities are made (softmax over labels of `scale · cos` for CLIP, a sigmoid
+//!   per pair of `scale · cos + bias` for SigLIP), [`ClipModel::preprocess_hints`] the image
+//!   preprocessing its files ask for (`open_clip_config.json`'s `preprocess_cfg`, a transformers
+//!   `preprocessor_config.json`, or the family default) and [`ClipModel::notes`] what loading had
+//!   to assume (e.g. 16 heads for a ViT of width ≥ 1280 without its config file).
+//! - [`Tokenizer`] turns text into the token ids the CLIP text tower takes;
+//!   [`SentencePieceTokenizer`] does it for SigLIP from the repository's `tokenizer.json`
+//!   (lower-cased, padded to 64).
 //! - [`Error`] is the crate's error type: missing tensors, wrong shapes, unsupported dtypes and
 //!   damaged files are typed errors naming the tensor or file.
 //!
@@ -69,6 +80,7 @@ pub use candle_core;
 
 pub mod config;
 pub mod error;
+pub mod family;
 #[cfg(feature = "hub")]
 pub mod hub;
 mod hub_id;
@@ -77,7 +89,9 @@ pub mod model;
 mod ops;
 mod ops_conv;
 mod packed;
+pub mod preprocess_hints;
 pub mod resnet;
+pub mod siglip;
 pub mod text;
 pub mod tokenizer;
 pub mod vit;
@@ -85,10 +99,14 @@ pub mod weights;
 
 pub use config::{Activation, ClipConfig, ConfigHints, TextConfig, VisionConfig, VitConfig};
 pub use error::{Error, Result};
+pub use family::{ModelFamily, ScoreFunction};
 pub use hub_id::HubId;
 pub use model::{ClipModel, LoadOptions, TextLength, VisionTower};
+pub use preprocess_hints::{PreprocessHints, ResampleFilter, ResizeKind};
 pub use resnet::{ModifiedResNet, ResNetConfig};
+pub use siglip::{SiglipTextTransformer, SiglipVisionConfig, SiglipVisionTransformer};
 pub use text::TextTransformer;
+pub use tokenizer::sentencepiece::{SentencePieceOptions, SentencePieceTokenizer, TextCleaning};
 pub use tokenizer::{TokenBatch, Tokenizer, Truncation};
 pub use vit::VisionTransformer;
 pub use weights::{Naming, SafetensorsFile, Weights};

@@ -87,6 +87,14 @@ pub(crate) fn gelu_erf(x: f32) -> f32 {
     (candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x
 }
 
+/// tanh-approximated GELU, `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`, as PyTorch's
+/// `gelu(approximate="tanh")` and candle's `gelu` compute it.
+#[inline(always)]
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+}
+
 /// `x += bias`, then the activation if any, in place.
 struct BiasAct(Option<Activation>);
 
@@ -123,6 +131,11 @@ impl InplaceOp2 for BiasAct {
                     Some(Activation::Gelu) => {
                         for (v, b) in row.iter_mut().zip(bias) {
                             *v = gelu_erf(*v + b);
+                        }
+                    }
+                    Some(Activation::GeluTanh) => {
+                        for (v, b) in row.iter_mut().zip(bias) {
+                            *v = gelu_tanh(*v + b);
                         }
                     }
                     None => {
@@ -599,6 +612,10 @@ mod tests {
         let y = x.copy().unwrap();
         assert!(bias_act_(&y, &bias, Activation::Gelu).unwrap());
         assert!(max_abs_diff(&y, &xb.gelu_erf().unwrap()) < 1e-5);
+
+        let y = x.copy().unwrap();
+        assert!(bias_act_(&y, &bias, Activation::GeluTanh).unwrap());
+        assert!(max_abs_diff(&y, &xb.gelu().unwrap()) < 1e-5);
 
         let y = x.copy().unwrap();
         assert!(bias_residual_(&y, &bias, &r).unwrap());

@@ -404,9 +404,12 @@ impl PackedLinear {
                                 match self.kernel {
                                     Kernel::Avx512 => {
                                         // Bias, residual and activation go into the kernel's last
-                                        // store, except erf-GELU, left to `finish`.
-                                        let in_kernel =
-                                            last && epilogue.act != Act::Model(Activation::Gelu);
+                                        // store, except the GELUs, left to `finish`.
+                                        let in_kernel = last
+                                            && !matches!(
+                                                epilogue.act,
+                                                Act::Model(Activation::Gelu | Activation::GeluTanh)
+                                            );
                                         let tail = in_kernel.then(|| Tail {
                                             bias: &self.bias[p * NR..],
                                             residual: epilogue
@@ -468,6 +471,9 @@ impl PackedLinear {
                 }
                 Act::Model(Activation::Gelu) => {
                     row.iter_mut().for_each(|v| *v = crate::ops::gelu_erf(*v))
+                }
+                Act::Model(Activation::GeluTanh) => {
+                    row.iter_mut().for_each(|v| *v = crate::ops::gelu_tanh(*v))
                 }
             }
         }
@@ -657,7 +663,7 @@ mod x86 {
                             hi[i] = quick_gelu_avx512(hi[i]);
                         }
                     }
-                    Act::Identity | Act::Model(Activation::Gelu) => {}
+                    Act::Identity | Act::Model(Activation::Gelu | Activation::GeluTanh) => {}
                 }
             }
             for i in 0..MR {
@@ -880,6 +886,13 @@ mod tests {
                         (s as f64 / (1.0 + (-1.702 * s as f64).exp())) as f32
                     }
                     Act::Model(Activation::Gelu) => crate::ops::gelu_erf(s),
+                    Act::Model(Activation::GeluTanh) => {
+                        (0.5 * s as f64
+                            * (1.0
+                                + ((2.0 / std::f64::consts::PI).sqrt()
+                                    * (s as f64 + 0.044715 * (s as f64).powi(3)))
+                                .tanh())) as f32
+                    }
                 };
             }
         }
@@ -932,6 +945,7 @@ mod tests {
                     Epilogue::residual(&r),
                     Epilogue::act(Act::Model(Activation::QuickGelu)),
                     Epilogue::act(Act::Model(Activation::Gelu)),
+                    Epilogue::act(Act::Model(Activation::GeluTanh)),
                     Epilogue::act(Act::Relu),
                     Epilogue {
                         residual: Some(&r),
