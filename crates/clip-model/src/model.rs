@@ -404,6 +404,10 @@ impl ClipModel {
     /// `ids`: `[batch, len]` token ids (`u32` or `i64`), `len <= context_length`, each row
     /// holding an end-of-text token ([`crate::TextConfig::eot_token_id`]); the embedding is read
     /// at its first occurrence. Runs only up to the batch's longest end-of-text position.
+    ///
+    /// SigLIP ([`ModelFamily::Siglip`]): every row holds exactly `context_length` (64) ids, padded
+    /// as its tokenizer pads ([`crate::SentencePieceTokenizer`]); the embedding is read at the
+    /// last position, and all positions run (attention is bidirectional).
     pub fn encode_text(&self, ids: &Tensor) -> Result<Tensor> {
         self.encode_text_with(ids, TextLength::UpToLongestEot)
     }
