@@ -117,6 +117,18 @@ impl PreprocessConfig {
         }
     }
 
+    /// SigLIP / SigLIP 2's transform at `size` (transformers' `SiglipImageProcessor`, open_clip's
+    /// SigLIP configs): bicubic resize of both sides to `size` (no crop, aspect ratio not kept),
+    /// mean = std = 0.5 (pixels to `[-1, 1]`), EXIF orientation ignored as the references do.
+    pub fn siglip(size: u32) -> Self {
+        Self {
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            resize_mode: ResizeMode::Squash,
+            ..Self::openai(size)
+        }
+    }
+
     /// [`PreprocessConfig::openai`] with EXIF orientation applied, so that a rotated phone photo
     /// is classified upright. Use it in applications.
     pub fn application(size: u32) -> Self {
@@ -425,10 +437,22 @@ mod tests {
         })
         .unwrap();
         let e = pre.preprocess_rgb8(&[0u8; 11], 2, 2).unwrap_err();
-        assert!(matches!(e, Error::BadBuffer { expected: 12, found: 11, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::BadBuffer {
+                    expected: 12,
+                    found: 11,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(pre.preprocess_rgb8(&[], 0, 0).is_err());
         assert!(pre.preprocess_rgb8(&[0u8; 3], usize::MAX, 3).is_err());
-        let e = pre.preprocess_rgb8(&vec![0u8; 11 * 10 * 3], 11, 10).unwrap_err();
+        let e = pre
+            .preprocess_rgb8(&vec![0u8; 11 * 10 * 3], 11, 10)
+            .unwrap_err();
         assert!(matches!(e, Error::TooManyPixels { .. }), "{e}");
         let t = pre.preprocess_rgb8(&[255u8; 4 * 3 * 3], 4, 3).unwrap();
         assert_eq!((t.channels, t.height, t.width), (3, 8, 8));
