@@ -27,7 +27,10 @@ impl Clip {
     pub fn open_library(&self, location: impl AsRef<Path>) -> Result<Library> {
         let path = location.as_ref();
         let is_url = path.to_str().is_some_and(|s| s.contains("://"));
-        if let Some(dir) = path.parent().filter(|d| !is_url && !d.as_os_str().is_empty()) {
+        if let Some(dir) = path
+            .parent()
+            .filter(|d| !is_url && !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir).map_err(|cause| Error::Io {
                 path: dir.to_owned(),
                 cause,
