@@ -10,6 +10,9 @@ The transformers naming is produced by the key mapping below and checked by load
 
     # the committed tiny fixtures (crates/clip-model/tests/fixtures/vit_tiny/)
     $PY tools/reference/model_parity.py tiny
+    # tiny models with the head widths of the large open_clip ViTs, both activations
+    # (crates/clip-model/tests/fixtures/vit_heads/)
+    $PY tools/reference/model_parity.py heads
     # a full-size random model into DIR (used by `cargo xtask parity`; not committed)
     $PY tools/reference/model_parity.py full --model vit-b-32 --out DIR
 """
@@ -41,7 +44,20 @@ FULL = {
     "vit-b-32": "ViT-B-32-quickgelu",
     "vit-b-16": "ViT-B-16-quickgelu",
     "vit-l-14": "ViT-L-14-quickgelu",
+    # DFN5B's architecture: 1280 wide, 16 heads of 80 (the rule the Rust side applies without a
+    # config file), QuickGELU.
+    "vit-h-14": "ViT-H-14-quickgelu",
 }
+
+# Tiny models with the head widths of ViT-H/14 (80) and ViT-bigG/14 (104): two heads each, one
+# block, MLP ratio 2 (as small as the file-size budget allows), and a preprocess_cfg that squashes
+# (DFN5B's) so the config reader is exercised too.
+HEADS = {
+    "h80": {"width": 160, "head_width": 80},
+    "h104": {"width": 208, "head_width": 104},
+}
+HEADS_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "clip-model", "tests", "fixtures",
+                              "vit_heads")
 
 # Lengths of the token rows (end-of-text at index length - 1); 77 fills the whole context.
 TEXT_LENGTHS = [2, 5, 17, 40, 77]
@@ -248,6 +264,48 @@ def tiny():
     print(f"wrote {FIXTURES}: image {tuple(image.shape)}, text {tuple(text.shape)}")
 
 
+def heads():
+    """For each head width, one set of weights and the embeddings with QuickGELU and with GELU;
+    the activation is only in the config file, as on the hub."""
+    os.makedirs(HEADS_FIXTURES, exist_ok=True)
+    pixels = None
+    for name, h in HEADS.items():
+        cfg = {
+            "embed_dim": 24,
+            "quick_gelu": True,
+            "vision_cfg": {"image_size": 32, "layers": 1, "width": h["width"], "head_width": h["head_width"],
+                           "patch_size": 8, "mlp_ratio": 2.0},
+            "text_cfg": {"context_length": 77, "vocab_size": 500, "width": 32, "heads": 2, "layers": 1},
+        }
+        v, t = cfg["vision_cfg"], cfg["text_cfg"]
+        if pixels is None:
+            pixels, ids = inputs(v["image_size"], t["vocab_size"], t["context_length"], 3,
+                                 torch.Generator().manual_seed(5))
+        model = build(cfg, seed=31 if name == "h80" else 32)
+        assert model.visual.transformer.resblocks[0].attn.num_heads == 2
+        sd = open_clip_state(model)
+        out = os.path.join(HEADS_FIXTURES, name)
+        os.makedirs(out, exist_ok=True)
+        save_file(sd, os.path.join(out, "open_clip_model.safetensors"))
+        for act, quick in (("quickgelu", True), ("gelu", False)):
+            c = dict(cfg, quick_gelu=quick)
+            m = build(c, seed=0)
+            missing, unexpected = m.load_state_dict(sd, strict=False)
+            assert not unexpected and all(k == "attn_mask" for k in missing), (missing, unexpected)
+            image, text = embed(m.eval(), pixels, ids)
+            d = os.path.join(out, act)
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "open_clip_config.json"), "w") as f:
+                json.dump({"model_cfg": c, "preprocess_cfg": {
+                    "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711],
+                    "interpolation": "bicubic", "resize_mode": "squash"}}, f, indent=2)
+            save_npy(os.path.join(d, "image_embeds.npy"), image.numpy())
+            save_npy(os.path.join(d, "text_embeds.npy"), text.numpy())
+            print(f"{name} {act}: image {tuple(image.shape)} text {tuple(text.shape)}")
+    save_npy(os.path.join(HEADS_FIXTURES, "pixels.npy"), pixels.numpy().astype(np.float32))
+    save_npy(os.path.join(HEADS_FIXTURES, "token_ids.npy"), ids.numpy().astype(np.int64))
+
+
 def end_to_end(model, name, images, texts):
     """Normalised embeddings through open_clip's own pipeline: PIL image -> its OpenAI
     preprocessing transform, text -> open_clip.tokenize."""
@@ -291,6 +349,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("tiny")
+    sub.add_parser("heads")
     f = sub.add_parser("full")
     f.add_argument("--model", choices=sorted(FULL), default="vit-b-32")
     f.add_argument("--out", required=True)
@@ -300,6 +359,8 @@ def main():
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     if a.cmd == "tiny":
         tiny()
+    elif a.cmd == "heads":
+        heads()
     else:
         full(a.model, a.out, a.image, a.text)
 

@@ -12,6 +12,10 @@ run() { echo "== $*"; "$PY" "$@"; }
 run tools/reference/preprocess.py
 run tools/reference/tokenizer.py
 run tools/reference/model_parity.py tiny
+run tools/reference/model_parity.py heads
+run tools/reference/siglip_parity.py tiny
+run tools/reference/sentencepiece_tokenizer.py
+run tools/reference/siglip_preprocess.py
 run tools/reference/resnet_parity.py fixtures
 run tools/reference/imagenet_meta.py
 run tools/reference/clip_eval.py

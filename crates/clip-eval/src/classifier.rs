@@ -98,6 +98,20 @@ impl Classifier {
         crate::topk::top_k_batch_with_scores(&scores, self.n_classes(), k)
     }
 
+    /// Class probabilities under `score`: a softmax over the labels or a sigmoid per pair, row-major
+    /// `n × n_classes`.
+    pub fn probabilities_with(
+        &self,
+        embeddings: &[f32],
+        score: &crate::ScoreFunction,
+    ) -> Result<Vec<f32>> {
+        let mut s = self.cosine_scores(embeddings)?;
+        for row in s.chunks_exact_mut(self.n_classes()) {
+            score.probabilities_in_place(row);
+        }
+        Ok(s)
+    }
+
     /// Class probabilities: softmax over `logit_scale × cosine` per image, row-major
     /// `n × n_classes`.
     pub fn probabilities(&self, embeddings: &[f32], logit_scale: f32) -> Result<Vec<f32>> {
@@ -281,7 +295,7 @@ where
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZeroShot {
     classifier: Classifier,
-    logit_scale: f32,
+    score: crate::ScoreFunction,
 }
 
 impl ZeroShot {
@@ -295,7 +309,9 @@ impl ZeroShot {
         let classifier = build_classifier(labels, templates, 256, encode)?;
         Ok(ZeroShot {
             classifier,
-            logit_scale: DEFAULT_LOGIT_SCALE,
+            score: crate::ScoreFunction::Softmax {
+                scale: DEFAULT_LOGIT_SCALE,
+            },
         })
     }
 
@@ -303,14 +319,27 @@ impl ZeroShot {
     pub fn from_classifier(classifier: Classifier) -> Self {
         ZeroShot {
             classifier,
-            logit_scale: DEFAULT_LOGIT_SCALE,
+            score: crate::ScoreFunction::Softmax {
+                scale: DEFAULT_LOGIT_SCALE,
+            },
         }
     }
 
-    /// Uses another logit scale (a model's `logit_scale.exp()`).
+    /// Uses another logit scale (a model's `logit_scale.exp()`), with a softmax over labels.
     pub fn with_logit_scale(mut self, logit_scale: f32) -> Self {
-        self.logit_scale = logit_scale;
+        self.score = crate::ScoreFunction::Softmax { scale: logit_scale };
         self
+    }
+
+    /// Uses a model's score function: softmax over labels (CLIP) or sigmoid per pair (SigLIP).
+    pub fn with_score_function(mut self, score: crate::ScoreFunction) -> Self {
+        self.score = score;
+        self
+    }
+
+    /// The score function [`ZeroShot::classify`] uses.
+    pub fn score_function(&self) -> crate::ScoreFunction {
+        self.score
     }
 
     /// The classifier.
@@ -318,7 +347,8 @@ impl ZeroShot {
         &self.classifier
     }
 
-    /// All labels with their probabilities, most likely first (ties: label order).
+    /// All labels with their probabilities under the score function, most likely first (ties:
+    /// label order).
     pub fn classify(&self, image_embedding: &[f32]) -> Result<Vec<(String, f32)>> {
         if image_embedding.len() != self.classifier.dim() {
             return Err(Error::Shape {
@@ -329,7 +359,7 @@ impl ZeroShot {
         }
         let p = self
             .classifier
-            .probabilities(image_embedding, self.logit_scale)?;
+            .probabilities_with(image_embedding, &self.score)?;
         Ok(top_k(&p, p.len())
             .into_iter()
             .map(|i| (self.classifier.classes()[i].clone(), p[i]))

@@ -9,7 +9,8 @@
 //!   (shipped in `data/`, MIT licence), `a photo of a {}.`, or a user file. For the devkit's
 //!   names use `ClassNames::new("devkit", meta.devkit_class_names())` from `imagenet-meta`:
 //!   this crate takes plain name lists, so it stays independent of the devkit reader.
-//! - [`ZeroShot`]: classify one image embedding against any list of labels (demos).
+//! - [`ZeroShot`]: classify one image embedding against any list of labels (demos), with the
+//!   model's [`ScoreFunction`]: softmax over labels (CLIP) or a sigmoid per pair (SigLIP).
 //! - [`top_k`] (deterministic ties and NaN handling) and [`Accumulator`]: top-k accuracy,
 //!   per-class accuracy, mean per-class recall and the most confused pairs, while streaming.
 //! - [`Prediction`] (`predictions.jsonl`), [`Summary`] (`summary.json`) and
@@ -39,6 +40,7 @@ pub mod error;
 pub mod metrics;
 pub mod prompts;
 pub mod report;
+pub mod scoring;
 pub mod topk;
 
 pub use cache::{CacheKey, CacheStatus, ClassifierCache};
@@ -47,4 +49,5 @@ pub use error::{Error, Result};
 pub use metrics::{Accumulator, ConfusedPair};
 pub use prompts::{ClassNames, Templates};
 pub use report::{Counts, Prediction, Skipped, Summary, Timing, recompute_counts};
+pub use scoring::{ScoreFunction, Scoring};
 pub use topk::{top_k, top_k_batch, top_k_batch_with_scores, top_k_into};

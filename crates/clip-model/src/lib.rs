@@ -10,7 +10,18 @@
 //!   the matching preset (`ViT-B/32`, `ViT-B/16`, `ViT-L/14`, `ViT-L/14@336`, `RN50`, `RN101`,
 //!   `RN50x4`, `RN50x16`, `RN50x64`) or `custom`. The image backbone is a [`VisionTower`]: a
 //!   [`VisionTransformer`] or a [`ModifiedResNet`] with attention pooling.
-//! - [`Tokenizer`] turns text into the token ids the text tower takes.
+//! - SigLIP and SigLIP 2 (fixed resolution) load through the same [`ClipModel`]: transformers'
+//!   `SiglipModel` files (`google/siglip-*`, `google/siglip2-*`) and open_clip's
+//!   (`timm/ViT-B-16-SigLIP2`, …, image tower under `visual.trunk.*`); see [`siglip`].
+//!   [`ClipModel::family`] says which family a model is, [`ClipModel::score_function`] how its
+//!   scores and probabilities are made (softmax over labels of `scale · cos` for CLIP, a sigmoid
+//!   per pair of `scale · cos + bias` for SigLIP), [`ClipModel::preprocess_hints`] the image
+//!   preprocessing its files ask for (`open_clip_config.json`'s `preprocess_cfg`, a transformers
+//!   `preprocessor_config.json`, or the family default) and [`ClipModel::notes`] what loading had
+//!   to assume (e.g. 16 heads for a ViT of width ≥ 1280 without its config file).
+//! - [`Tokenizer`] turns text into the token ids the CLIP text tower takes;
+//!   [`SentencePieceTokenizer`] does it for SigLIP from the repository's `tokenizer.json`
+//!   (lower-cased, padded to 64).
 //! - [`Error`] is the crate's error type: missing tensors, wrong shapes, unsupported dtypes and
 //!   damaged files are typed errors naming the tensor or file.
 //!
@@ -21,12 +32,13 @@
 //!
 //! | path | what is there |
 //! | --- | --- |
-//! | `config/` | architectures: [`ClipConfig`], [`VitConfig`], [`TextConfig`], [`ResNetConfig`] and their presets (`mod.rs`, `resnet.rs`); inference from tensor shapes (`infer.rs`); config files beside the weights, [`ConfigHints`] (`hints.rs`) |
+//! | `config/` | architectures: [`ClipConfig`], [`VitConfig`], [`TextConfig`], [`ResNetConfig`] and their presets (`mod.rs`, `resnet.rs`); inference from tensor shapes (`infer.rs`); config files beside the weights, [`ConfigHints`] (`hints.rs`); the image preprocessing they ask for, [`PreprocessHints`] (`preprocess_hints.rs`, public as [`preprocess_hints`]) |
 //! | `weights.rs` | safetensors files, memory-mapped ([`SafetensorsFile`]); either naming seen through open_clip's names ([`Weights`], [`Naming`]) |
-//! | `nn/` | model code only: the [`ImageTower`] contract every image tower implements (`mod.rs`); the transformer blocks and the one linear layer type (`layers.rs`); the towers (`vit.rs`, `text.rs`, `resnet.rs`) |
+//! | `nn/` | model code only: the [`ImageTower`] contract every image tower implements (`mod.rs`); the transformer blocks and the one linear layer type (`layers.rs`); the towers (`vit.rs`, `text.rs`, `resnet.rs`; SigLIP's image and text towers, their shape inference and tensor names in `siglip.rs`) |
 //! | `model.rs` | [`ClipModel`]: loading, the [`VisionTower`] choice, encoding |
+//! | `family.rs` | [`ModelFamily`] (CLIP or SigLIP) and its [`ScoreFunction`] (softmax or sigmoid + bias) |
 //! | `cpu/` | the compute layer: packed matrix products (`packed.rs`, x86 micro-kernels in `x86.rs`), attention, bias/residual/activation epilogues (`elementwise.rs`, `epilogue.rs`), convolution (`conv.rs`); each entry point has its candle fallback behind it |
-//! | `tokenizer/` | CLIP's BPE tokenizer, [`Tokenizer`] |
+//! | `tokenizer/` | CLIP's BPE tokenizer, [`Tokenizer`]; SigLIP's [`SentencePieceTokenizer`] (`sentencepiece.rs`) |
 //! | `device.rs` | [`device_from_name`]: `cpu`, `cuda[:N]`, `metal[:N]` with typed errors, never a silent CPU fallback |
 //! | `hub_id.rs` | hub model ids, [`HubId`] (fetching them is the `clip` facade's job) |
 //! | `error.rs` | the crate's [`Error`] |
@@ -90,13 +102,15 @@ pub mod config;
 mod cpu;
 mod device;
 pub mod error;
+pub mod family;
 mod hub_id;
 pub mod model;
 mod nn;
 pub mod tokenizer;
 pub mod weights;
 
-pub use nn::{text, vit};
+pub use config::preprocess_hints;
+pub use nn::{siglip, text, vit};
 
 /// CLIP's ModifiedResNet image tower: the model ([`ModifiedResNet`]) and its architecture
 /// ([`ResNetConfig`], which lives in [`config`] beside the other towers' configs).
@@ -108,11 +122,15 @@ pub mod resnet {
 pub use config::{Activation, ClipConfig, ConfigHints, TextConfig, VisionConfig, VitConfig};
 pub use device::device_from_name;
 pub use error::{Error, Result};
+pub use family::{ModelFamily, ScoreFunction};
 pub use hub_id::HubId;
 pub use model::{ClipModel, LoadOptions, TextLength, VisionTower};
 pub use nn::ImageTower;
+pub use preprocess_hints::{PreprocessHints, ResampleFilter, ResizeKind};
 pub use resnet::{ModifiedResNet, ResNetConfig};
+pub use siglip::{SiglipTextTransformer, SiglipVisionConfig, SiglipVisionTransformer};
 pub use text::TextTransformer;
+pub use tokenizer::sentencepiece::{SentencePieceOptions, SentencePieceTokenizer, TextCleaning};
 pub use tokenizer::{TokenBatch, Tokenizer, Truncation};
 pub use vit::VisionTransformer;
 pub use weights::{Naming, SafetensorsFile, Weights};

@@ -9,11 +9,14 @@ use candle_nn::var_builder::SimpleBackend;
 
 use crate::config::{Activation, ClipConfig, ConfigHints, VisionConfig};
 use crate::error::{Error, Result, lower, raise};
+use crate::family::{ModelFamily, ScoreFunction};
 use crate::nn::ImageTower;
 use crate::nn::layers::l2_normalize;
 use crate::nn::resnet::ModifiedResNet;
+use crate::nn::siglip::{SiglipTextTransformer, SiglipVisionTransformer};
 use crate::nn::text::TextTransformer;
 use crate::nn::vit::VisionTransformer;
+use crate::preprocess_hints::PreprocessHints;
 use crate::weights::{Naming, Weights};
 
 /// The image tower, one variant per backbone family.
@@ -29,6 +32,8 @@ pub enum VisionTower {
     Vit(VisionTransformer),
     /// OpenAI's ModifiedResNet (RN50, …, RN50x64).
     ModifiedResNet(ModifiedResNet),
+    /// A SigLIP / SigLIP 2 image tower (attention-pooling head, no projection).
+    Siglip(SiglipVisionTransformer),
 }
 
 impl VisionTower {
@@ -42,6 +47,9 @@ impl VisionTower {
             VisionConfig::ModifiedResNet(r) => {
                 VisionTower::ModifiedResNet(ModifiedResNet::new(vb, r)?)
             }
+            VisionConfig::Siglip(v) => {
+                VisionTower::Siglip(SiglipVisionTransformer::new(vb, v).map_err(lower)?)
+            }
         })
     }
 
@@ -50,6 +58,7 @@ impl VisionTower {
         match self {
             VisionTower::Vit(v) => v,
             VisionTower::ModifiedResNet(r) => r,
+            VisionTower::Siglip(v) => v,
         }
     }
 }
@@ -113,13 +122,25 @@ impl Default for LoadOptions {
 /// Names of config files looked for beside the weights, in order.
 pub const SIDECAR_CONFIGS: [&str; 2] = ["open_clip_config.json", "config.json"];
 
+/// The text tower, one variant per family.
+#[derive(Debug, Clone)]
+enum TextTower {
+    /// CLIP's causal text transformer.
+    Clip(TextTransformer),
+    /// SigLIP's bidirectional text transformer, pooled at the last position.
+    Siglip(SiglipTextTransformer),
+}
+
 /// A CLIP model: image tower, text tower and the learned logit scale.
 #[derive(Debug, Clone)]
 pub struct ClipModel {
     config: ClipConfig,
     vision: VisionTower,
-    text: TextTransformer,
+    text: TextTower,
     logit_scale: f32,
+    logit_bias: Option<f32>,
+    preprocess: PreprocessHints,
+    notes: Vec<String>,
     dtype: DType,
     device: Device,
 }
@@ -141,6 +162,9 @@ impl ClipModel {
             None if options.sidecar_config => sidecar_config(path, weights.naming()),
             None => None,
         };
+        if crate::nn::siglip::is_siglip(&weights) {
+            return Self::load_siglip(path, weights, config_file.as_deref(), options);
+        }
         let hints = config_file
             .as_deref()
             .map(ConfigHints::from_file)
@@ -154,8 +178,60 @@ impl ClipModel {
                 .ok_or_else(|| Error::Architecture(format!("unknown preset `{name}`")))?;
             config.check_against(name, &preset)?;
         }
+        let mut notes = Vec::new();
+        if let VisionConfig::Vit(v) = &config.vision
+            && hints.as_ref().and_then(|h| h.vision_heads).is_none()
+            && options.expect_preset.is_none()
+            && v.width >= crate::config::LARGE_VIT_WIDTH
+        {
+            notes.push(format!(
+                "image tower heads not given by a config file: {} heads of {} by the rule for \
+                 widths ≥ {} (every released large open_clip ViT)",
+                v.heads,
+                v.width / v.heads.max(1),
+                crate::config::LARGE_VIT_WIDTH
+            ));
+        }
+        let preprocess = preprocess_hints(
+            path,
+            config_file.as_deref(),
+            PreprocessHints::openai(config.vision.image_size()),
+        )?;
         let vb = VarBuilder::from_backend(Box::new(weights), options.dtype, options.device.clone());
-        Self::new(vb, &config)
+        let mut model = Self::new(vb, &config)?;
+        model.preprocess = preprocess;
+        model.notes = notes;
+        Ok(model)
+    }
+
+    fn load_siglip(
+        path: &Path,
+        weights: Weights,
+        config_file: Option<&Path>,
+        options: &LoadOptions,
+    ) -> Result<Self> {
+        let (mut config, notes) = crate::nn::siglip::infer(&weights, config_file)?;
+        if let Some(a) = options.activation {
+            config.activation = a;
+            if let VisionConfig::Siglip(v) = &mut config.vision {
+                v.activation = a;
+            }
+        }
+        if let Some(name) = &options.expect_preset {
+            return Err(Error::Architecture(format!(
+                "`{name}`: presets are CLIP models, this file holds a SigLIP model"
+            )));
+        }
+        let preprocess = preprocess_hints(
+            path,
+            config_file,
+            PreprocessHints::siglip(config.vision.image_size()),
+        )?;
+        let vb = VarBuilder::from_backend(Box::new(weights), options.dtype, options.device.clone());
+        let mut model = Self::new(vb, &config)?;
+        model.preprocess = preprocess;
+        model.notes = notes;
+        Ok(model)
     }
 
     /// Builds a model from tensors in memory, named as in open_clip checkpoints (the doc
@@ -171,26 +247,61 @@ impl ClipModel {
         Self::new(vb, config)
     }
 
-    /// Builds a model from any `VarBuilder` whose names are open_clip's.
+    /// Builds a model from any `VarBuilder` whose names are open_clip's (for SigLIP, the
+    /// internal names of [`crate::siglip`]).
     pub fn new(vb: VarBuilder, config: &ClipConfig) -> Result<Self> {
+        let scalar = |name: &str| -> candle_core::Result<f32> {
+            // `[]` in open_clip files, `[1]` in transformers' SigLIP files.
+            let t = vb.get_unchecked(name)?;
+            if t.elem_count() != 1 {
+                return Err(raise(Error::ShapeMismatch {
+                    name: name.to_string(),
+                    expected: vec![],
+                    found: t.dims().to_vec(),
+                }));
+            }
+            t.flatten_all()?
+                .to_dtype(DType::F32)?
+                .get(0)?
+                .to_scalar::<f32>()
+        };
         let vision = VisionTower::new(vb.clone(), config)?;
         let build = || -> candle_core::Result<Self> {
-            let text = TextTransformer::new(
-                vb.clone(),
-                &config.text,
-                config.embed_dim,
-                config.activation,
-            )?;
-            let logit_scale = vb
-                .get((), "logit_scale")?
-                .to_dtype(DType::F32)?
-                .to_scalar::<f32>()?
-                .exp();
+            let (text, logit_scale, logit_bias, preprocess) = match &config.vision {
+                VisionConfig::Siglip(v) => (
+                    TextTower::Siglip(SiglipTextTransformer::new(
+                        vb.clone(),
+                        &config.text,
+                        config.embed_dim,
+                        config.activation,
+                    )?),
+                    scalar("logit_scale")?.exp(),
+                    Some(scalar("logit_bias")?),
+                    PreprocessHints::siglip(v.image_size),
+                ),
+                _ => (
+                    TextTower::Clip(TextTransformer::new(
+                        vb.clone(),
+                        &config.text,
+                        config.embed_dim,
+                        config.activation,
+                    )?),
+                    vb.get((), "logit_scale")?
+                        .to_dtype(DType::F32)?
+                        .to_scalar::<f32>()?
+                        .exp(),
+                    None,
+                    PreprocessHints::openai(config.vision.image_size()),
+                ),
+            };
             Ok(Self {
                 config: *config,
                 vision,
                 text,
                 logit_scale,
+                logit_bias,
+                preprocess,
+                notes: Vec::new(),
                 dtype: vb.dtype(),
                 device: vb.device().clone(),
             })
@@ -227,6 +338,47 @@ impl ClipModel {
     /// checkpoint (100 for OpenAI's models).
     pub fn logit_scale(&self) -> f32 {
         self.logit_scale
+    }
+
+    /// The bias added to the scaled cosine similarities (SigLIP's `logit_bias`); `None` for CLIP.
+    pub fn logit_bias(&self) -> Option<f32> {
+        self.logit_bias
+    }
+
+    /// The model family (CLIP or SigLIP): it decides the tokenizer and the score function.
+    pub fn family(&self) -> ModelFamily {
+        match self.config.vision {
+            VisionConfig::Siglip(_) => ModelFamily::Siglip,
+            _ => ModelFamily::Clip,
+        }
+    }
+
+    /// How this model's scores and probabilities are computed from cosine similarities:
+    /// softmax over labels of `scale · cos` (CLIP), or a sigmoid per pair of
+    /// `scale · cos + bias` (SigLIP).
+    pub fn score_function(&self) -> ScoreFunction {
+        match self.logit_bias {
+            Some(bias) => ScoreFunction::Sigmoid {
+                scale: self.logit_scale,
+                bias,
+            },
+            None => ScoreFunction::Softmax {
+                scale: self.logit_scale,
+            },
+        }
+    }
+
+    /// The image preprocessing this model expects: from `open_clip_config.json`'s
+    /// `preprocess_cfg`, a transformers `preprocessor_config.json` beside the weights, or the
+    /// family's default (see [`crate::preprocess_hints`]).
+    pub fn preprocess_hints(&self) -> &PreprocessHints {
+        &self.preprocess
+    }
+
+    /// What loading had to assume because no file said it (e.g. the head count of a large ViT
+    /// loaded without its config file). Empty when everything came from the files.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Image embeddings (not normalised), `[batch, embed_dim]` in f32.
@@ -266,6 +418,10 @@ impl ClipModel {
     /// `ids`: `[batch, len]` token ids (`u32` or `i64`), `len <= context_length`, each row
     /// holding an end-of-text token ([`crate::TextConfig::eot_token_id`]); the embedding is read
     /// at its first occurrence. Runs only up to the batch's longest end-of-text position.
+    ///
+    /// SigLIP ([`ModelFamily::Siglip`]): every row holds exactly `context_length` (64) ids, padded
+    /// as its tokenizer pads ([`crate::SentencePieceTokenizer`]); the embedding is read at the
+    /// last position, and all positions run (attention is bidirectional).
     pub fn encode_text(&self, ids: &Tensor) -> Result<Tensor> {
         self.encode_text_with(ids, TextLength::UpToLongestEot)
     }
@@ -326,6 +482,12 @@ impl ClipModel {
         if rows == 0 {
             return Err(Error::InvalidInput("empty batch of token ids".into()));
         }
+        if let TextTower::Siglip(text) = &self.text {
+            return self.encode_siglip_tokens(text, ids, rows, len);
+        }
+        let TextTower::Clip(clip_text) = &self.text else {
+            return Err(Error::InvalidInput("no text tower".into()));
+        };
         if len == 0 || len > cfg.context_length {
             return Err(Error::InvalidInput(format!(
                 "token rows have length {len}, expected 1..={}",
@@ -363,12 +525,62 @@ impl ClipModel {
         let t = Tensor::from_vec(cut, (rows, run), &self.device)?;
         let out = match length {
             // Each row only up to its own end-of-text token (rows packed, no padding computed).
-            TextLength::UpToLongestEot => self.text.forward_to_eot(&t, &eot),
-            TextLength::Full => self.text.forward(&t, &eot),
+            TextLength::UpToLongestEot => clip_text.forward_to_eot(&t, &eot),
+            TextLength::Full => clip_text.forward(&t, &eot),
         }
         .map_err(lower)?;
         Ok(out.to_dtype(DType::F32)?)
     }
+}
+
+impl ClipModel {
+    /// SigLIP: every row holds exactly `context_length` ids (the tokenizer pads to 64); the
+    /// embedding is read at the last position, so shorter rows would change the result.
+    fn encode_siglip_tokens(
+        &self,
+        text: &SiglipTextTransformer,
+        ids: &[u32],
+        rows: usize,
+        len: usize,
+    ) -> Result<Tensor> {
+        let cfg = &self.config.text;
+        if len != cfg.context_length {
+            return Err(Error::InvalidInput(format!(
+                "token rows have length {len}; SigLIP takes rows padded to exactly {} tokens",
+                cfg.context_length
+            )));
+        }
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+            return Err(Error::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary (size {})",
+                cfg.vocab_size
+            )));
+        }
+        let t = Tensor::from_slice(ids, (rows, len), &self.device)?;
+        Ok(text.forward(&t).map_err(lower)?.to_dtype(DType::F32)?)
+    }
+}
+
+/// The preprocessing of a model: `open_clip_config.json` (when that is the config file), then
+/// a `preprocessor_config.json` beside the weights, else `default`.
+fn preprocess_hints(
+    weights: &Path,
+    config_file: Option<&Path>,
+    default: PreprocessHints,
+) -> Result<PreprocessHints> {
+    if let Some(c) = config_file
+        && c.file_name().is_some_and(|n| n == "open_clip_config.json")
+    {
+        return PreprocessHints::from_open_clip_config(c, default);
+    }
+    if let Some(p) = weights
+        .parent()
+        .map(|d| d.join("preprocessor_config.json"))
+        .filter(|p| p.is_file())
+    {
+        return PreprocessHints::from_preprocessor_config(&p, default);
+    }
+    Ok(default)
 }
 
 fn check_dtype(dtype: DType) -> Result<()> {

@@ -28,8 +28,13 @@ pub enum Naming {
     /// `open_clip_model.safetensors` files.
     OpenClip,
     /// Hugging Face transformers' `CLIPModel` names (`vision_model.embeddings.patch_embedding.weight`, …),
-    /// as in `openai/clip-vit-base-patch32`'s `model.safetensors`.
+    /// as in `openai/clip-vit-base-patch32`'s `model.safetensors`; also transformers' `SiglipModel`
+    /// names (`google/siglip-*`, `google/siglip2-*`).
     HuggingFace,
+    /// open_clip's names for models with a timm image tower: `visual.trunk.*` (timm's
+    /// `patch_embed`, `blocks`, `attn_pool`, …) and the text tower under `text.`, as in the
+    /// `open_clip_model.safetensors` of `timm/ViT-B-16-SigLIP2` and the other SigLIP repos.
+    OpenClipTimm,
 }
 
 impl Naming {
@@ -41,6 +46,8 @@ impl Naming {
             Ok(Naming::HuggingFace)
         } else if names("visual.conv1.weight") || names("token_embedding.weight") {
             Ok(Naming::OpenClip)
+        } else if names("visual.trunk.patch_embed.proj.weight") {
+            Ok(Naming::OpenClipTimm)
         } else if names("patch_embed.proj.weight") {
             Err(Error::Architecture(
                 "this is a timm image-tower checkpoint (`patch_embed.proj.weight`); use the \
@@ -294,13 +301,29 @@ fn expected_len(bytes: &[u8]) -> Option<usize> {
 
 /// How an open_clip-named tensor is found in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Source {
+pub(crate) enum Source {
     /// The tensor of this name, as it is.
     Same(String),
     /// The transpose of this 2-D tensor.
     Transposed(String),
     /// These tensors concatenated along dimension 0 (q, k, v projections).
     Concat(Vec<String>),
+    /// A query projection and a joint key-value projection (twice as long) concatenated along
+    /// dimension 0 (timm's attention pooling `q` and `kv`).
+    QueryKeyValue(String, String),
+    /// This tensor with its leading dimensions of size 1 dropped (timm's `pos_embed`
+    /// `[1, tokens, width]`).
+    Squeezed(String),
+}
+
+/// `shape` without its leading dimensions of size 1 (at least one dimension kept).
+fn squeeze_leading(shape: &[usize]) -> Vec<usize> {
+    let skip = shape
+        .iter()
+        .take(shape.len().saturating_sub(1))
+        .take_while(|&&d| d == 1)
+        .count();
+    shape[skip..].to_vec()
 }
 
 /// Maps an open_clip name to the Hugging Face transformers name(s).
@@ -409,15 +432,17 @@ impl Weights {
     fn source(&self, name: &str) -> Option<Source> {
         match self.naming {
             Naming::OpenClip => Some(Source::Same(name.to_string())),
-            Naming::HuggingFace => hf_source(name),
+            Naming::HuggingFace => hf_source(name).or_else(|| crate::siglip::hf_source(name)),
+            Naming::OpenClipTimm => crate::siglip::timm_source(name),
         }
     }
 
     /// The name(s) the file uses for an open_clip name, for messages.
     pub fn file_name(&self, name: &str) -> String {
         match self.source(name) {
-            Some(Source::Same(n) | Source::Transposed(n)) => n,
+            Some(Source::Same(n) | Source::Transposed(n) | Source::Squeezed(n)) => n,
             Some(Source::Concat(parts)) => parts.join(" + "),
+            Some(Source::QueryKeyValue(q, kv)) => format!("{q} + {kv}"),
             None => name.to_string(),
         }
     }
@@ -425,8 +450,11 @@ impl Weights {
     /// Whether the tensor (open_clip name) can be read from the file.
     pub fn contains(&self, name: &str) -> bool {
         match self.source(name) {
-            Some(Source::Same(n) | Source::Transposed(n)) => self.file.contains(&n),
+            Some(Source::Same(n) | Source::Transposed(n) | Source::Squeezed(n)) => {
+                self.file.contains(&n)
+            }
             Some(Source::Concat(parts)) => parts.iter().all(|p| self.file.contains(p)),
+            Some(Source::QueryKeyValue(q, kv)) => self.file.contains(&q) && self.file.contains(&kv),
             None => false,
         }
     }
@@ -435,13 +463,22 @@ impl Weights {
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
         match self.source(name)? {
             Source::Same(n) => self.file.shape(&n).map(<[usize]>::to_vec),
+            Source::Squeezed(n) => self.file.shape(&n).map(squeeze_leading),
             Source::Transposed(n) => {
                 let s = self.file.shape(&n)?;
                 Some(s.iter().rev().copied().collect())
             }
-            Source::Concat(parts) => {
+            Source::QueryKeyValue(q, kv) => self.shape_of_concat(&[q, kv]),
+            Source::Concat(parts) => self.shape_of_concat(&parts),
+        }
+    }
+
+    /// The shape of these tensors concatenated along dimension 0.
+    fn shape_of_concat(&self, parts: &[String]) -> Option<Vec<usize>> {
+        {
+            {
                 let mut shape: Option<Vec<usize>> = None;
-                for p in &parts {
+                for p in parts {
                     let s = self.file.shape(p)?;
                     match shape.as_mut() {
                         None => shape = Some(s.to_vec()),
@@ -469,6 +506,7 @@ impl Weights {
                 "transformer.resblocks" => "text_model.encoder.layers".to_string(),
                 other => other.to_string(),
             },
+            Naming::OpenClipTimm => crate::siglip::timm_block_prefix(prefix).to_string(),
         };
         let file_prefix = format!("{file_prefix}.");
         self.file
@@ -486,13 +524,18 @@ impl Weights {
     }
 
     fn missing(&self, name: &str) -> Error {
-        let file_name = match self.source(name) {
-            Some(Source::Concat(parts)) => parts
+        let parts = match self.source(name) {
+            Some(Source::Concat(parts)) => Some(parts),
+            Some(Source::QueryKeyValue(q, kv)) => Some(vec![q, kv]),
+            _ => None,
+        };
+        let file_name = match parts {
+            Some(parts) => parts
                 .iter()
                 .find(|p| !self.file.contains(p))
                 .cloned()
                 .unwrap_or_else(|| parts.join(" + ")),
-            _ => self.file_name(name),
+            None => self.file_name(name),
         };
         Error::MissingTensor {
             name: file_name,
@@ -531,6 +574,18 @@ impl Weights {
                 }
                 self.file.load(&n, dtype, device)
             }
+            Source::Squeezed(n) => {
+                let found = found_of(&n)?;
+                let squeezed = squeeze_leading(found);
+                if let Some(e) = expected
+                    && e != squeezed.as_slice()
+                {
+                    let mut want = vec![1; found.len().saturating_sub(e.len())];
+                    want.extend_from_slice(e);
+                    return Err(mismatch(&n, want, found));
+                }
+                Ok(self.file.load(&n, dtype, device)?.reshape(squeezed)?)
+            }
             Source::Transposed(n) => {
                 let found = found_of(&n)?;
                 if let Some(e) = expected {
@@ -552,6 +607,23 @@ impl Weights {
                             *d0 /= k;
                         }
                         if want != found || e.first().is_some_and(|d| d % k != 0) {
+                            return Err(mismatch(p, want, found));
+                        }
+                    }
+                    ts.push(self.file.load(p, dtype, device)?);
+                }
+                Ok(Tensor::cat(&ts, 0)?)
+            }
+            Source::QueryKeyValue(q, kv) => {
+                let mut ts = Vec::with_capacity(2);
+                for (p, share) in [(&q, 1), (&kv, 2)] {
+                    let found = found_of(p)?;
+                    if let Some(e) = expected {
+                        let mut want = e.to_vec();
+                        if let Some(d0) = want.first_mut() {
+                            *d0 = *d0 / 3 * share;
+                        }
+                        if want != found || e.first().is_some_and(|d| d % 3 != 0) {
                             return Err(mismatch(p, want, found));
                         }
                     }

@@ -129,6 +129,18 @@ impl PreprocessConfig {
         }
     }
 
+    /// SigLIP / SigLIP 2's transform at `size` (transformers' `SiglipImageProcessor`, open_clip's
+    /// SigLIP configs): bicubic resize of both sides to `size` (no crop, aspect ratio not kept),
+    /// mean = std = 0.5 (pixels to `[-1, 1]`), EXIF orientation ignored as the references do.
+    pub fn siglip(size: u32) -> Self {
+        Self {
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            resize_mode: ResizeMode::Squash,
+            ..Self::openai(size)
+        }
+    }
+
     /// [`PreprocessConfig::openai`] with EXIF orientation applied, so that a rotated phone photo
     /// is classified upright. Use it in applications.
     pub fn application(size: u32) -> Self {

@@ -161,7 +161,7 @@ impl ConfigHints {
         for (field, value) in &self.checks {
             let vit = match cfg.vision {
                 VisionConfig::Vit(v) => Some(v),
-                VisionConfig::ModifiedResNet(_) => None,
+                VisionConfig::ModifiedResNet(_) | VisionConfig::Siglip(_) => None,
             };
             let actual = match (field.as_str(), vit) {
                 ("embed_dim", _) => cfg.embed_dim,
@@ -173,6 +173,7 @@ impl ConfigHints {
                 ("vision.width", None) => match cfg.vision {
                     VisionConfig::ModifiedResNet(r) => r.width,
                     VisionConfig::Vit(v) => v.width,
+                    VisionConfig::Siglip(v) => v.width,
                 },
                 ("text.width", _) => cfg.text.width,
                 ("text.layers", _) => cfg.text.layers,

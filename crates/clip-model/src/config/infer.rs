@@ -141,10 +141,18 @@ fn heads_for(hint: Option<usize>, width: usize, tower: &str, h: &ConfigHints) ->
             format!("a divisor of the width {width}"),
         )),
         Some(heads) => Ok(heads),
-        None if width.is_multiple_of(HEAD_WIDTH) && width > 0 => Ok(width / HEAD_WIDTH),
-        None => Err(Error::Architecture(format!(
-            "the {tower} width {width} is not a multiple of {HEAD_WIDTH}, so the attention head \
-             count cannot be inferred; put an open_clip_config.json giving it beside the weights"
-        ))),
+        None => {
+            let rule = if tower == "vision" {
+                super::default_vision_heads(width)
+            } else {
+                (width > 0 && width.is_multiple_of(HEAD_WIDTH)).then_some(width / HEAD_WIDTH)
+            };
+            rule.ok_or_else(|| {
+                Error::Architecture(format!(
+                    "the {tower} width {width} is not a multiple of {HEAD_WIDTH}, so the attention head \
+                     count cannot be inferred; put an open_clip_config.json giving it beside the weights"
+                ))
+            })
+        }
     }
 }

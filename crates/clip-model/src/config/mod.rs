@@ -2,9 +2,14 @@
 //!
 //! [`ClipConfig::infer`] reads every size from the weights: widths, layer counts, patch and image
 //! size, context length, vocabulary and embedding size. The attention head count is not visible in
-//! the tensors; it is `width / 64` as in all OpenAI models, unless a config file beside the weights
-//! (`open_clip_config.json`, or a Hugging Face `config.json`) says otherwise. A config file is also
-//! checked against the weights: any disagreement is [`Error::ConfigMismatch`].
+//! the tensors; it is taken from a config file beside the weights (`open_clip_config.json`'s
+//! `head_width`, or a Hugging Face `config.json`'s `num_attention_heads`). Without one it is
+//! `width / 64` as in all OpenAI models, except for image towers of width ≥ 1280, which get 16
+//! heads: the rule every released large open_clip ViT follows (ViT-H/14: 1280 wide, heads of 80;
+//! ViT-g/14: 1408, 88; ViT-bigG/14: 1664, 104; see [`default_vision_heads`]). A model loaded
+//! by that rule says so in [`crate::ClipModel::notes`]. MLP widths always come from the tensors.
+//! A config file is also checked against the weights: any disagreement is
+//! [`Error::ConfigMismatch`].
 //!
 //! The activation: without a config file, QuickGELU (OpenAI's weights). An `open_clip_config.json`
 //! is read as open_clip reads it: `"quick_gelu": true` → QuickGELU, `false` *or absent* → exact
@@ -15,13 +20,36 @@ use crate::error::{Error, Result};
 
 mod hints;
 mod infer;
+pub mod preprocess_hints;
 pub(crate) mod resnet;
 
+use crate::nn::siglip::SiglipVisionConfig;
 pub use hints::ConfigHints;
 pub use resnet::ResNetConfig;
 
 /// Width of one attention head in all OpenAI CLIP models (`heads = width / 64`).
 pub const HEAD_WIDTH: usize = 64;
+
+/// Image towers at least this wide have [`LARGE_VIT_HEADS`] heads when no config file says
+/// otherwise: every released open_clip ViT of width ≥ 1280 has 16 heads (ViT-H/14 1280 wide,
+/// head width 80; ViT-g/14 1408, 88; ViT-bigG/14 1664, 104), where `width / 64` would be wrong.
+pub const LARGE_VIT_WIDTH: usize = 1280;
+
+/// Heads of an image tower of width ≥ [`LARGE_VIT_WIDTH`] without a config file.
+pub const LARGE_VIT_HEADS: usize = 16;
+
+/// The head count of an image tower of `width` when no config file gives it: 16 for widths
+/// ≥ 1280 (the large open_clip ViTs), `width / 64` otherwise (OpenAI's models); `None` when
+/// neither rule divides the width.
+pub fn default_vision_heads(width: usize) -> Option<usize> {
+    if width >= LARGE_VIT_WIDTH && width.is_multiple_of(LARGE_VIT_HEADS) {
+        Some(LARGE_VIT_HEADS)
+    } else if width > 0 && width.is_multiple_of(HEAD_WIDTH) {
+        Some(width / HEAD_WIDTH)
+    } else {
+        None
+    }
+}
 
 /// The MLP activation of the residual blocks.
 ///
@@ -35,6 +63,9 @@ pub enum Activation {
     QuickGelu,
     /// The exact GELU, `x * Φ(x)` with the error function (PyTorch's `nn.GELU()`).
     Gelu,
+    /// The tanh approximation of GELU, `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))` (PyTorch's
+    /// `nn.GELU(approximate="tanh")`, transformers' `gelu_pytorch_tanh`): SigLIP's activation.
+    GeluTanh,
 }
 
 /// A Vision Transformer image tower.
@@ -98,6 +129,8 @@ pub enum VisionConfig {
     Vit(VitConfig),
     /// OpenAI's ModifiedResNet (RN50, RN101, RN50x4, RN50x16, RN50x64).
     ModifiedResNet(ResNetConfig),
+    /// A SigLIP / SigLIP 2 image tower with its attention-pooling head.
+    Siglip(SiglipVisionConfig),
 }
 
 impl VisionConfig {
@@ -106,6 +139,7 @@ impl VisionConfig {
         match self {
             VisionConfig::Vit(c) => c.image_size,
             VisionConfig::ModifiedResNet(c) => c.image_size,
+            VisionConfig::Siglip(c) => c.image_size,
         }
     }
 }
@@ -246,8 +280,12 @@ impl ClipConfig {
     /// Every tensor of this architecture with its shape, by open_clip name, in checkpoint order.
     ///
     /// Handy to build models from tensors in memory ([`crate::ClipModel::from_tensors`]).
-    /// For a ModifiedResNet image tower only the text tower and `logit_scale` are listed.
+    /// For a ModifiedResNet image tower only the text tower and `logit_scale` are listed. For a
+    /// SigLIP model the names are the internal ones of [`crate::siglip`].
     pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        if let VisionConfig::Siglip(v) = &self.vision {
+            return crate::nn::siglip::tensor_shapes(self, v);
+        }
         let mut out: Vec<(String, Vec<usize>)> = Vec::new();
         let mut push = |name: String, shape: Vec<usize>| out.push((name, shape));
         let blocks = |push: &mut dyn FnMut(String, Vec<usize>),
@@ -316,6 +354,14 @@ impl ClipConfig {
             (VisionConfig::ModifiedResNet(a), VisionConfig::ModifiedResNet(b)) => {
                 a.check_against(source_name, b)?
             }
+            (VisionConfig::Siglip(a), VisionConfig::Siglip(b)) => fields.extend([
+                ("vision.image_size", b.image_size, a.image_size),
+                ("vision.patch_size", b.patch_size, a.patch_size),
+                ("vision.width", b.width, a.width),
+                ("vision.layers", b.layers, a.layers),
+                ("vision.heads", b.heads, a.heads),
+                ("vision.mlp_width", b.mlp_width, a.mlp_width),
+            ]),
             (a, b) => {
                 return Err(mismatch(
                     source_name,
@@ -362,6 +408,7 @@ fn tower_kind(v: &VisionConfig) -> &'static str {
     match v {
         VisionConfig::Vit(_) => "ViT",
         VisionConfig::ModifiedResNet(_) => "ModifiedResNet",
+        VisionConfig::Siglip(_) => "SigLIP",
     }
 }
 

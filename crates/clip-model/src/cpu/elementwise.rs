@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, Tensor, bail};
 use rayon::prelude::*;
 
-use super::epilogue::{Act, gelu_erf, quick_gelu};
+use super::epilogue::{Act, gelu_erf, gelu_tanh, quick_gelu};
 use super::tensor::{f32_slice, f32_slice_mut, fused};
 
 /// Rows per rayon task for row-wise passes (keeps tasks near 64 KiB of data).
@@ -53,6 +53,11 @@ impl InplaceOp2 for BiasAct {
                     Act::Gelu => {
                         for (v, b) in row.iter_mut().zip(bias) {
                             *v = gelu_erf(*v + b);
+                        }
+                    }
+                    Act::GeluTanh => {
+                        for (v, b) in row.iter_mut().zip(bias) {
+                            *v = gelu_tanh(*v + b);
                         }
                     }
                     Act::Relu => {
@@ -146,6 +151,8 @@ pub(crate) fn apply_act(x: &Tensor, act: Act) -> Result<Tensor> {
         Act::Relu => x.relu(),
         Act::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
         Act::Gelu => x.gelu_erf(),
+        // candle's `gelu` is the tanh approximation.
+        Act::GeluTanh => x.gelu(),
     }
 }
 
@@ -170,6 +177,8 @@ mod tests {
         assert!(max_abs_diff(&run(Act::QuickGelu, None), &want) < 1e-5);
         let want = xb.gelu_erf().unwrap();
         assert!(max_abs_diff(&run(Act::Gelu, None), &want) < 1e-5);
+        let want = xb.gelu().unwrap();
+        assert!(max_abs_diff(&run(Act::GeluTanh, None), &want) < 1e-5);
         let want = (&xb + &r).unwrap();
         assert!(max_abs_diff(&run(Act::Identity, Some(&r)), &want) < 1e-5);
         assert!(max_abs_diff(&run(Act::Relu, Some(&r)), &want.relu().unwrap()) < 1e-5);

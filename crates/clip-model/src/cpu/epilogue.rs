@@ -12,6 +12,8 @@ pub(crate) enum Act {
     QuickGelu,
     /// The exact (erf) GELU.
     Gelu,
+    /// The tanh approximation of GELU, `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+    GeluTanh,
 }
 
 impl Act {
@@ -23,6 +25,7 @@ impl Act {
             Act::Relu => x.max(0.0),
             Act::QuickGelu => quick_gelu(x),
             Act::Gelu => gelu_erf(x),
+            Act::GeluTanh => gelu_tanh(x),
         }
     }
 }
@@ -72,4 +75,12 @@ pub(crate) fn quick_gelu(x: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn gelu_erf(x: f32) -> f32 {
     (candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x
+}
+
+/// tanh-approximated GELU, `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`, as PyTorch's
+/// `gelu(approximate="tanh")` and candle's `gelu` compute it.
+#[inline(always)]
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
 }

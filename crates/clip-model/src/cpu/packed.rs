@@ -26,7 +26,7 @@
 use rayon::prelude::*;
 
 use super::NR;
-use super::epilogue::{Act, Epilogue, gelu_erf, quick_gelu};
+use super::epilogue::{Act, Epilogue, gelu_erf, gelu_tanh, quick_gelu};
 use super::tensor::fused;
 #[cfg(target_arch = "x86_64")]
 use super::x86::{self, Tail};
@@ -381,8 +381,9 @@ impl PackedMatrix {
                                 match self.kernel {
                                     Kernel::Avx512 => {
                                         // Bias, residual and activation go into the kernel's last
-                                        // store, except erf-GELU, left to `finish`.
-                                        let in_kernel = last && epilogue.act != Act::Gelu;
+                                        // store, except the GELUs, left to `finish`.
+                                        let in_kernel = last
+                                            && !matches!(epilogue.act, Act::Gelu | Act::GeluTanh);
                                         let tail = in_kernel.then(|| Tail {
                                             bias: &self.bias[p * NR..],
                                             residual: epilogue
@@ -441,6 +442,7 @@ impl PackedMatrix {
                 Act::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
                 Act::QuickGelu => row.iter_mut().for_each(|v| *v = quick_gelu(*v)),
                 Act::Gelu => row.iter_mut().for_each(|v| *v = gelu_erf(*v)),
+                Act::GeluTanh => row.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
             }
         }
     }
@@ -494,6 +496,13 @@ pub(crate) mod tests {
                     Act::Relu => s.max(0.0),
                     Act::QuickGelu => (s as f64 / (1.0 + (-1.702 * s as f64).exp())) as f32,
                     Act::Gelu => gelu_erf(s),
+                    Act::GeluTanh => {
+                        (0.5 * s as f64
+                            * (1.0
+                                + ((2.0 / std::f64::consts::PI).sqrt()
+                                    * (s as f64 + 0.044715 * (s as f64).powi(3)))
+                                .tanh())) as f32
+                    }
                 };
             }
         }
@@ -555,6 +564,7 @@ pub(crate) mod tests {
                     Epilogue::residual(&r),
                     Epilogue::act(Act::QuickGelu),
                     Epilogue::act(Act::Gelu),
+                    Epilogue::act(Act::GeluTanh),
                     Epilogue::act(Act::Relu),
                     Epilogue {
                         residual: Some(&r),

@@ -135,7 +135,7 @@ unsafe fn kernel_avx512<const MR: usize>(
                         hi[i] = quick_gelu_avx512(hi[i]);
                     }
                 }
-                Act::Identity | Act::Gelu => {}
+                Act::Identity | Act::Gelu | Act::GeluTanh => {}
             }
         }
         for i in 0..MR {

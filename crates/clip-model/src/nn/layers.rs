@@ -16,9 +16,14 @@ use crate::error::raise;
 pub(crate) const LN_EPS: f64 = 1e-5;
 
 pub(crate) fn layer_norm(width: usize, vb: VarBuilder) -> Result<LayerNorm> {
+    layer_norm_eps(width, LN_EPS, vb)
+}
+
+/// A layer norm with another epsilon (SigLIP's are 1e-6).
+pub(crate) fn layer_norm_eps(width: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
     let weight = vb.get(width, "weight")?;
     let bias = vb.get(width, "bias")?;
-    Ok(LayerNorm::new(weight, bias, LN_EPS))
+    Ok(LayerNorm::new(weight, bias, eps))
 }
 
 fn linear(inp: usize, out: usize, vb: VarBuilder) -> Result<Linear> {
@@ -84,6 +89,7 @@ impl From<Activation> for Act {
         match a {
             Activation::QuickGelu => Act::QuickGelu,
             Activation::Gelu => Act::Gelu,
+            Activation::GeluTanh => Act::GeluTanh,
         }
     }
 }
@@ -170,11 +176,11 @@ struct ResidualBlock {
 }
 
 impl ResidualBlock {
-    fn new(vb: VarBuilder, dims: &TransformerDims) -> Result<Self> {
+    fn new(vb: VarBuilder, dims: &TransformerDims, eps: f64) -> Result<Self> {
         Ok(Self {
-            ln_1: layer_norm(dims.width, vb.pp("ln_1"))?,
+            ln_1: layer_norm_eps(dims.width, eps, vb.pp("ln_1"))?,
             attn: Attention::new(vb.pp("attn"), dims.width, dims.heads)?,
-            ln_2: layer_norm(dims.width, vb.pp("ln_2"))?,
+            ln_2: layer_norm_eps(dims.width, eps, vb.pp("ln_2"))?,
             mlp: Mlp::new(vb.pp("mlp"), dims.width, dims.mlp_width, dims.activation)?,
         })
     }
@@ -309,9 +315,14 @@ pub(crate) struct Transformer {
 
 impl Transformer {
     pub(crate) fn new(vb: VarBuilder, dims: &TransformerDims) -> Result<Self> {
+        Self::with_eps(vb, dims, LN_EPS)
+    }
+
+    /// [`Transformer::new`] with layer norms of epsilon `eps`.
+    pub(crate) fn with_eps(vb: VarBuilder, dims: &TransformerDims, eps: f64) -> Result<Self> {
         let vb = vb.pp("resblocks");
         let resblocks = (0..dims.layers)
-            .map(|i| ResidualBlock::new(vb.pp(i), dims))
+            .map(|i| ResidualBlock::new(vb.pp(i), dims, eps))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { resblocks })
     }

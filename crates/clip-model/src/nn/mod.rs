@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 
 pub(crate) mod layers;
 pub(crate) mod resnet;
+pub mod siglip;
 pub mod text;
 pub mod vit;
 

@@ -36,6 +36,7 @@
 //! prompts and on tricky strings (accents, CJK, emoji, entities, curly quotes, control characters, …).
 
 mod clean;
+pub mod sentencepiece;
 
 use std::collections::HashMap;
 use std::io::Read;
