@@ -338,6 +338,9 @@ pub struct Clip {
     inner: Arc<Inner>,
 }
 
+/// A classifier kept for its labels and templates.
+type CachedClassifier = (Vec<String>, Templates, Arc<ZeroShot>);
+
 struct Inner {
     model: ClipModel,
     tokenizer: Tokenizer,
@@ -348,7 +351,7 @@ struct Inner {
     pool: Option<rayon::ThreadPool>,
     batch_size: usize,
     truncation: Truncation,
-    classifiers: Mutex<Vec<(Vec<String>, Templates, Arc<ZeroShot>)>>,
+    classifiers: Mutex<Vec<CachedClassifier>>,
 }
 
 impl std::fmt::Debug for Clip {
@@ -587,7 +590,7 @@ impl Clip {
             .and_then(|t| t.to_dtype(model.dtype()))
             .map_err(clip_model::Error::from)?;
         let out = model.encode_image_normalized(&pixels)?;
-        Ok(to_rows(&out)?)
+        to_rows(&out)
     }
 
     /// The unit embedding of one text.
