@@ -19,5 +19,8 @@ run tools/reference/siglip_preprocess.py
 run tools/reference/resnet_parity.py fixtures
 run tools/reference/imagenet_meta.py
 run tools/reference/clip_eval.py
+run tools/reference/cn_clip_parity.py tokenizer
+run tools/reference/cn_clip_parity.py models
+run tools/reference/cn_clip_parity.py eval-data
 run tools/reference/eval_parity.py
 echo "fixtures regenerated; review with: git status --short"

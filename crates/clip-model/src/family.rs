@@ -2,7 +2,7 @@
 
 /// The family a loaded model belongs to: it decides the tokenizer, the default preprocessing and
 /// the score function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ModelFamily {
     /// OpenAI CLIP and the open_clip models of the same layout (LAION, DFN, MetaCLIP): CLIP BPE
@@ -11,14 +11,29 @@ pub enum ModelFamily {
     /// SigLIP and SigLIP 2 (fixed resolution): SentencePiece tokenizer from the repository's
     /// `tokenizer.json`, 64 tokens padded, sigmoid per (image, text) pair with a learned bias.
     Siglip,
+    /// OFA-Sys Chinese-CLIP: OpenAI's image towers with a BERT (RoBERTa-wwm-ext) text tower,
+    /// cn_clip's WordPiece tokenizer (embedded), 52 tokens, squash preprocessing with OpenAI's
+    /// mean and std, softmax over labels.
+    ChineseClip,
 }
 
 impl ModelFamily {
-    /// A short name for reports: `"clip"`, `"siglip"`.
+    /// A short name for reports: `"clip"`, `"siglip"`, `"chinese-clip"`.
     pub fn name(&self) -> &'static str {
         match self {
             ModelFamily::Clip => "clip",
             ModelFamily::Siglip => "siglip",
+            ModelFamily::ChineseClip => "chinese-clip",
+        }
+    }
+
+    /// Tokens per text the family's released models take: 77 (CLIP), 64 (SigLIP), 52
+    /// (Chinese-CLIP).
+    pub fn context_length(&self) -> usize {
+        match self {
+            ModelFamily::Clip => crate::tokenizer::DEFAULT_CONTEXT_LENGTH,
+            ModelFamily::Siglip => crate::tokenizer::sentencepiece::SIGLIP_CONTEXT_LENGTH,
+            ModelFamily::ChineseClip => crate::tokenizer::CN_CONTEXT_LENGTH,
         }
     }
 }

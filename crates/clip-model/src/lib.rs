@@ -19,9 +19,15 @@
 //!   preprocessing its files ask for (`open_clip_config.json`'s `preprocess_cfg`, a transformers
 //!   `preprocessor_config.json`, or the family default) and [`ClipModel::notes`] what loading had
 //!   to assume (e.g. 16 heads for a ViT of width ≥ 1280 without its config file).
-//! - [`Tokenizer`] turns text into the token ids the CLIP text tower takes;
-//!   [`SentencePieceTokenizer`] does it for SigLIP from the repository's `tokenizer.json`
-//!   (lower-cased, padded to 64).
+//! - Chinese-CLIP (OFA-Sys) loads through the same [`ClipModel`]: cn_clip's checkpoints converted
+//!   to safetensors (`tools/reference/cn_clip_parity.py convert`) or transformers'
+//!   `ChineseCLIPModel` files (`OFA-Sys/chinese-clip-vit-*`), recognised by the BERT text tower
+//!   ([`BertTextTower`], [`ChineseClipConfig`]; presets `CN-CLIP RN50` … `CN-CLIP ViT-H/14`).
+//! - [`Tokenizer`] turns text into the token ids a text tower takes: OpenAI's BPE
+//!   ([`Tokenizer::openai`], embedded), Chinese-CLIP's WordPiece ([`Tokenizer::cn_clip`], cn_clip's
+//!   vocabulary embedded, 52 tokens) or SigLIP's SentencePiece from the repository's
+//!   `tokenizer.json` ([`Tokenizer::sentencepiece`] over a [`SentencePieceTokenizer`],
+//!   lower-cased, padded to 64); [`Tokenizer::for_family`] picks the embedded one of a family.
 //! - [`Error`] is the crate's error type: missing tensors, wrong shapes, unsupported dtypes and
 //!   damaged files are typed errors naming the tensor or file.
 //!
@@ -32,11 +38,11 @@
 //!
 //! | path | what is there |
 //! | --- | --- |
-//! | `config/` | architectures: [`ClipConfig`], [`VitConfig`], [`TextConfig`], [`ResNetConfig`] and their presets (`mod.rs`, `resnet.rs`); inference from tensor shapes (`infer.rs`); config files beside the weights, [`ConfigHints`] (`hints.rs`); the image preprocessing they ask for, [`PreprocessHints`] (`preprocess_hints.rs`, public as [`preprocess_hints`]) |
+//! | `config/` | architectures: [`ClipConfig`], [`VitConfig`], [`TextConfig`], [`ResNetConfig`] and their presets (`mod.rs`, `resnet.rs`), Chinese-CLIP's [`ChineseClipConfig`], [`BertConfig`] and config files ([`ChineseClipHints`], `chinese_clip.rs`); inference from tensor shapes (`infer.rs`); config files beside the weights, [`ConfigHints`] (`hints.rs`); the image preprocessing they ask for, [`PreprocessHints`] (`preprocess_hints.rs`, public as [`preprocess_hints`]) |
 //! | `weights.rs` | safetensors files, memory-mapped ([`SafetensorsFile`]); either naming seen through open_clip's names ([`Weights`], [`Naming`]) |
-//! | `nn/` | model code only: the [`ImageTower`] contract every image tower implements (`mod.rs`); the transformer blocks and the one linear layer type (`layers.rs`); the towers (`vit.rs`, `text.rs`, `resnet.rs`; SigLIP's image and text towers, their shape inference and tensor names in `siglip.rs`) |
+//! | `nn/` | model code only: the [`ImageTower`] contract every image tower implements (`mod.rs`); the transformer blocks and the one linear layer type (`layers.rs`); the towers (`vit.rs`, `text.rs`, `resnet.rs`, Chinese-CLIP's BERT text tower `text_bert.rs`; SigLIP's image and text towers, their shape inference and tensor names in `siglip.rs`) |
 //! | `model.rs` | [`ClipModel`]: loading, the [`VisionTower`] choice, encoding |
-//! | `family.rs` | [`ModelFamily`] (CLIP or SigLIP) and its [`ScoreFunction`] (softmax or sigmoid + bias) |
+//! | `family.rs` | [`ModelFamily`] (CLIP, SigLIP or Chinese-CLIP) and its [`ScoreFunction`] (softmax or sigmoid + bias) |
 //! | `cpu/` | the compute layer: packed matrix products (`packed.rs`, x86 micro-kernels in `x86.rs`), attention, bias/residual/activation epilogues (`elementwise.rs`, `epilogue.rs`), convolution (`conv.rs`); each entry point has its candle fallback behind it |
 //! | `tokenizer/` | CLIP's BPE tokenizer, [`Tokenizer`]; SigLIP's [`SentencePieceTokenizer`] (`sentencepiece.rs`) |
 //! | `device.rs` | [`device_from_name`]: `cpu`, `cuda[:N]`, `metal[:N]` with typed errors, never a silent CPU fallback |
@@ -110,7 +116,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::preprocess_hints;
-pub use nn::{siglip, text, vit};
+pub use nn::{siglip, text, text_bert, vit};
 
 /// CLIP's ModifiedResNet image tower: the model ([`ModifiedResNet`]) and its architecture
 /// ([`ResNetConfig`], which lives in [`config`] beside the other towers' configs).
@@ -119,17 +125,21 @@ pub mod resnet {
     pub use crate::nn::resnet::{BATCH_NORM_EPS, ModifiedResNet};
 }
 
-pub use config::{Activation, ClipConfig, ConfigHints, TextConfig, VisionConfig, VitConfig};
+pub use config::{
+    Activation, BertConfig, ChineseClipConfig, ChineseClipHints, ClipConfig, ConfigHints,
+    TextConfig, VisionConfig, VitConfig,
+};
 pub use device::device_from_name;
 pub use error::{Error, Result};
 pub use family::{ModelFamily, ScoreFunction};
 pub use hub_id::HubId;
-pub use model::{ClipModel, LoadOptions, TextLength, VisionTower};
+pub use model::{ClipModel, LoadOptions, TextLength, TextTower, VisionTower};
 pub use nn::ImageTower;
 pub use preprocess_hints::{PreprocessHints, ResampleFilter, ResizeKind};
 pub use resnet::{ModifiedResNet, ResNetConfig};
 pub use siglip::{SiglipTextTransformer, SiglipVisionConfig, SiglipVisionTransformer};
 pub use text::TextTransformer;
+pub use text_bert::BertTextTower;
 pub use tokenizer::sentencepiece::{SentencePieceOptions, SentencePieceTokenizer, TextCleaning};
 pub use tokenizer::{TokenBatch, Tokenizer, Truncation};
 pub use vit::VisionTransformer;

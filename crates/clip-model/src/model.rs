@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
 use candle_nn::var_builder::SimpleBackend;
 
+use crate::config::chinese_clip::{ChineseClipConfig, ChineseClipHints};
 use crate::config::{Activation, ClipConfig, ConfigHints, VisionConfig};
 use crate::error::{Error, Result, lower, raise};
 use crate::family::{ModelFamily, ScoreFunction};
@@ -15,6 +16,7 @@ use crate::nn::layers::l2_normalize;
 use crate::nn::resnet::ModifiedResNet;
 use crate::nn::siglip::{SiglipTextTransformer, SiglipVisionTransformer};
 use crate::nn::text::TextTransformer;
+use crate::nn::text_bert::BertTextTower;
 use crate::nn::vit::VisionTransformer;
 use crate::preprocess_hints::PreprocessHints;
 use crate::weights::{Naming, Weights};
@@ -122,13 +124,16 @@ impl Default for LoadOptions {
 /// Names of config files looked for beside the weights, in order.
 pub const SIDECAR_CONFIGS: [&str; 2] = ["open_clip_config.json", "config.json"];
 
-/// The text tower, one variant per family.
+/// The text tower, one variant per family ([`ClipModel::text`]).
 #[derive(Debug, Clone)]
-enum TextTower {
-    /// CLIP's causal text transformer.
+#[non_exhaustive]
+pub enum TextTower {
+    /// CLIP's causal text transformer, read at the end-of-text token.
     Clip(TextTransformer),
     /// SigLIP's bidirectional text transformer, pooled at the last position.
     Siglip(SiglipTextTransformer),
+    /// Chinese-CLIP's BERT encoder, read at `[CLS]`.
+    Bert(BertTextTower),
 }
 
 /// A CLIP model: image tower, text tower and the learned logit scale.
@@ -139,6 +144,8 @@ pub struct ClipModel {
     text: TextTower,
     logit_scale: f32,
     logit_bias: Option<f32>,
+    /// The architecture of a Chinese-CLIP model (`None` for other families).
+    chinese: Option<ChineseClipConfig>,
     preprocess: PreprocessHints,
     notes: Vec<String>,
     dtype: DType,
@@ -164,6 +171,9 @@ impl ClipModel {
         };
         if crate::nn::siglip::is_siglip(&weights) {
             return Self::load_siglip(path, weights, config_file.as_deref(), options);
+        }
+        if ChineseClipConfig::detect(&weights) {
+            return Self::load_chinese_clip(path, weights, options);
         }
         let hints = config_file
             .as_deref()
@@ -234,6 +244,94 @@ impl ClipModel {
         Ok(model)
     }
 
+    /// Loads a Chinese-CLIP file (cn_clip or transformers naming) that `load_with` recognised.
+    fn load_chinese_clip(path: &Path, weights: Weights, options: &LoadOptions) -> Result<Self> {
+        if options
+            .activation
+            .is_some_and(|a| a != Activation::QuickGelu)
+        {
+            return Err(Error::Architecture(
+                "Chinese-CLIP's image tower uses QuickGELU; another activation cannot be chosen"
+                    .into(),
+            ));
+        }
+        // Its config is transformers' `config.json` or a cn_clip model config, whatever the naming.
+        let config_file = match &options.config_file {
+            Some(p) => Some(p.clone()),
+            None if options.sidecar_config => path
+                .parent()
+                .map(|d| d.join("config.json"))
+                .filter(|p| p.is_file()),
+            None => None,
+        };
+        let hints = config_file
+            .as_deref()
+            .map(ChineseClipHints::from_file)
+            .transpose()?;
+        let config = ChineseClipConfig::infer(&weights, hints.as_ref())?;
+        if let Some(name) = &options.expect_preset {
+            let preset = ChineseClipConfig::preset(name).ok_or_else(|| {
+                Error::Architecture(format!(
+                    "the weights are a Chinese-CLIP model, and `{name}` is not a Chinese-CLIP preset"
+                ))
+            })?;
+            config.check_against(name, &preset)?;
+        }
+        let preprocess = preprocess_hints(
+            path,
+            None,
+            PreprocessHints::chinese_clip(config.vision.image_size()),
+        )?;
+        let vb = VarBuilder::from_backend(Box::new(weights), options.dtype, options.device.clone());
+        let mut model = Self::new_chinese_clip(vb, &config)?;
+        model.preprocess = preprocess;
+        Ok(model)
+    }
+
+    /// Builds a Chinese-CLIP model from any `VarBuilder` whose names are cn_clip's.
+    pub fn new_chinese_clip(vb: VarBuilder, config: &ChineseClipConfig) -> Result<Self> {
+        let clip = config.clip_config();
+        let vision = VisionTower::new(vb.clone(), &clip)?;
+        let build = || -> candle_core::Result<Self> {
+            let text = TextTower::Bert(BertTextTower::new(
+                vb.clone(),
+                &config.text,
+                config.embed_dim,
+            )?);
+            let logit_scale = vb
+                .get((), "logit_scale")?
+                .to_dtype(DType::F32)?
+                .to_scalar::<f32>()?
+                .exp();
+            Ok(Self {
+                config: clip,
+                vision,
+                text,
+                logit_scale,
+                logit_bias: None,
+                chinese: Some(*config),
+                preprocess: PreprocessHints::chinese_clip(config.vision.image_size()),
+                notes: Vec::new(),
+                dtype: vb.dtype(),
+                device: vb.device().clone(),
+            })
+        };
+        build().map_err(lower)
+    }
+
+    /// Builds a Chinese-CLIP model from tensors in memory, named as in cn_clip checkpoints (see
+    /// [`ChineseClipConfig::tensor_shapes`]).
+    pub fn chinese_clip_from_tensors(
+        tensors: HashMap<String, Tensor>,
+        config: &ChineseClipConfig,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        check_dtype(dtype)?;
+        let vb = VarBuilder::from_backend(Box::new(TensorMap(tensors)), dtype, device.clone());
+        Self::new_chinese_clip(vb, config)
+    }
+
     /// Builds a model from tensors in memory, named as in open_clip checkpoints (the doc
     /// example and the tests build tiny models this way). The tensors are converted to `dtype`.
     pub fn from_tensors(
@@ -300,6 +398,7 @@ impl ClipModel {
                 text,
                 logit_scale,
                 logit_bias,
+                chinese: None,
                 preprocess,
                 notes: Vec::new(),
                 dtype: vb.dtype(),
@@ -309,14 +408,28 @@ impl ClipModel {
         build().map_err(lower)
     }
 
-    /// The architecture.
+    /// The architecture. For a Chinese-CLIP model the text fields describe its BERT tower and
+    /// `text.context_length` is the tokenizer's 52 (see [`ClipModel::chinese_clip_config`]).
     pub fn config(&self) -> &ClipConfig {
         &self.config
     }
 
-    /// The preset name (`"ViT-B/32"`, …) or `"custom"`.
+    /// The preset name (`"ViT-B/32"`, `"CN-CLIP ViT-B/16"`, …) or `"custom"`.
     pub fn name(&self) -> &'static str {
-        self.config.name()
+        match &self.chinese {
+            Some(c) => c.name(),
+            None => self.config.name(),
+        }
+    }
+
+    /// The full architecture of a Chinese-CLIP model (`None` for other families).
+    pub fn chinese_clip_config(&self) -> Option<&ChineseClipConfig> {
+        self.chinese.as_ref()
+    }
+
+    /// The text tower.
+    pub fn text(&self) -> &TextTower {
+        &self.text
     }
 
     /// The image tower.
@@ -345,11 +458,13 @@ impl ClipModel {
         self.logit_bias
     }
 
-    /// The model family (CLIP or SigLIP): it decides the tokenizer and the score function.
+    /// The model family (CLIP, SigLIP or Chinese-CLIP): it decides the tokenizer, the context
+    /// length and the score function.
     pub fn family(&self) -> ModelFamily {
-        match self.config.vision {
-            VisionConfig::Siglip(_) => ModelFamily::Siglip,
-            _ => ModelFamily::Clip,
+        match self.text {
+            TextTower::Siglip(_) => ModelFamily::Siglip,
+            TextTower::Bert(_) => ModelFamily::ChineseClip,
+            TextTower::Clip(_) => ModelFamily::Clip,
         }
     }
 
@@ -422,6 +537,10 @@ impl ClipModel {
     /// SigLIP ([`ModelFamily::Siglip`]): every row holds exactly `context_length` (64) ids, padded
     /// as its tokenizer pads ([`crate::SentencePieceTokenizer`]); the embedding is read at the
     /// last position, and all positions run (attention is bidirectional).
+    ///
+    /// Chinese-CLIP ([`ModelFamily::ChineseClip`]): rows as [`crate::Tokenizer::cn_clip`] makes
+    /// them (`[CLS]` first, `[PAD]` = 0 masked), `len` up to the position embedding's 512; the
+    /// embedding is read at `[CLS]`.
     pub fn encode_text(&self, ids: &Tensor) -> Result<Tensor> {
         self.encode_text_with(ids, TextLength::UpToLongestEot)
     }
@@ -482,8 +601,10 @@ impl ClipModel {
         if rows == 0 {
             return Err(Error::InvalidInput("empty batch of token ids".into()));
         }
-        if let TextTower::Siglip(text) = &self.text {
-            return self.encode_siglip_tokens(text, ids, rows, len);
+        match &self.text {
+            TextTower::Siglip(text) => return self.encode_siglip_tokens(text, ids, rows, len),
+            TextTower::Bert(bert) => return self.encode_bert_tokens(bert, ids, rows, len, length),
+            TextTower::Clip(_) => {}
         }
         let TextTower::Clip(clip_text) = &self.text else {
             return Err(Error::InvalidInput("no text tower".into()));
@@ -534,6 +655,36 @@ impl ClipModel {
 }
 
 impl ClipModel {
+    /// Chinese-CLIP: `[PAD]` (0) masked; rows whose padding is a suffix run over their own tokens
+    /// only unless `length` is [`TextLength::Full`].
+    fn encode_bert_tokens(
+        &self,
+        bert: &BertTextTower,
+        ids: &[u32],
+        rows: usize,
+        len: usize,
+        length: TextLength,
+    ) -> Result<Tensor> {
+        let b = bert.config();
+        if len == 0 || len > b.max_position_embeddings {
+            return Err(Error::InvalidInput(format!(
+                "token rows have length {len}, expected 1..={}",
+                b.max_position_embeddings
+            )));
+        }
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= b.vocab_size) {
+            return Err(Error::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary (size {})",
+                b.vocab_size
+            )));
+        }
+        let padded = length == TextLength::Full;
+        let out = bert
+            .forward(ids, None, rows, len, &self.device, padded)
+            .map_err(lower)?;
+        Ok(out.to_dtype(DType::F32)?)
+    }
+
     /// SigLIP: every row holds exactly `context_length` ids (the tokenizer pads to 64); the
     /// embedding is read at the last position, so shorter rows would change the result.
     fn encode_siglip_tokens(

@@ -329,6 +329,10 @@ fn squeeze_leading(shape: &[usize]) -> Vec<usize> {
 /// Maps an open_clip name to the Hugging Face transformers name(s).
 fn hf_source(name: &str) -> Option<Source> {
     let same = |s: String| Some(Source::Same(s));
+    // Chinese-CLIP's BERT text tower: cn_clip's `bert.X` is transformers' `text_model.X`.
+    if let Some(rest) = name.strip_prefix("bert.") {
+        return same(format!("text_model.{rest}"));
+    }
     let (tower, rest) = if let Some(rest) = name.strip_prefix("visual.") {
         ("vision_model", rest)
     } else {
@@ -504,6 +508,7 @@ impl Weights {
             Naming::HuggingFace => match prefix {
                 "visual.transformer.resblocks" => "vision_model.encoder.layers".to_string(),
                 "transformer.resblocks" => "text_model.encoder.layers".to_string(),
+                "bert.encoder.layer" => "text_model.encoder.layer".to_string(),
                 other => other.to_string(),
             },
             Naming::OpenClipTimm => crate::siglip::timm_block_prefix(prefix).to_string(),

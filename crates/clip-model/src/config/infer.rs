@@ -51,7 +51,7 @@ impl ClipConfig {
         Ok(cfg)
     }
 
-    fn infer_vit(
+    pub(crate) fn infer_vit(
         weights: &Weights,
         h: &ConfigHints,
         dims: &dyn Fn(&str, usize) -> Result<Vec<usize>>,

@@ -18,12 +18,14 @@
 
 use crate::error::{Error, Result};
 
+pub mod chinese_clip;
 mod hints;
 mod infer;
 pub mod preprocess_hints;
 pub(crate) mod resnet;
 
 use crate::nn::siglip::SiglipVisionConfig;
+pub use chinese_clip::{BertConfig, ChineseClipConfig, ChineseClipHints};
 pub use hints::ConfigHints;
 pub use resnet::ResNetConfig;
 

@@ -105,6 +105,19 @@ impl PreprocessHints {
         }
     }
 
+    /// Chinese-CLIP's transform at `image_size` (cn_clip's `image_transform`): bicubic squash to
+    /// a square (`Resize((s, s))`, no crop), OpenAI's mean / std.
+    pub fn chinese_clip(image_size: usize) -> Self {
+        Self {
+            image_size,
+            mean: OPENAI_MEAN,
+            std: OPENAI_STD,
+            interpolation: ResampleFilter::Bicubic,
+            resize: ResizeKind::Squash,
+            source: "default for Chinese-CLIP (bicubic squash, OpenAI's mean / std)".into(),
+        }
+    }
+
     /// Reads `open_clip_config.json` (with or without its `model_cfg` wrapper) on top of
     /// `default`: the values present replace the default's.
     pub fn from_open_clip_config(path: &Path, default: Self) -> Result<Self> {

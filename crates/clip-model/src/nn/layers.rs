@@ -238,7 +238,7 @@ const SMALL_ROWS: usize = 128;
 /// `act(x Wᵀ + b (+ residual))` on a `[rows, in]` matrix: in one pass through the packed
 /// kernels where they apply, else candle's product followed by [`cpu::bias_epilogue`] (in place
 /// where the fused kernels apply, candle ops otherwise).
-fn linear_in_place(
+pub(crate) fn linear_in_place(
     x: &Tensor,
     linear: &Linear,
     act: Act,

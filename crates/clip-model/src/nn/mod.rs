@@ -11,6 +11,7 @@ pub(crate) mod layers;
 pub(crate) mod resnet;
 pub mod siglip;
 pub mod text;
+pub mod text_bert;
 pub mod vit;
 
 /// The contract of an image tower: preprocessed pixels in, image embeddings out.

@@ -37,6 +37,9 @@
 
 mod clean;
 pub mod sentencepiece;
+mod wordpiece;
+
+pub use wordpiece::{CN_CLS, CN_CONTEXT_LENGTH, CN_PAD, CN_SEP, CN_UNK, CN_VOCAB_SIZE};
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -172,13 +175,25 @@ pub const MAX_CONTEXT_LENGTH: usize = 1 << 16;
 /// ```
 #[derive(Clone)]
 pub struct Tokenizer {
-    pipeline: Arc<Pipeline>,
+    backend: Backend,
+}
+
+/// The tokenizer behind a [`Tokenizer`].
+#[derive(Clone)]
+enum Backend {
+    /// OpenAI's byte-level BPE.
+    Bpe(Arc<Pipeline>),
+    /// BERT's basic tokenizer + WordPiece (Chinese-CLIP).
+    WordPiece(Arc<wordpiece::WordPiece>),
+    /// SentencePiece from a `tokenizer.json` (SigLIP, SigLIP 2).
+    SentencePiece(Arc<sentencepiece::SentencePieceTokenizer>),
 }
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokenizer")
-            .field("vocab_size", &VOCAB_SIZE)
+            .field("family", &self.family())
+            .field("vocab_size", &self.vocab_size())
             .finish_non_exhaustive()
     }
 }
@@ -192,12 +207,6 @@ impl Tokenizer {
             .get_or_init(|| Self::from_vocab_gz(OPENAI_VOCAB_GZ).map_err(|e| e.to_string()))
             .clone()
             .map_err(Error::Tokenizer)
-    }
-
-    /// Token ids this tokenizer can produce (49,408 for OpenAI's): a text tower needs at least
-    /// this many token embeddings.
-    pub fn vocab_size(&self) -> usize {
-        VOCAB_SIZE
     }
 
     /// A tokenizer from a gzipped vocabulary in the format of OpenAI's `bpe_simple_vocab_16e6.txt.gz`
@@ -262,13 +271,113 @@ impl Tokenizer {
             ]))))
             .with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
         Ok(Self {
-            pipeline: Arc::new(pipeline),
+            backend: Backend::Bpe(Arc::new(pipeline)),
         })
+    }
+
+    /// Chinese-CLIP's tokenizer (cn_clip's `tokenize`: BERT basic tokenizer + WordPiece,
+    /// `[CLS] … [SEP]`, zero padding; context length [`CN_CONTEXT_LENGTH`]), with cn_clip's
+    /// 21,128-token vocabulary embedded in this crate. Built once per process, then shared.
+    ///
+    /// ```
+    /// use clip_model::tokenizer::{CN_CONTEXT_LENGTH, Tokenizer, Truncation};
+    ///
+    /// let tokenizer = Tokenizer::cn_clip()?;
+    /// let batch = tokenizer.encode_batch(&["一只猫的照片。"], CN_CONTEXT_LENGTH, Truncation::Error)?;
+    /// assert_eq!(batch.shape(), [1, 52]);
+    /// assert_eq!(&batch.row(0).unwrap()[..9], [101, 671, 1372, 4344, 4638, 4212, 4275, 511, 102]);
+    /// # Ok::<(), clip_model::Error>(())
+    /// ```
+    pub fn cn_clip() -> Result<Self> {
+        static CN: OnceLock<std::result::Result<Tokenizer, String>> = OnceLock::new();
+        CN.get_or_init(|| {
+            wordpiece::WordPiece::cn_clip()
+                .map(|wp| Tokenizer {
+                    backend: Backend::WordPiece(Arc::new(wp)),
+                })
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(Error::Tokenizer)
+    }
+
+    /// A SigLIP / SigLIP 2 tokenizer (its `tokenizer.json`, see
+    /// [`sentencepiece::SentencePieceTokenizer`]) behind the common interface: rows are always
+    /// its `context_length` (64) long, padded with its padding id.
+    pub fn sentencepiece(tokenizer: sentencepiece::SentencePieceTokenizer) -> Self {
+        Tokenizer {
+            backend: Backend::SentencePiece(Arc::new(tokenizer)),
+        }
+    }
+
+    /// The embedded tokenizer a model family was trained with: [`Tokenizer::openai`] or
+    /// [`Tokenizer::cn_clip`]. SigLIP's vocabulary is not embedded (it comes with the weights:
+    /// [`Tokenizer::sentencepiece`]), so [`crate::ModelFamily::Siglip`] is an error naming
+    /// `tokenizer.json`.
+    pub fn for_family(family: crate::ModelFamily) -> Result<Self> {
+        match family {
+            crate::ModelFamily::ChineseClip => Self::cn_clip(),
+            crate::ModelFamily::Clip => Self::openai(),
+            crate::ModelFamily::Siglip => Err(Error::Tokenizer(
+                "SigLIP's tokenizer is not embedded: load the model's tokenizer.json \
+                 (Tokenizer::sentencepiece)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The family whose tokenizer this is.
+    pub fn family(&self) -> crate::ModelFamily {
+        match self.backend {
+            Backend::Bpe(_) => crate::ModelFamily::Clip,
+            Backend::WordPiece(_) => crate::ModelFamily::ChineseClip,
+            Backend::SentencePiece(_) => crate::ModelFamily::Siglip,
+        }
+    }
+
+    /// Number of token ids (49,408 for OpenAI's, 21,128 for Chinese-CLIP's, the file's for
+    /// SentencePiece): a text tower needs at least this many token embeddings.
+    pub fn vocab_size(&self) -> usize {
+        match &self.backend {
+            Backend::Bpe(_) => VOCAB_SIZE,
+            Backend::WordPiece(wp) => wp.vocab_size(),
+            Backend::SentencePiece(sp) => sp.vocab_size(),
+        }
+    }
+
+    /// The context length the models of this tokenizer's family use (77, 52, or the
+    /// SentencePiece tokenizer's 64).
+    pub fn default_context_length(&self) -> usize {
+        match &self.backend {
+            Backend::SentencePiece(sp) => sp.options().context_length,
+            _ => self.family().context_length(),
+        }
+    }
+
+    fn bpe(&self) -> Result<&Pipeline> {
+        match &self.backend {
+            Backend::Bpe(p) => Ok(p),
+            _ => Err(Error::Tokenizer(format!(
+                "the {} tokenizer has no BPE pipeline",
+                self.family()
+            ))),
+        }
     }
 
     /// The ids of `text`: `<|startoftext|>`, the text's tokens, `<|endoftext|>`; no padding and no
     /// length limit.
+    ///
+    /// For [`Tokenizer::cn_clip`]: `[CLS]`, the text's tokens, `[SEP]`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        if let Backend::WordPiece(wp) = &self.backend {
+            let mut ids = vec![CN_CLS];
+            ids.extend(wp.tokenize(text));
+            ids.push(CN_SEP);
+            return Ok(ids);
+        }
+        if let Backend::SentencePiece(sp) = &self.backend {
+            return sp.encode_unpadded(text);
+        }
         let mut ids = vec![SOT];
         ids.extend(self.encode_cleaned(&clean::clean(text))?);
         ids.push(EOT);
@@ -287,13 +396,27 @@ impl Tokenizer {
         if !(2..=MAX_CONTEXT_LENGTH).contains(&context_length) {
             return Err(Error::InvalidContextLength { context_length });
         }
+        match &self.backend {
+            Backend::WordPiece(wp) => return wp.encode_batch(texts, context_length, truncation),
+            Backend::SentencePiece(sp) => {
+                let want = sp.options().context_length;
+                if context_length != want {
+                    return Err(Error::InvalidInput(format!(
+                        "SentencePiece rows are {want} tokens long (the tokenizer's \
+                         context length), {context_length} were asked for"
+                    )));
+                }
+                return sp.encode_batch_with(texts, truncation);
+            }
+            Backend::Bpe(_) => {}
+        }
         let total = texts
             .len()
             .checked_mul(context_length)
             .ok_or(Error::InvalidContextLength { context_length })?;
         let cleaned: Vec<String> = texts.iter().map(|t| clean::clean(t.as_ref())).collect();
         let encodings = self
-            .pipeline
+            .bpe()?
             .encode_batch_fast(cleaned, false)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut ids = vec![0u32; total];
@@ -328,14 +451,21 @@ impl Tokenizer {
 
     /// Text from ids as OpenAI's `decode`: the tokens' bytes (invalid UTF-8 replaced by U+FFFD), `</w>`
     /// replaced by a space. Special and padding ids are decoded like any other token.
+    ///
+    /// For [`Tokenizer::cn_clip`]: cn_clip's `convert_tokens_to_string` of the ids' tokens.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        match &self.backend {
+            Backend::WordPiece(wp) => return wp.decode(ids),
+            Backend::SentencePiece(sp) => return sp.decode(ids),
+            Backend::Bpe(_) => {}
+        }
         if let Some(bad) = ids.iter().find(|&&id| id as usize >= VOCAB_SIZE) {
             return Err(Error::InvalidInput(format!(
                 "token id {bad} is outside the vocabulary (size {VOCAB_SIZE})"
             )));
         }
         let text = self
-            .pipeline
+            .bpe()?
             .decode(ids, false)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(text.replace("</w>", " "))
@@ -348,7 +478,7 @@ impl Tokenizer {
 
     fn encode_cleaned(&self, cleaned: &str) -> Result<Vec<u32>> {
         let encoding = self
-            .pipeline
+            .bpe()?
             .encode_fast(cleaned, false)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())

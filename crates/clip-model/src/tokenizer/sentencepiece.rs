@@ -216,10 +216,15 @@ impl SentencePieceTokenizer {
     /// One row of exactly `context_length` ids: the text's ids (cut to fit, the file's last
     /// special token kept), then padding.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_row(text, self.options.truncation)
+    }
+
+    /// [`SentencePieceTokenizer::encode`] with another choice of truncation.
+    fn encode_row(&self, text: &str, truncation: Truncation) -> Result<Vec<u32>> {
         let n = self.options.context_length;
         let mut ids = self.encode_unpadded(text)?;
         if ids.len() > n {
-            if self.options.truncation == Truncation::Error {
+            if truncation == Truncation::Error {
                 return Err(Error::TextTooLong {
                     start: text.chars().take(40).collect(),
                     tokens: ids.len(),
@@ -263,15 +268,39 @@ impl SentencePieceTokenizer {
             .par_iter()
             .map(|t| self.encode(t.as_ref()))
             .collect::<Result<Vec<_>>>()?;
+        Ok(self.batch(rows))
+    }
+
+    /// [`SentencePieceTokenizer::encode_batch`] with another choice of truncation.
+    pub fn encode_batch_with<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        truncation: Truncation,
+    ) -> Result<TokenBatch> {
+        let rows = texts
+            .iter()
+            .map(|t| self.encode_row(t.as_ref(), truncation))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.batch(rows))
+    }
+
+    fn batch(&self, rows: Vec<Vec<u32>>) -> TokenBatch {
         let eot_positions = rows
             .iter()
             .map(|r| r.iter().rposition(|&id| id != self.pad_id).unwrap_or(0))
             .collect();
-        Ok(TokenBatch {
+        TokenBatch {
             ids: rows.concat(),
             context_length: self.options.context_length,
             eot_positions,
-        })
+        }
+    }
+
+    /// The text of `ids` (special tokens skipped).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
     }
 }
 
