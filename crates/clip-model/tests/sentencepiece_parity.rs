@@ -137,3 +137,38 @@ fn a_file_that_is_not_a_tokenizer_is_a_typed_error() {
         clip_model::Error::Io { .. }
     ));
 }
+
+/// The generation is read from the file, and the common `Tokenizer` wrapping it gives the same
+/// rows as transformers.
+#[test]
+fn siglip_from_file_picks_each_generations_options_and_tokenizer_wraps_it() {
+    use clip_model::{ModelFamily, Tokenizer};
+    for (name, options) in [
+        ("siglip", SentencePieceOptions::siglip()),
+        ("siglip2", SentencePieceOptions::siglip2()),
+    ] {
+        let path = fixtures().join(format!("{name}_tokenizer.json"));
+        let tok = SentencePieceTokenizer::siglip_from_file(&path).unwrap();
+        assert_eq!(tok.options(), &options, "{name}");
+        let common = Tokenizer::sentencepiece(tok);
+        assert_eq!(common.family(), ModelFamily::Siglip);
+        assert_eq!(common.default_context_length(), 64);
+        let (strings, want) = cases(name);
+        let batch = common
+            .encode_batch(&strings[..200], 64, Truncation::Truncate)
+            .unwrap();
+        for (i, row) in batch.rows().enumerate() {
+            assert_eq!(row, want[i].as_slice(), "{name}: {:?}", strings[i]);
+        }
+        // Other row lengths are refused rather than silently padded differently.
+        assert!(
+            common
+                .encode_batch(&["a"], 77, Truncation::Truncate)
+                .is_err()
+        );
+    }
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), br#"{"model": {"type": "WordPiece"}}"#).unwrap();
+    let err = SentencePieceTokenizer::siglip_from_file(bad.path()).unwrap_err();
+    assert!(err.to_string().contains("WordPiece"), "{err}");
+}

@@ -87,6 +87,14 @@ pub enum Error {
         /// What arrived.
         found: String,
     },
+    /// A file the model needs beside its weights is missing (e.g. SigLIP's `tokenizer.json`).
+    #[error("{}: missing: {what}", path.display())]
+    MissingFile {
+        /// Where the file was looked for.
+        path: PathBuf,
+        /// What the file is.
+        what: &'static str,
+    },
     /// A file of the hub cache or a local model folder could not be read or written.
     #[error("{}: {cause}", path.display())]
     Io {

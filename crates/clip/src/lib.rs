@@ -11,7 +11,13 @@
 //! - [`Error`] is the one error type; every failure names the file, URL, label or text.
 //!
 //! Models: `Clip::load` takes a safetensors file or folder, a hub id (`owner/name[@revision]`)
-//! or a short name from [`MODELS`] (`ViT-B-32`, ... `RN50x64`). With the default `hub` feature, a
+//! or a short name from [`MODELS`] (OpenAI's `ViT-B-32` … `RN50x64`, the large open_clip ViTs
+//! `ViT-H-14`, `ViT-bigG-14`, `ViT-H-14-378-DFN`, SigLIP 2 `SigLIP2-B-16` …
+//! `SigLIP2-So400m-14-384`, Chinese-CLIP `CN-ViT-B-16` … `CN-ViT-H-14`). Each model family gets
+//! its own tokenizer (OpenAI's BPE and Chinese-CLIP's WordPiece are embedded, SigLIP's
+//! `tokenizer.json` comes with the weights), preprocessing (crop or squash, mean and std from the
+//! model's files) and score function ([`Clip::score_function`]: softmax for CLIP and
+//! Chinese-CLIP, sigmoid for SigLIP); see [`Clip::family`]. With the default `hub` feature, a
 //! hub model missing from the hub cache is downloaded on first use (progress bar, size and sha256
 //! checked, resumable) and later runs make no request; see [`hub`]. [`Clip::load_default`] takes
 //! `$CLIP_MODEL`, else OpenAI's ViT-B/32.

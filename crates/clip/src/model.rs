@@ -5,8 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use clip_eval::{Templates, ZeroShot};
 use clip_model::candle_core::{self, Tensor};
-use clip_model::{ClipModel, LoadOptions, Tokenizer, Truncation};
-use clip_preprocess::{PreprocessConfig, Preprocessor, Tensor3};
+use clip_model::{
+    ClipModel, LoadOptions, ModelFamily, PreprocessHints, ResampleFilter, ResizeKind,
+    SentencePieceTokenizer, Tokenizer, Truncation,
+};
+use clip_preprocess::{Interpolation, PreprocessConfig, Preprocessor, ResizeMode, Tensor3};
 use ndarray::Array2;
 use rayon::prelude::*;
 
@@ -193,6 +196,11 @@ impl Builder {
                     "config.json"
                 };
                 let config = self.hub.get(&id, config_name)?;
+                // The files that pair the model with its tokenizer and preprocessing (SigLIP's
+                // vocabulary; transformers' image processor settings), when the repo has them.
+                for extra in source::SIDECAR_FILES {
+                    self.hub.get(&id, extra)?;
+                }
                 ModelFiles { weights, config }
             }
         };
@@ -258,25 +266,20 @@ impl Builder {
             Some(p) => p.install(load),
             None => load(),
         }?;
-        let tokenizer = Tokenizer::openai()?;
+        let tokenizer = tokenizer_for(&model, &files.weights)?;
         let vocab = model.config().text.vocab_size;
         let needed = tokenizer.vocab_size();
         if vocab < needed {
             return Err(Error::Model(clip_model::Error::InvalidInput(format!(
-                "{}: the text tower has {vocab} token embeddings, but the tokenizer needs {needed}",
-                files.weights.display()
+                "{}: the text tower has {vocab} token embeddings, but the {} tokenizer needs {needed}",
+                files.weights.display(),
+                tokenizer.family()
             ))));
         }
-        let size = u32::try_from(model.config().vision.image_size()).map_err(|_| {
-            Error::InvalidOption {
-                option: "image size",
-                reason: "does not fit 32 bits".into(),
-            }
-        })?;
         let pre = Preprocessor::new(PreprocessConfig {
             max_pixels: Some(MAX_PIXELS),
             apply_exif: self.apply_exif,
-            ..PreprocessConfig::openai(size)
+            ..preprocess_config(model.preprocess_hints())?
         })
         .map_err(|cause| Error::Image {
             source_name: "preprocessing config".into(),
@@ -302,6 +305,59 @@ impl Builder {
             }),
         })
     }
+}
+
+/// The tokenizer a model was trained with: embedded for CLIP and Chinese-CLIP, the repository's
+/// `tokenizer.json` beside the weights for SigLIP.
+fn tokenizer_for(model: &ClipModel, weights: &Path) -> Result<Tokenizer> {
+    match model.family() {
+        ModelFamily::Siglip => {
+            let path = weights
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("tokenizer.json");
+            if !path.is_file() {
+                return Err(Error::MissingFile {
+                    path,
+                    what: "SigLIP's tokenizer (its vocabulary is not embedded; it comes with \
+                           the weights)",
+                });
+            }
+            Ok(Tokenizer::sentencepiece(
+                SentencePieceTokenizer::siglip_from_file(&path)?,
+            ))
+        }
+        family => Ok(Tokenizer::for_family(family)?),
+    }
+}
+
+/// The image preprocessing a model's files ask for, as `clip-preprocess` settings.
+fn preprocess_config(h: &PreprocessHints) -> Result<PreprocessConfig> {
+    let unsupported = |what: String| Error::InvalidOption {
+        option: "preprocessing",
+        reason: format!("{what} (from {}) is not supported", h.source),
+    };
+    let size = u32::try_from(h.image_size).map_err(|_| Error::InvalidOption {
+        option: "image size",
+        reason: format!("{} does not fit 32 bits", h.image_size),
+    })?;
+    let interpolation = match h.interpolation {
+        ResampleFilter::Bicubic => Interpolation::Bicubic,
+        ResampleFilter::Bilinear => Interpolation::Bilinear,
+        other => return Err(unsupported(format!("resampling {other:?}"))),
+    };
+    let resize_mode = match h.resize {
+        ResizeKind::ShorterSideCrop => ResizeMode::ShorterSide,
+        ResizeKind::Squash => ResizeMode::Squash,
+        other => return Err(unsupported(format!("resize {other:?}"))),
+    };
+    Ok(PreprocessConfig {
+        mean: h.mean,
+        std: h.std,
+        interpolation,
+        resize_mode,
+        ..PreprocessConfig::openai(size)
+    })
 }
 
 struct ModelFiles {
@@ -410,15 +466,38 @@ impl Clip {
         self.inner.model.config().vision.image_size()
     }
 
-    /// The text context length in tokens.
+    /// The text context length in tokens (77 for CLIP, 64 for SigLIP, 52 for Chinese-CLIP).
     pub fn context_length(&self) -> usize {
-        self.inner.model.config().text.context_length
+        self.inner.tokenizer.default_context_length()
+    }
+
+    /// The model family (CLIP, SigLIP, Chinese-CLIP): it chose the tokenizer, the
+    /// preprocessing and the score function.
+    pub fn family(&self) -> ModelFamily {
+        self.inner.model.family()
     }
 
     /// The learned temperature `exp(logit_scale)` that scales cosines into logits (100 for
     /// OpenAI's models).
     pub fn logit_scale(&self) -> f32 {
         self.inner.model.logit_scale()
+    }
+
+    /// How [`Clip::classify`] turns cosines into probabilities: a softmax over the labels of
+    /// `scale · cos` (CLIP, Chinese-CLIP), or a sigmoid per label of `scale · cos + bias`
+    /// (SigLIP: the probabilities of one image need not sum to 1).
+    pub fn score_function(&self) -> clip_eval::ScoreFunction {
+        match self.inner.model.score_function() {
+            clip_model::ScoreFunction::Sigmoid { scale, bias } => {
+                clip_eval::ScoreFunction::Sigmoid { scale, bias }
+            }
+            clip_model::ScoreFunction::Softmax { scale } => {
+                clip_eval::ScoreFunction::Softmax { scale }
+            }
+            _ => clip_eval::ScoreFunction::Softmax {
+                scale: self.logit_scale(),
+            },
+        }
     }
 
     /// The preprocessing this model uses.
@@ -640,7 +719,8 @@ impl Clip {
     }
 
     /// Zero-shot classification of one image among `labels` with the single template
-    /// `a photo of a {}.`: every label with its probability, most probable first.
+    /// `a photo of a {}.`: every label with its probability ([`Clip::score_function`]), most
+    /// probable first.
     pub fn classify<'a, S: AsRef<str>>(
         &self,
         image: impl Into<ImageInput<'a>>,
@@ -676,7 +756,7 @@ impl Clip {
                 let z = ZeroShot::new(&labels, templates, |prompts: &[String]| {
                     self.embed_text_rows(&prompts.iter().map(String::as_str).collect::<Vec<_>>())
                 })?
-                .with_logit_scale(self.logit_scale());
+                .with_score_function(self.score_function());
                 let z = Arc::new(z);
                 if let Ok(mut c) = self.inner.classifiers.lock() {
                     if c.len() >= CLASSIFIER_CACHE {

@@ -13,7 +13,8 @@ pub struct KnownModel {
     pub name: &'static str,
     /// The hub repository holding its weights.
     pub hub_id: &'static str,
-    /// Published zero-shot ImageNet top-1 (%), for choosing; not measured by this project.
+    /// Published zero-shot ImageNet top-1 (%), for choosing; not measured by this project
+    /// (Chinese-CLIP: with Chinese class names).
     pub imagenet_top1: f32,
 }
 
@@ -65,6 +66,61 @@ pub const MODELS: &[KnownModel] = &[
         hub_id: "timm/resnet50x64_clip.openai",
         imagenet_top1: 73.9,
     },
+    // Large open_clip ViTs (open_clip_model.safetensors + open_clip_config.json: heads,
+    // activation and preprocessing come from the config).
+    KnownModel {
+        name: "ViT-H-14",
+        hub_id: "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+        imagenet_top1: 78.0,
+    },
+    KnownModel {
+        name: "ViT-bigG-14",
+        hub_id: "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
+        imagenet_top1: 80.1,
+    },
+    KnownModel {
+        name: "ViT-H-14-378-DFN",
+        hub_id: "apple/DFN5B-CLIP-ViT-H-14-378",
+        imagenet_top1: 84.4,
+    },
+    // SigLIP 2, fixed resolution (transformers naming; tokenizer.json and
+    // preprocessor_config.json come with the weights). Multilingual: Chinese queries work too.
+    KnownModel {
+        name: "SigLIP2-B-16",
+        hub_id: "google/siglip2-base-patch16-224",
+        imagenet_top1: 78.2,
+    },
+    KnownModel {
+        name: "SigLIP2-L-16-384",
+        hub_id: "google/siglip2-large-patch16-384",
+        imagenet_top1: 83.1,
+    },
+    KnownModel {
+        name: "SigLIP2-So400m-14-384",
+        hub_id: "google/siglip2-so400m-patch14-384",
+        imagenet_top1: 84.1,
+    },
+    // Chinese-CLIP (transformers' ChineseCLIPModel naming); top-1 with Chinese class names.
+    KnownModel {
+        name: "CN-ViT-B-16",
+        hub_id: "OFA-Sys/chinese-clip-vit-base-patch16",
+        imagenet_top1: 48.3,
+    },
+    KnownModel {
+        name: "CN-ViT-L-14",
+        hub_id: "OFA-Sys/chinese-clip-vit-large-patch14",
+        imagenet_top1: 54.7,
+    },
+    KnownModel {
+        name: "CN-ViT-L-14-336",
+        hub_id: "OFA-Sys/chinese-clip-vit-large-patch14-336px",
+        imagenet_top1: 56.7,
+    },
+    KnownModel {
+        name: "CN-ViT-H-14",
+        hub_id: "OFA-Sys/chinese-clip-vit-huge-patch14",
+        imagenet_top1: 59.6,
+    },
 ];
 
 /// The model used when none is named: OpenAI's ViT-B/32 (about 600 MB).
@@ -76,6 +132,10 @@ pub const MODEL_ENV: &str = "CLIP_MODEL";
 
 /// Weight files looked for in a folder or hub repository, in order: open_clip's, then transformers'.
 pub const WEIGHT_FILES: [&str; 2] = ["open_clip_model.safetensors", "model.safetensors"];
+
+/// Files fetched with a hub model's weights when its repository has them: SigLIP's vocabulary
+/// (`tokenizer.json`) and transformers' image-processor settings (`preprocessor_config.json`).
+pub const SIDECAR_FILES: [&str; 2] = ["tokenizer.json", "preprocessor_config.json"];
 
 /// Where a model comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +204,9 @@ mod tests {
             ("ViT-B-32", "timm/vit_base_patch32_clip_224.openai"),
             ("vit-b/32", "timm/vit_base_patch32_clip_224.openai"),
             ("RN50x64", "timm/resnet50x64_clip.openai"),
+            ("siglip2-b-16", "google/siglip2-base-patch16-224"),
+            ("cn-vit-b-16", "OFA-Sys/chinese-clip-vit-base-patch16"),
+            ("vit-h-14", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"),
         ] {
             match resolve(spec).unwrap() {
                 Source::Hub(id) => {

@@ -154,6 +154,35 @@ impl SentencePieceTokenizer {
         })
     }
 
+    /// A SigLIP repository's `tokenizer.json` with the options of its generation, told apart by
+    /// the file's model: a byte-fallback BPE (Gemma's vocabulary: SigLIP 2) gets
+    /// [`SentencePieceOptions::siglip2`], a unigram model (T5-style: SigLIP) gets
+    /// [`SentencePieceOptions::siglip`].
+    pub fn siglip_from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let kind = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.pointer("/model/type")?.as_str().map(str::to_owned));
+        let options = match kind.as_deref() {
+            Some("BPE") => SentencePieceOptions::siglip2(),
+            Some("Unigram") => SentencePieceOptions::siglip(),
+            other => {
+                return Err(Error::Config {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "model.type is {other:?}; a SigLIP tokenizer.json holds a `Unigram` \
+                         (SigLIP) or `BPE` (SigLIP 2) model"
+                    ),
+                });
+            }
+        };
+        Self::from_file(path, options)
+    }
+
     /// Reads the contents of a `tokenizer.json`.
     pub fn from_bytes(json: &[u8], options: SentencePieceOptions) -> Result<Self> {
         if options.context_length < 1 || options.context_length > 65536 {
