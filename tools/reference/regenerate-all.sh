@@ -23,4 +23,5 @@ run tools/reference/cn_clip_parity.py tokenizer
 run tools/reference/cn_clip_parity.py models
 run tools/reference/cn_clip_parity.py eval-data
 run tools/reference/eval_parity.py
+run tools/reference/facade_parity.py
 echo "fixtures regenerated; review with: git status --short"

@@ -81,7 +81,12 @@ mod library;
 mod model;
 pub mod source;
 
-pub use clip_eval::Templates;
+pub use clip_eval::{ScoreFunction, Templates};
+pub use clip_model::{ModelFamily, Truncation};
+/// The image preprocessing settings ([`Clip::preprocessing`]).
+pub mod preprocess {
+    pub use clip_preprocess::{Interpolation, PreprocessConfig, ResizeMode};
+}
 pub use error::{Error, Result};
 pub use feature_store::{ImageId, SearchHit, SyncOptions, SyncReport};
 pub use hub::Hub;
