@@ -35,6 +35,9 @@ pub enum ClassNameSet {
     Openai,
     /// The first word of each devkit synset's `words` (the course report's choice).
     Devkit,
+    /// cn_clip's 1000 Chinese names, for Chinese-CLIP (with `--templates zh`, the way the
+    /// Chinese-CLIP authors evaluate).
+    Zh,
 }
 
 /// Arguments of `cargo xtask eval-imagenet`.
@@ -163,6 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
     let class_names = match args.classnames {
         ClassNameSet::Openai => ClassNames::openai()?,
         ClassNameSet::Devkit => ClassNames::new("devkit", meta.devkit_class_names())?,
+        ClassNameSet::Zh => ClassNames::cn_clip()?,
     };
     if class_names.len() != wnids.len() {
         bail!(
@@ -349,6 +353,7 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
             skipped,
         },
         model_preset: model.preset(),
+        scoring: model.scoring(),
         weights: args.weights.clone(),
         image_size: model.image_size(),
         embed_dim: model.embed_dim(),
@@ -389,6 +394,10 @@ fn ms(d: Duration) -> f64 {
 fn final_lines(s: &Summary) -> Vec<String> {
     let b = &s.base;
     let mut v = vec![
+        format!(
+            "Model family {}, scores {}, preprocessing {}",
+            s.scoring.model_family, s.scoring.score_function, s.scoring.preprocessing
+        ),
         format!(
             "Top-1 correct: {} / {} = {:.2} %",
             b.counts.correct_top1,

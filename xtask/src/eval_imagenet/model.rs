@@ -49,7 +49,24 @@ impl Model {
     }
     /// The matching preset, if any.
     pub fn preset(&self) -> Option<String> {
-        self.clip.model().config().preset_name().map(str::to_owned)
+        let m = self.clip.model();
+        match m.chinese_clip_config() {
+            Some(c) => c.preset_name(),
+            None => m.config().preset_name(),
+        }
+        .map(str::to_owned)
+    }
+    /// Family, score function and preprocessing, for the report.
+    pub fn scoring(&self) -> clip_eval::Scoring {
+        let p = self.clip.preprocessing();
+        clip_eval::Scoring {
+            model_family: self.clip.family().name().to_owned(),
+            score_function: self.clip.score_function(),
+            preprocessing: format!(
+                "{} px, {:?} resize, {:?}, mean {:?}, std {:?}",
+                p.size, p.resize_mode, p.interpolation, p.mean, p.std
+            ),
+        }
     }
     /// The weights file.
     pub fn weights_path(&self) -> &Path {

@@ -18,6 +18,9 @@ pub struct Summary {
     pub base: clip_eval::Summary,
     /// The named preset the architecture matched, if any.
     pub model_preset: Option<String>,
+    /// The model family, its score function (top-k ranks by cosine, which every score function
+    /// orders the same way) and its image preprocessing.
+    pub scoring: clip_eval::Scoring,
     /// The weights as given (`--weights`).
     pub weights: String,
     /// Input image size.
