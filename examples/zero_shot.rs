@@ -30,9 +30,11 @@ struct Args {
     /// The model: a short name (ViT-B-32, RN50x64, ...), a hub id, or a safetensors file.
     #[arg(long, alias = "weights")]
     model: Option<String>,
-    /// Prompt templates: `single` ("a photo of a {}."), `openai80` (OpenAI's 80 ImageNet
-    /// templates, averaged; more accurate, 80x the text encoding) or a file (one per line).
-    #[arg(long, default_value = "single")]
+    /// Prompt templates: `auto` (one template in the model's language: "a photo of a {}.", or
+    /// "{}的照片。" for Chinese-CLIP), `single`, `zh-single`, `openai80` (OpenAI's 80 ImageNet
+    /// templates, averaged; more accurate, 80x the text encoding), `zh80` (cn_clip's 80 Chinese
+    /// ones) or a file (one per line).
+    #[arg(long, default_value = "auto")]
     templates: String,
     /// How many labels to print per picture.
     #[arg(long, default_value_t = 5)]
@@ -60,16 +62,22 @@ fn run() -> anyhow::Result<()> {
         true => clip_examples::demo_photos()?,
         false => args.images,
     };
-    let templates = Templates::from_choice(&args.templates)?;
     let clip = Clip::builder()
         .device(args.device)
         .load_or_default(args.model.as_deref())?;
+    let templates = match args.templates.as_str() {
+        "auto" => clip.single_template(),
+        choice => Templates::from_choice(choice)?,
+    };
     let classifier = clip.classifier(&labels, &templates)?;
     println!(
-        "{} labels x {} templates, model {}",
+        "{} labels x {} templates ({}), model {} ({}); probabilities: {}",
         labels.len(),
         templates.len(),
-        clip.model_id()
+        templates.set,
+        clip.model_id(),
+        clip.family(),
+        clip.score_function()
     );
     let mut failed = 0;
     for path in &images {

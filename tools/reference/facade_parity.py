@@ -22,7 +22,15 @@ Writes `crates/clip/tests/fixtures/families/`:
   `config.json`. Reference: cn_clip 1.6.0's `image_transform(64)` on the same photos,
   `cn_clip.clip.tokenize(labels, context_length=52)`, `CLIP.encode_image` / `encode_text` of the
   model reloaded from the file, L2-normalised; `probs = softmax(logit_scale.exp() * cos)` over the
-  labels, per image (logit scale 1/0.07).
+  labels, per image (logit scale 1/0.07). Zero-shot case, by cn_clip's own
+  `eval/zeroshot_evaluation.py` on the same reloaded model (CPU): `zs_classnames.json` (the first 10
+  Chinese ImageNet class names of `eval/imagenet_zeroshot_templates.py`), `zs_templates.json` (all 80 of
+  its `openai_imagenet_template` lambdas called with "{}"; both checked equal to
+  `crates/clip-eval/data/cn_clip_imagenet_classes_templates.json`), `zs_classifier.npy` (float32
+  [10, D]: `zero_shot_classifier`'s [D, 10] columns, transposed), `zs_logits.npy` (float32 [3, 10]:
+  `100.0 * image_embeds @ classifier`, the fixed scale of its `run`) and `zs_probs.npy` (float32 [3, 10]:
+  `run`'s softmax of those logits over the 10 classes, from the pixels). The zero-shot numbers are
+  printed, not added to `report.json`.
 
 The random values are sharpened (larger attention logits, see `sharpen_siglip` / `sharpen_cn_clip`):
 otherwise tiny random towers give every label nearly the same embedding (cos > 0.999), and a
@@ -43,6 +51,7 @@ import math
 import os
 import shutil
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +86,8 @@ CN_VOCAB = 21128  # cn_clip's vocab.txt (RoBERTa-wwm-ext / BERT Chinese)
 CN_CONTEXT = 52
 CN_VISION = dict(cn_clip_parity.VIT, image_resolution=IMAGE_SIZE)
 CN_LABELS = ["猫", "一杯咖啡", "火箭", "狗", "一只猫的照片", "汽车"]
+CN_ZS_CLASSES = 10  # first Chinese ImageNet class names in the zero-shot case
+CN_EVAL_DATA = ROOT / "crates/clip-eval/data/cn_clip_imagenet_classes_templates.json"
 
 
 def save_npy(path, a):
@@ -290,6 +301,82 @@ def cn_features(model, pixels, ids):
     return img, txt, probs
 
 
+def import_cn_clip_zeroshot():
+    """cn_clip's `eval/zeroshot_evaluation.py` (`zero_shot_classifier`, `run`). It imports the training
+    code, which imports `lmdb` (not installed, see the README; only its LMDB data loaders use it): an
+    empty stand-in module is registered for the import alone and removed again. Its `tqdm` progress bars
+    are replaced by the identity (output only) and its `accuracy` (the top-1 count of `run`, not written)
+    by a copy that also runs under numpy 2."""
+    stub = None
+    try:
+        __import__("lmdb")
+    except ImportError:
+        stub = sys.modules["lmdb"] = types.ModuleType("lmdb")
+    try:
+        from cn_clip.eval import zeroshot_evaluation as zs
+    finally:
+        if stub is not None and sys.modules.get("lmdb") is stub:
+            del sys.modules["lmdb"]
+    zs.tqdm = lambda it: it
+
+    def accuracy(output, target, topk=(1,)):
+        # cn_clip's `accuracy` (used by `run` for its top-1 count only) with `.item()`: its
+        # `float(array of shape [1])` is an error in numpy 2.
+        pred = output.topk(max(topk), 1, True, True)[1].t()
+        correct = pred.eq(target.view(1, -1).expand_as(pred))
+        return [correct[:k].reshape(-1).float().sum().item() for k in topk]
+
+    zs.accuracy = accuracy
+    return zs
+
+
+def cn_zero_shot(d, model, pixels, img):
+    """A zero-shot classifier built by cn_clip's own `zero_shot_classifier` from the first CN_ZS_CLASSES
+    Chinese ImageNet class names and all 80 templates of `eval/imagenet_zeroshot_templates.py`, on the
+    reloaded model, on the CPU (`args.gpu = "cpu"` for its `.to(args.gpu)` calls); the photos' logits and
+    probabilities by its `run` (`100.0 * image_features @ classifier`, then softmax over the classes)."""
+    from cn_clip.eval import imagenet_zeroshot_templates as z
+
+    zs = import_cn_clip_zeroshot()
+    classnames = list(z.imagenet_classnames[:CN_ZS_CLASSES])
+    template_fns = list(z.openai_imagenet_template)
+    templates = [t("{}") for t in template_fns]
+    # The templates are lambdas: "{}" substitution gives exactly what they return, and cn_clip's
+    # `_preprocess_text` (lower-case, curly quotes to '"') leaves these prompts unchanged.
+    for c in classnames:
+        for f, t in zip(template_fns, templates):
+            assert f(c) == t.replace("{}", c) == zs._preprocess_text(f(c)), (c, t)
+    rust = json.loads(CN_EVAL_DATA.read_text())
+    assert rust["classes"][:CN_ZS_CLASSES] == classnames, "class names differ from the Rust eval data"
+    assert rust["templates"] == templates, "templates differ from the Rust eval data"
+
+    args = types.SimpleNamespace(context_length=CN_CONTEXT, gpu="cpu")
+    classifier = zs.zero_shot_classifier(model, classnames, template_fns, args)  # [embed_dim, classes]
+    assert tuple(classifier.shape) == (img.shape[1], CN_ZS_CLASSES), classifier.shape
+    with torch.no_grad():
+        logits = 100.0 * img @ classifier
+    _, probs = zs.run(model, classifier, [(pixels.clone(), torch.zeros(len(pixels), dtype=torch.long))], args)
+    probs_vs_softmax = max_abs(probs, logits.softmax(dim=-1))
+    assert probs_vs_softmax < 1e-6, probs_vs_softmax
+
+    (d / "zs_classnames.json").write_text(json.dumps(classnames, ensure_ascii=False, indent=1) + "\n")
+    (d / "zs_templates.json").write_text(json.dumps(templates, ensure_ascii=False, indent=1) + "\n")
+    save_npy(d / "zs_classifier.npy", classifier.T.numpy().astype("<f4"))
+    save_npy(d / "zs_logits.npy", logits.numpy().astype("<f4"))
+    save_npy(d / "zs_probs.npy", probs.numpy().astype("<f4"))
+    return {
+        "classifier": "cn_clip.eval.zeroshot_evaluation.zero_shot_classifier, stored transposed",
+        "logit_scale": 100.0,
+        "templates_equal_rust_eval_data": True,
+        "classnames_equal_rust_eval_data_first": CN_ZS_CLASSES,
+        "run_probs_vs_softmax_of_logits_max_abs": probs_vs_softmax,
+        "shapes": {"zs_classifier": list(classifier.T.shape), "zs_logits": list(logits.shape),
+                   "zs_probs": list(probs.shape)},
+        "argmax_per_photo": [int(i) for i in logits.argmax(dim=-1)],
+        "max_cos_between_classes": off_diagonal_max(classifier.T),
+    }
+
+
 def cn_clip(d, images):
     from cn_clip.clip import tokenize
     from cn_clip.clip.model import CLIP
@@ -330,6 +417,9 @@ def cn_clip(d, images):
     save_npy(d / "image_embeds.npy", img.numpy().astype("<f4"))
     save_npy(d / "text_embeds.npy", txt.numpy().astype("<f4"))
     save_npy(d / "probs.npy", probs.numpy().astype("<f4"))
+    # Reported on stdout only: report.json keeps what it held before the zero-shot files were added.
+    zero_shot = cn_zero_shot(d, ref, pixels, img)
+    print(json.dumps({"cn_clip_zero_shot": zero_shot}, ensure_ascii=False, indent=1))
     return {
         "model": "cn_clip CLIP (ViT, BERT text tower)",
         "image_size": IMAGE_SIZE,

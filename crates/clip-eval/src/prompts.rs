@@ -134,6 +134,15 @@ impl Templates {
         }
     }
 
+    /// cn_clip's first Chinese template alone, `{}的照片。` ("a photo of {}"; set `zh-single`):
+    /// the one-template choice for Chinese-CLIP.
+    pub fn zh_single() -> Self {
+        Templates {
+            set: "zh-single".into(),
+            templates: vec!["{}的照片。".into()],
+        }
+    }
+
     /// Reads templates from a file: a JSON array of strings, a JSON object with a `templates`
     /// array, or plain text with one template per non-empty line. The set is named by the path.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
@@ -170,12 +179,13 @@ impl Templates {
     }
 
     /// Parses a command-line choice: `openai80`, `zh80` (or `zh`: cn_clip's Chinese templates),
-    /// `single`, or a file path.
+    /// `single`, `zh-single`, or a file path.
     pub fn from_choice(choice: &str) -> Result<Self> {
         match choice {
             "openai80" => Self::openai80(),
             "zh80" | "zh" => Self::cn_clip80(),
             "single" => Ok(Self::single()),
+            "zh-single" => Ok(Self::zh_single()),
             path => Self::from_file(path),
         }
     }

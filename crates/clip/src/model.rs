@@ -718,15 +718,24 @@ impl Clip {
         Ok(rows)
     }
 
-    /// Zero-shot classification of one image among `labels` with the single template
-    /// `a photo of a {}.`: every label with its probability ([`Clip::score_function`]), most
+    /// The one-template prompt of the model's language: `{}的照片。` for
+    /// Chinese-CLIP ([`Templates::zh_single`]), `a photo of a {}.` otherwise.
+    pub fn single_template(&self) -> Templates {
+        match self.family() {
+            ModelFamily::ChineseClip => Templates::zh_single(),
+            _ => Templates::single(),
+        }
+    }
+
+    /// Zero-shot classification of one image among `labels` with the single template of
+    /// [`Clip::single_template`]: every label with its probability ([`Clip::score_function`]), most
     /// probable first.
     pub fn classify<'a, S: AsRef<str>>(
         &self,
         image: impl Into<ImageInput<'a>>,
         labels: &[S],
     ) -> Result<Vec<Prediction>> {
-        self.classifier(labels, &Templates::single())?
+        self.classifier(labels, &self.single_template())?
             .classify(image)
     }
 

@@ -176,3 +176,42 @@ fn siglip_without_its_tokenizer_is_a_named_error() {
     let msg = err.to_string();
     assert!(msg.contains("tokenizer.json"), "{msg}");
 }
+
+/// cn_clip's own zero-shot classifier code (`zeroshot_evaluation.zero_shot_classifier`: each
+/// template tokenized, encoded, normalised, averaged, normalised) on the first 10 Chinese
+/// ImageNet names × its 80 Chinese templates, against the facade's classifier built from this
+/// project's embedded copies of those names and templates (`ClassNames::cn_clip`,
+/// `Templates::cn_clip80`). Tolerance 1e-4 per element, as the OpenAI classifier parity of
+/// `tests/facade.rs`; the image scores against cn_clip's evaluation logits (fixed scale 100),
+/// 1e-3 on the logit = 1e-5 on the cosine.
+#[test]
+fn chinese_clip_classifier_equals_cn_clips_zero_shot_classifier() {
+    let dir = case("cn_clip");
+    let clip = Clip::load(dir.to_str().unwrap()).unwrap();
+    let names = clip_eval::ClassNames::cn_clip().unwrap().names[..10].to_vec();
+    let want_names: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("zs_classnames.json")).unwrap())
+            .unwrap();
+    assert_eq!(names, want_names);
+    let templates = Templates::cn_clip80().unwrap();
+    let classifier = clip.classifier(&names, &templates).unwrap();
+    let got = classifier.zero_shot().classifier().weights();
+    let (shape, want) = npy(&dir.join("zs_classifier.npy"));
+    assert_eq!(shape, [10, clip.dim()]);
+    assert_rows("cn_clip zero-shot classifier", got, &want, shape[1]);
+
+    let (_, images) = npy(&dir.join("image_embeds.npy"));
+    let scores = classifier
+        .zero_shot()
+        .classifier()
+        .cosine_scores(&images)
+        .unwrap();
+    let (_, logits) = npy(&dir.join("zs_logits.npy"));
+    let max = scores
+        .iter()
+        .zip(&logits)
+        .map(|(s, l)| (100.0 * s - l).abs())
+        .fold(0f32, f32::max);
+    println!("cn_clip evaluation logits (x100): max |diff| {max:.2e}");
+    assert!(max <= 1e-3, "logits: max |diff| {max}");
+}
