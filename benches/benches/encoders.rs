@@ -8,6 +8,16 @@
 //!   way) vs. each row run only to its own end-of-text token (`to_eot`, the default), batch 1 and 256
 //!   (throughput = prompts/s). The full-length batch of 256 runs only with `CLIP_BENCH_HEAVY=1`.
 //!
+//! - `text_cn/<length>/batch<N>`: the RoBERTa-wwm-ext-base text tower of Chinese-CLIP ViT-B/16 on
+//!   cn_clip's Chinese ImageNet prompts (1000 names × 80 templates, spread over the classes), context
+//!   52: each row over its own tokens (`packed`, the default) vs. all 52 positions with the padding
+//!   masked (`padded52`, cn_clip's way), batch 1 and 256.
+//!
+//! - `siglip2/<tower>/batch<N>`: SigLIP 2 B/16 @224 (`google/siglip2-base-patch16-224`'s
+//!   architecture: 768 wide, 12 layers, 12 heads, MLP 3072, MAP head; text 64 tokens, bidirectional)
+//!   image batch 1 and 32, text batch 1 and 256. The token embedding has 32,000 rows instead of
+//!   Gemma's 256,000 (a lookup costs the same; 0.7 GB less memory).
+//!
 //! For profilers (perf, callgrind), `CLIP_BENCH_LOOP=<preset>:<batch>:<iterations>` (e.g.
 //! `ViT-B/32:32:3`, or `text:256:3` / `text77:256:3` for the text tower) runs exactly that many
 //! encodes, prints the CPU and wall seconds of each, and exits before criterion starts.
@@ -22,7 +32,10 @@ use std::time::Duration;
 
 use clip_eval::{ClassNames, Templates};
 use clip_model::candle_core::{DType, Device, Tensor};
-use clip_model::{ClipConfig, ClipModel, TextLength, Tokenizer, Truncation, VisionConfig};
+use clip_model::{
+    Activation, ChineseClipConfig, ClipConfig, ClipModel, SiglipVisionConfig, TextConfig,
+    TextLength, Tokenizer, Truncation, VisionConfig,
+};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
 fn heavy() -> bool {
@@ -220,6 +233,129 @@ fn text(c: &mut Criterion) {
     group.finish();
 }
 
+/// Chinese-CLIP ViT-B/16 (RoBERTa-wwm-ext-base text tower) with random weights.
+fn random_cn_model() -> ClipModel {
+    let config = ChineseClipConfig::preset("CN-CLIP ViT-B/16").expect("preset");
+    let device = Device::Cpu;
+    let mut tensors = HashMap::new();
+    for (name, shape) in config.tensor_shapes() {
+        let t = if name.ends_with("LayerNorm.weight") || name.ends_with("ln_1.weight") {
+            Tensor::ones(shape, DType::F32, &device)
+        } else {
+            Tensor::randn(0f32, 0.02, shape, &device)
+        };
+        tensors.insert(name, t.expect("random tensor"));
+    }
+    ClipModel::chinese_clip_from_tensors(tensors, &config, DType::F32, &device)
+        .expect("model from tensors")
+}
+
+/// `n` Chinese ImageNet prompts (cn_clip's names and templates) as token ids `[n, 52]`.
+fn cn_prompt_ids(n: usize) -> Tensor {
+    let names = ClassNames::cn_clip().expect("class names");
+    let templates = Templates::cn_clip80().expect("templates");
+    let texts: Vec<String> = (0..n)
+        .map(|i| {
+            let class = (i * 997 + 13) % names.len();
+            let t = (i * 31 + 7) % templates.len();
+            templates.templates[t].replace("{}", &names.names[class])
+        })
+        .collect();
+    let batch = Tokenizer::cn_clip()
+        .expect("tokenizer")
+        .encode_batch(&texts, 52, Truncation::Error)
+        .expect("tokenize");
+    Tensor::from_vec(batch.into_ids(), (n, 52), &Device::Cpu).expect("ids")
+}
+
+fn text_cn(c: &mut Criterion) {
+    let model = random_cn_model();
+    let mut group = c.benchmark_group("text_cn");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for batch in [1usize, 256] {
+        let ids = cn_prompt_ids(batch);
+        group.throughput(Throughput::Elements(batch as u64));
+        for (label, length) in [
+            ("packed", TextLength::UpToLongestEot),
+            ("padded52", TextLength::Full),
+        ] {
+            let id = BenchmarkId::new(label, format!("batch{batch}"));
+            group.bench_function(id, |b| {
+                b.iter(|| black_box(model.encode_text_with(&ids, length).expect("encode")))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// SigLIP 2 B/16 @224 with random weights (see the module docs for the vocabulary).
+fn random_siglip2_b16() -> ClipModel {
+    let config = ClipConfig {
+        embed_dim: 768,
+        vision: VisionConfig::Siglip(SiglipVisionConfig {
+            image_size: 224,
+            patch_size: 16,
+            width: 768,
+            layers: 12,
+            heads: 12,
+            mlp_width: 3072,
+            activation: Activation::GeluTanh,
+        }),
+        text: TextConfig {
+            context_length: 64,
+            vocab_size: 32_000,
+            width: 768,
+            layers: 12,
+            heads: 12,
+            mlp_width: 3072,
+        },
+        activation: Activation::GeluTanh,
+    };
+    let device = Device::Cpu;
+    let mut tensors = HashMap::new();
+    for (name, shape) in config.tensor_shapes() {
+        let t = if name.ends_with("weight") && shape.len() == 1 {
+            Tensor::ones(shape, DType::F32, &device)
+        } else {
+            Tensor::randn(0f32, 0.02, shape, &device)
+        };
+        tensors.insert(name, t.expect("random tensor"));
+    }
+    ClipModel::from_tensors(tensors, &config, DType::F32, &device).expect("model from tensors")
+}
+
+fn siglip2(c: &mut Criterion) {
+    let model = random_siglip2_b16();
+    let mut group = c.benchmark_group("siglip2");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for batch in [1usize, 32] {
+        let x = pixels(&model, batch);
+        group.throughput(Throughput::Elements(batch as u64));
+        let id = BenchmarkId::new("B-16@224/image", format!("batch{batch}"));
+        group.bench_function(id, |b| {
+            b.iter(|| black_box(model.encode_image(&x).expect("encode")))
+        });
+    }
+    for batch in [1usize, 256] {
+        let ids: Vec<u32> = (0..batch * 64)
+            .map(|i| (i as u32 * 7919) % 32_000)
+            .collect();
+        let ids = Tensor::from_vec(ids, (batch, 64), &Device::Cpu).expect("ids");
+        group.throughput(Throughput::Elements(batch as u64));
+        let id = BenchmarkId::new("B-16@224/text64", format!("batch{batch}"));
+        group.bench_function(id, |b| {
+            b.iter(|| black_box(model.encode_text(&ids).expect("encode")))
+        });
+    }
+    group.finish();
+}
+
 /// CPU seconds (user + system) of this process so far.
 fn cpu_seconds() -> f64 {
     // /proc/self/stat fields 14 and 15: utime, stime in clock ticks (100 per second on Linux).
@@ -247,6 +383,20 @@ fn fixed_loop(spec: &str) {
     let batch: usize = batch.parse().expect("batch");
     let iters: usize = iters.parse().expect("iterations");
     let (model, run): (ClipModel, Encode) = match what {
+        "text_cn" | "text_cn52" => {
+            let ids = cn_prompt_ids(batch);
+            let length = if what == "text_cn" {
+                TextLength::UpToLongestEot
+            } else {
+                TextLength::Full
+            };
+            (
+                random_cn_model(),
+                Box::new(move |m: &ClipModel| {
+                    drop(m.encode_text_with(&ids, length).expect("encode"))
+                }),
+            )
+        }
         "text" | "text77" => {
             let ids = prompt_ids(batch);
             let length = if what == "text" {
@@ -290,4 +440,4 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
 }
 
-criterion_group!(benches, image, text);
+criterion_group!(benches, image, text, text_cn, siglip2);
