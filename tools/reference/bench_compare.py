@@ -10,6 +10,12 @@
 loads, so both sides run the same weights), and exports the ViT-B/32 image tower (dynamic batch) and
 text tower (dynamic batch, 77 tokens) to ONNX with `torch.onnx.export`.
 
+With `--families`, `prepare` also writes a random SigLIP 2 B/16 @224 (`siglip2-b-16/`: transformers
+`SiglipModel`, `model.safetensors` + `config.json`; token embedding of 32,000 rows instead of Gemma's
+256,000, which costs a lookup either way) and a random Chinese-CLIP ViT-B/16 (`cn-vit-b-16/`: cn_clip's
+`CLIP` with its ViT-B-16 + RoBERTa-wwm-ext-base configs, cn_clip naming, `config.json` the merged
+cn_clip model config).
+
 `serve` loads everything once and answers commands so the caller can interleave its own runs with
 ours. Each command names an engine (`torch`, `ort`, `faiss`), a workload and a shape, and gets the
 seconds of each repetition back (after one untimed warm-up run). Threads: torch.set_num_threads,
@@ -29,7 +35,65 @@ sys.path.insert(0, os.path.dirname(__file__))
 MODELS = {"vit-b-32": "ViT-B-32-quickgelu", "rn50x64": "RN50x64-quickgelu"}
 
 
+def prepare_families(out_dir, regenerate):
+    from safetensors.torch import save_file
+
+    out = os.path.join(out_dir, "siglip2-b-16")
+    if regenerate or not os.path.exists(os.path.join(out, "model.safetensors")):
+        from transformers import SiglipConfig, SiglipModel
+
+        torch.manual_seed(1234)
+        cfg = SiglipConfig(
+            text_config=dict(vocab_size=32000, hidden_size=768, intermediate_size=3072,
+                             num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=64,
+                             hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, projection_size=768),
+            vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                               num_attention_heads=12, image_size=224, patch_size=16,
+                               hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6),
+        )
+        model = SiglipModel(cfg).eval()
+        os.makedirs(out, exist_ok=True)
+        model.save_pretrained(out, safe_serialization=True)
+        print(f"saved {out}", file=sys.stderr)
+
+    out = os.path.join(out_dir, "cn-vit-b-16")
+    path = os.path.join(out, "model.safetensors")
+    if regenerate or not os.path.exists(path):
+        from cn_clip.clip.model import CLIP
+
+        cfg = cn_clip_config()
+        torch.manual_seed(1234)
+        model = CLIP(**cfg).eval()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "LayerNorm.weight" in name or name.endswith(("ln_1.weight", "ln_2.weight")):
+                    p.copy_(1 + 0.1 * torch.randn_like(p))
+                elif name != "logit_scale":
+                    p.copy_(0.02 * torch.randn_like(p))
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()
+                 if not k.startswith("bert.pooler") and not k.endswith("num_batches_tracked")}
+        os.makedirs(out, exist_ok=True)
+        save_file(state, path + ".tmp")
+        os.replace(path + ".tmp", path)
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        print(f"saved {out}", file=sys.stderr)
+
+
+def cn_clip_config():
+    import cn_clip
+
+    base = os.path.join(os.path.dirname(cn_clip.__file__), "clip", "model_configs")
+    cfg = {}
+    for name in ("ViT-B-16.json", "RoBERTa-wwm-ext-base-chinese.json"):
+        with open(os.path.join(base, name)) as f:
+            cfg.update(json.load(f))
+    return cfg
+
+
 def prepare(args):
+    if args.families:
+        prepare_families(args.out, args.regenerate)
     import open_clip
     from safetensors.torch import save_file
     from model_parity import open_clip_state, randomize
@@ -133,6 +197,25 @@ class Server:
             pass
         ids_path = os.path.join(args.dir, "prompt_ids.npy")
         self.prompt_ids = np.load(ids_path).astype(np.int64) if os.path.exists(ids_path) else None
+        self.family_ids = {}
+        for key, name in (("siglip", "siglip_ids.npy"), ("cn", "cn_prompt_ids.npy")):
+            path = os.path.join(args.dir, name)
+            if os.path.exists(path):
+                self.family_ids[key] = torch.from_numpy(np.load(path).astype(np.int64))
+        siglip = os.path.join(args.dir, "siglip2-b-16")
+        if os.path.exists(os.path.join(siglip, "model.safetensors")):
+            import transformers
+            from transformers import SiglipModel
+
+            self.versions["transformers"] = transformers.__version__
+            self.models["siglip2-b-16"] = SiglipModel.from_pretrained(siglip).float().eval()
+        cn = os.path.join(args.dir, "cn-vit-b-16", "model.safetensors")
+        if os.path.exists(cn):
+            from cn_clip.clip.model import CLIP
+
+            model = CLIP(**cn_clip_config()).eval()
+            model.load_state_dict(load_file(cn), strict=False)
+            self.models["cn-vit-b-16"] = model
 
     def pixels(self, batch, size):
         return torch.randn((batch, 3, size, size), generator=torch.Generator().manual_seed(batch))
@@ -154,6 +237,16 @@ class Server:
                 fn = lambda: sess.run(None, feed)
             else:
                 raise ValueError(engine)
+        elif work == "siglip_image":
+            x, model = self.pixels(batch, 224), self.models["siglip2-b-16"]
+            fn = lambda: model.get_image_features(pixel_values=x)
+        elif work == "siglip_text":
+            ids, model = self.family_ids["siglip"][:batch], self.models["siglip2-b-16"]
+            fn = lambda: model.get_text_features(input_ids=ids)
+        elif work == "cn_text":
+            # cn_clip's encode_text masks [PAD] (id 0) itself.
+            ids, model = self.family_ids["cn"][:batch], self.models["cn-vit-b-16"]
+            fn = lambda: model.encode_text(ids)
         elif work == "text":
             ids = torch.from_numpy(self.prompt_ids[:batch].copy())
             if engine == "torch":
@@ -222,6 +315,7 @@ def main():
     a.add_argument("--out", required=True)
     a.add_argument("--rn50x64", action="store_true")
     a.add_argument("--regenerate", action="store_true")
+    a.add_argument("--families", action="store_true")
     b = sub.add_parser("serve")
     b.add_argument("--dir", required=True)
     b.add_argument("--threads", type=int, default=2)

@@ -23,6 +23,10 @@ Subcommands (run from the repository root with the reference venv's python):
               weights, 2 threads unless RAYON_NUM_THREADS says otherwise) on the Chinese ImageNet prompts the
               `text_cn` bench of benches/benches/encoders.rs uses; compare with
               `CLIP_BENCH_LOOP=text_cn:BATCH:ROUNDS cargo bench -p clip-benches --bench encoders`.
+  full --model cn-vit-b-16|cn-vit-l-14|cn-vit-h-14 --out DIR
+              a random full-size model (cn_clip naming + its model config), random pixels, 8 Chinese
+              ImageNet prompts, cn_clip's embeddings and forward times (timing.json), for
+              `cargo xtask parity --model cn-vit-b-16` (not committed).
   convert IN.pt OUT.safetensors
               a cn_clip training checkpoint (`{"state_dict": ...}`, `module.` prefix) to safetensors in
               cn_clip naming, without `bert.pooler.*` (weights stay as they are; never commit them).
@@ -467,6 +471,55 @@ def cmd_time_text(batch=256, rounds=5):
                   f"{torch.get_num_threads()} threads, torch {torch.__version__}")
 
 
+def cmd_full(name, out):
+    """A random full-size Chinese-CLIP (cn_clip's CLIP with its published configs), its outputs on
+    random pixels and Chinese ImageNet prompts, and its forward times, for `cargo xtask parity`."""
+    import os
+    from cn_clip.clip import tokenize
+    from cn_clip.clip.model import CLIP
+    from safetensors.torch import save_file
+    configs = {"cn-vit-b-16": ("ViT-B-16", "RoBERTa-wwm-ext-base-chinese"),
+               "cn-vit-l-14": ("ViT-L-14", "RoBERTa-wwm-ext-base-chinese"),
+               "cn-vit-h-14": ("ViT-H-14", "RoBERTa-wwm-ext-large-chinese")}
+    if name not in configs:
+        sys.exit(f"unknown model {name}: {sorted(configs)}")
+    base = Path(__import__("cn_clip").__file__).parent / "clip/model_configs"
+    cfg = {}
+    for part in configs[name]:
+        cfg.update(json.loads((base / f"{part}.json").read_text()))
+    torch.manual_seed(7)
+    model = CLIP(**cfg).eval()
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if "LayerNorm.weight" in pname or pname.endswith(("ln_1.weight", "ln_2.weight")) \
+                    or "ln_pre.weight" in pname or "ln_post.weight" in pname:
+                p.copy_(1 + 0.1 * torch.randn_like(p))
+            elif pname == "logit_scale":
+                p.fill_(np.log(1 / 0.07))
+            else:
+                p.copy_(0.02 * torch.randn_like(p))
+    classes, templates = templates_and_classes()
+    texts = [templates[(i * 31 + 7) % 80].replace("{}", classes[(i * 997 + 13) % 1000]) for i in range(8)]
+    ids = tokenize(texts, context_length=52)
+    size = cfg["image_resolution"]
+    pixels = torch.randn((2, 3, size, size), generator=torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        image = model.encode_image(pixels).float()
+        text = model.encode_text(ids).float()
+    os.makedirs(out, exist_ok=True)
+    state = cn_state_dict(model)
+    save_file(state, os.path.join(out, "model.safetensors"))
+    (Path(out) / "config.json").write_text(json.dumps(cfg))
+    np.save(os.path.join(out, "pixels.npy"), pixels.numpy().astype(np.float32))
+    np.save(os.path.join(out, "token_ids.npy"), ids.numpy().astype(np.int64))
+    np.save(os.path.join(out, "image_embeds.npy"), image.numpy())
+    np.save(os.path.join(out, "text_embeds.npy"), text.numpy())
+    sys.path.insert(0, str(Path(__file__).parent))
+    from timing import write_tower_timing
+    write_tower_timing(out, lambda: model.encode_image(pixels), lambda: model.encode_text(ids))
+    print(f"wrote {out}: {name} image {tuple(image.shape)}, text {tuple(text.shape)}")
+
+
 def cmd_convert(src, dst):
     from safetensors.torch import save_file
     # A checkpoint is a pickle: only convert files from a source you trust.
@@ -488,6 +541,8 @@ if __name__ == "__main__":
         cmd_eval_data()
     elif cmd == "time-text":
         cmd_time_text(*(int(a) for a in sys.argv[2:4]))
+    elif cmd == "full" and len(sys.argv) == 6 and sys.argv[2] == "--model" and sys.argv[4] == "--out":
+        cmd_full(sys.argv[3], sys.argv[5])
     elif cmd == "convert" and len(sys.argv) == 4:
         cmd_convert(sys.argv[2], sys.argv[3])
     else:

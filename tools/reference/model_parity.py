@@ -339,6 +339,8 @@ def full(name, out, images=(), texts=()):
     save_npy(os.path.join(out, "token_ids.npy"), ids.numpy().astype(np.int64))
     save_npy(os.path.join(out, "image_embeds.npy"), image.numpy())
     save_npy(os.path.join(out, "text_embeds.npy"), text.numpy())
+    from timing import write_tower_timing
+    write_tower_timing(out, lambda: model.encode_image(pixels), lambda: model.encode_text(ids))
     if images or texts:
         with open(os.path.join(out, "end_to_end.json"), "w") as f:
             json.dump(end_to_end(model, FULL[name], list(images), list(texts)), f)

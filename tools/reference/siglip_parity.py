@@ -299,6 +299,9 @@ def full(name, out):
     save_npy(os.path.join(out, "image_embeds.npy"), img.numpy())
     save_npy(os.path.join(out, "text_embeds.npy"), txt.numpy())
     save_npy(os.path.join(out, "probs.npy"), probs.numpy())
+    from timing import write_tower_timing
+    write_tower_timing(out, lambda: model.get_image_features(pixel_values=pixels),
+                       lambda: model.get_text_features(input_ids=ids))
     print(f"wrote {out}: {name} image {tuple(img.shape)}, text {tuple(txt.shape)}")
 
 

@@ -8,6 +8,12 @@
 //! changes on the machine hit all engines alike. Same shapes, same thread count (`--threads`,
 //! default 2: `RAYON_NUM_THREADS` here, `torch.set_num_threads`, ORT intra-op threads, FAISS OpenMP
 //! threads). Medians over rounds are compared; the last line is a one-line summary of all ratios.
+//!
+//! Unless `--skip-families`, the other families are timed against their own references too:
+//! SigLIP 2 B/16 @224 (image batch 32 and text at 64 tokens, against transformers' `SiglipModel`)
+//! and the RoBERTa-wwm-ext-base text tower of Chinese-CLIP ViT-B/16 on cn_clip's Chinese ImageNet
+//! prompts (ours packed per row vs cn_clip's `encode_text` with its padding mask), random
+//! full-size weights written by `bench_compare.py prepare --families`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -36,6 +42,9 @@ pub struct Args {
     /// Leave out RN50x64 @448 (its random model takes ~2.5 GB per side and minutes to build).
     #[arg(long)]
     pub skip_rn50x64: bool,
+    /// Leave out SigLIP 2 B/16 and the Chinese-CLIP text tower.
+    #[arg(long)]
+    pub skip_families: bool,
     /// Rows of the search matrix (512-d).
     #[arg(long, default_value_t = 1_000_000)]
     pub search_rows: usize,
@@ -173,8 +182,15 @@ fn time_ours<T>(reps: usize, mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow
 
 /// Real ImageNet prompts (OpenAI names × 80 templates), spread over classes and templates.
 fn prompts(n: usize) -> anyhow::Result<Vec<String>> {
-    let names = ClassNames::openai()?;
-    let templates = Templates::openai80()?;
+    spread_prompts(n, &ClassNames::openai()?, &Templates::openai80()?)
+}
+
+/// `n` prompts spread over the classes and templates of a set.
+fn spread_prompts(
+    n: usize,
+    names: &ClassNames,
+    templates: &Templates,
+) -> anyhow::Result<Vec<String>> {
     Ok((0..n)
         .map(|i| {
             let class = (i * 997 + 13) % names.len();
@@ -241,6 +257,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.regenerate {
         prep.arg("--regenerate");
     }
+    if !args.skip_families {
+        prep.arg("--families");
+    }
     let status = prep.status().context("running bench_compare.py prepare")?;
     if !status.success() {
         bail!("bench_compare.py prepare failed ({status})");
@@ -295,6 +314,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let queries = random_unit_rows(args.queries + 1, 512, 11);
 
+    // The other families: their token ids written for the Python side, their models loaded.
+    let families = if args.skip_families {
+        None
+    } else {
+        let tb = args.text_batch;
+        let cn_texts = spread_prompts(tb, &ClassNames::cn_clip()?, &Templates::cn_clip80()?)?;
+        let cn_ids = Tokenizer::cn_clip()?
+            .encode_batch(&cn_texts, 52, Truncation::Error)?
+            .into_ids();
+        dev_support::Npy::i64(vec![tb, 52], cn_ids.iter().map(|&i| i64::from(i)).collect())
+            .write(dir.join("cn_prompt_ids.npy"))?;
+        // SigLIP runs all 64 positions whatever the ids; any ids inside the vocabulary do.
+        let sig_ids: Vec<u32> = (0..tb * 64).map(|i| (i as u32 * 7919) % 32_000).collect();
+        dev_support::Npy::i64(
+            vec![tb, 64],
+            sig_ids.iter().map(|&i| i64::from(i)).collect(),
+        )
+        .write(dir.join("siglip_ids.npy"))?;
+        Some((
+            ClipModel::load(dir.join("siglip2-b-16/model.safetensors"))?,
+            Tensor::from_vec(sig_ids, (tb, 64), &Device::Cpu)?,
+            ClipModel::load(dir.join("cn-vit-b-16/model.safetensors"))?,
+            Tensor::from_vec(cn_ids, (tb, 52), &Device::Cpu)?,
+        ))
+    };
+
     let mut reference = Reference::start(&python, &script, &dir, args.threads)?;
     let px32 = Tensor::randn(0f32, 1.0, (32, 3, 224, 224), &Device::Cpu)?;
     let px1 = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &Device::Cpu)?;
@@ -307,6 +352,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut w_rn = Workload::new("RN50x64 @448 image batch 1", 1, "img/s");
     let mut w_search = Workload::new("top-10 search f32", 1, "queries/s");
     let mut w_search16 = Workload::new("top-10 search f16 store", 1, "queries/s");
+    let mut w_sig_img = Workload::new("SigLIP2 B/16 image batch 32", 32, "img/s");
+    let mut w_sig_text = Workload::new("SigLIP2 B/16 text 64 tokens", args.text_batch, "prompts/s");
+    let mut w_cn_text = Workload::new("CN-CLIP RoBERTa text 52", args.text_batch, "prompts/s");
     let tb = args.text_batch;
     let started = Instant::now();
     for round in 0..args.rounds {
@@ -391,6 +439,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 )],
             )?;
         }
+        if let Some((sig, sig_ids, cn, cn_ids)) = &families {
+            step(
+                &mut w_sig_img,
+                &mut || time_ours(1, || Ok(sig.encode_image(&px32)?)),
+                &[(
+                    "torch",
+                    json!({"engine":"torch","workload":"siglip_image","batch":32,"reps":1}),
+                )],
+            )?;
+            step(
+                &mut w_sig_text,
+                &mut || time_ours(1, || Ok(sig.encode_text(sig_ids)?)),
+                &[(
+                    "torch",
+                    json!({"engine":"torch","workload":"siglip_text","batch":tb,"reps":1}),
+                )],
+            )?;
+            step(
+                &mut w_cn_text,
+                &mut || time_ours(1, || Ok(cn.encode_text(cn_ids)?)),
+                &[(
+                    "torch",
+                    json!({"engine":"torch","workload":"cn_text","batch":tb,"reps":1}),
+                )],
+            )?;
+        }
         let nq = args.queries;
         step(
             &mut w_search,
@@ -436,6 +510,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &w_rn,
         &w_search,
         &w_search16,
+        &w_sig_img,
+        &w_sig_text,
+        &w_cn_text,
     ] {
         let Some(ours) = w.rate("ours") else { continue };
         let fmt = |e: &str| {
@@ -549,6 +626,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let (Some(o), Some(f)) = (w_search16.rate("ours"), w_search.rate("faiss")) {
         let ms = w_search16.median("ours").unwrap_or(f64::NAN) * 1000.0;
         parts.push(format!("search-f16 {:.2}x faiss {ms:.1}ms/q", o / f));
+    }
+    for (w, key) in [
+        (&w_sig_img, "siglip2-b16-img32"),
+        (&w_sig_text, "siglip2-text64"),
+        (&w_cn_text, "cn-text52"),
+    ] {
+        if let (Some(o), Some(t)) = (w.rate("ours"), w.rate("torch")) {
+            parts.push(format!("{key} {:.2}x torch", o / t));
+        }
     }
     if let Some(e) = &eval {
         parts.push(format!("eval e2e/model {:.2}", e.end_to_end / e.model));

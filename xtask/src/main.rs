@@ -9,6 +9,7 @@ mod embed;
 mod eval_imagenet;
 mod meta_to_json;
 mod parity;
+mod parity_family;
 mod parity_resnet;
 mod preprocess;
 mod reference;

@@ -24,7 +24,8 @@ use dev_support::Npy;
 #[derive(clap::Args)]
 pub struct Args {
     /// Preset: vit-b-32, vit-b-16, vit-l-14; ModifiedResNet: rn50, rn101, rn50x4, rn50x16, rn50x64
-    /// (image tower only, see `parity_resnet`).
+    /// (image tower only, see `parity_resnet`); other families: vit-h-14, siglip2-b-16,
+    /// cn-vit-b-16 (see `parity_family`).
     #[arg(long, default_value = "vit-b-32")]
     pub model: String,
     /// Rebuild the random model and references even when cached.
@@ -41,6 +42,9 @@ const MIN_COSINE: f64 = 0.99999;
 const MAX_ABS: f64 = 1e-4;
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if crate::parity_family::handles(&args.model) {
+        return crate::parity_family::run(&args.model, args.regenerate, args.python);
+    }
     if crate::parity_resnet::handles(&args.model) {
         let opts =
             crate::parity_resnet::Options::for_model(&args.model, args.regenerate, args.python);
@@ -51,7 +55,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "vit-b-16" => "ViT-B/16",
         "vit-l-14" => "ViT-L/14",
         other => bail!(
-            "unknown model `{other}` (vit-b-32, vit-b-16, vit-l-14, rn50, rn101, rn50x4, rn50x16, rn50x64)"
+            "unknown model `{other}` (vit-b-32, vit-b-16, vit-l-14, rn50, rn101, rn50x4, rn50x16, rn50x64, \
+             vit-h-14, siglip2-b-16, cn-vit-b-16)"
         ),
     };
     let root = dev_support::workspace_root();
