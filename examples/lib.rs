@@ -54,6 +54,18 @@ pub trait Embedder: Send + Sync + 'static {
     fn embed_text(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
         first(self.embed_texts(&[text])?)
     }
+
+    /// The zero-shot prompt for a label, in the model's language (default `a photo of a {}.`).
+    fn prompt(&self, label: &str) -> String {
+        labels::prompt(label)
+    }
+
+    /// How cosines become probabilities (default: softmax over labels of `logit_scale · cos`).
+    fn score_function(&self) -> clip_eval::ScoreFunction {
+        clip_eval::ScoreFunction::Softmax {
+            scale: self.logit_scale(),
+        }
+    }
 }
 
 fn first(v: Vec<Vec<f32>>) -> Result<Vec<f32>, EmbedError> {
@@ -91,13 +103,13 @@ pub fn zero_shot(
     labels: &[String],
     class_vecs: &[Vec<f32>],
     image: &[f32],
-    scale: f32,
+    score: clip_eval::ScoreFunction,
 ) -> Result<Vec<(String, f32)>, clip_eval::Error> {
     let dim = image.len();
     let flat: Vec<f32> = class_vecs.iter().flatten().copied().collect();
     let classifier = clip_eval::Classifier::new(dim, labels.to_vec(), flat)?;
     clip_eval::ZeroShot::from_classifier(classifier)
-        .with_logit_scale(scale)
+        .with_score_function(score)
         .classify(image)
 }
 
@@ -173,14 +185,15 @@ mod tests {
         let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         let img = vec![1.0, 0.0];
         let classes = vec![vec![0.6, 0.8], vec![1.0, 0.0], vec![0.0, 1.0]];
-        let r = zero_shot(&labels, &classes, &img, 100.0).unwrap();
+        let softmax = clip_eval::ScoreFunction::Softmax { scale: 100.0 };
+        let r = zero_shot(&labels, &classes, &img, softmax).unwrap();
         let names: Vec<&str> = r.iter().map(|(l, _)| l.as_str()).collect();
         assert_eq!(names, ["b", "a", "c"]);
         // Independent check: e^{100*0.6} : e^{100} : e^0.
         let denom = (-40f64).exp() + 1.0 + (-100f64).exp();
         assert!((r[0].1 as f64 - 1.0 / denom).abs() < 1e-6);
         assert!((r.iter().map(|x| x.1).sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!(zero_shot(&labels, &classes[..2], &img, 100.0).is_err());
+        assert!(zero_shot(&labels, &classes[..2], &img, softmax).is_err());
     }
 
     #[test]

@@ -47,6 +47,19 @@ impl Embedder for clip::Clip {
         let rows = clip::Clip::embed_texts(self, texts)?;
         Ok(rows.outer_iter().map(|r| r.to_vec()).collect())
     }
+
+    /// The model's one-template prompt (`{}的照片。` for Chinese-CLIP).
+    fn prompt(&self, label: &str) -> String {
+        self.single_template()
+            .fill(label)
+            .pop()
+            .unwrap_or_else(|| label.to_owned())
+    }
+
+    /// Softmax for CLIP and Chinese-CLIP, sigmoid with bias for SigLIP.
+    fn score_function(&self) -> clip_eval::ScoreFunction {
+        clip::Clip::score_function(self)
+    }
 }
 
 /// Adapts an [`Embedder`] to the feature store's [`ImageEmbedder`] (a bad file fails alone).

@@ -407,7 +407,10 @@ async fn classify(
             )
         })?),
     };
-    let prompts: Vec<String> = labels.iter().map(|l| labels::prompt(l)).collect();
+    let prompts: Vec<String> = labels
+        .iter()
+        .map(|l| st.worker.embedder().prompt(l))
+        .collect();
     let (image_vec, class_vecs, stored) = match known {
         Some((id, vector)) => {
             let out = st.worker.submit(Job::Texts(prompts)).await?;
@@ -428,7 +431,7 @@ async fn classify(
         &labels,
         &class_vecs,
         &image_vec,
-        st.worker.embedder().logit_scale(),
+        st.worker.embedder().score_function(),
     )
     .map_err(internal)?
     .into_iter()

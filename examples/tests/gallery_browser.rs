@@ -439,3 +439,142 @@ async fn drive(c: &Client, base: &str, model: &dyn Embedder, lib_dir: &Path, n: 
         .unwrap();
     assert!(hidden.is_some(), "error banner still shown");
 }
+
+/// Chinese queries in the browser: the gallery over the tiny random Chinese-CLIP of the facade's
+/// fixtures (cn_clip naming, cn_clip's 21,128-token vocabulary; `tools/reference/facade_parity.py`).
+/// A Chinese query typed into the page gives the best matches with scores equal to the query's
+/// embedding · each picture's (computed here through the model, independently of the server), and
+/// classifying among Chinese labels uses the Chinese prompt `{}的照片。` and a softmax.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gallery_answers_chinese_queries_in_headless_chromium() {
+    let Some(driver_bin) = browser_or_skip() else {
+        return;
+    };
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/clip/tests/fixtures/families/cn_clip");
+    let clip = clip::Clip::load(weights.to_str().unwrap()).unwrap();
+    assert_eq!(clip.family(), clip::ModelFamily::ChineseClip);
+    let model: Arc<dyn Embedder> = Arc::new(clip);
+    let (lib_dir, state) = demo_state(model.clone(), Settings::default(), 16);
+    let n = demo_photos().len();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(clip_examples::gallery::serve(listener, state));
+
+    let (_driver, webdriver) = start_driver(&driver_bin).await;
+    let profile = tempfile::tempdir().unwrap();
+    let c = connect(&webdriver, profile.path()).await;
+    let result = tokio::time::timeout(
+        Duration::from_secs(120),
+        drive_chinese(&c, &base, model.as_ref(), lib_dir.path(), n),
+    )
+    .await;
+    c.close().await.unwrap();
+    result.expect("the browser test timed out");
+}
+
+async fn drive_chinese(c: &Client, base: &str, model: &dyn Embedder, lib_dir: &Path, n: usize) {
+    c.goto(base).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("body[data-ready='1']"))
+        .await
+        .unwrap();
+    assert_eq!(text(c, "#library-size").await, n.to_string());
+
+    // Search with a Chinese query.
+    let query = "一枚火箭发射";
+    let q = c.find(Locator::Id("query")).await.unwrap();
+    q.send_keys(query).await.unwrap();
+    click(c, Locator::Css("#k option[value='4']")).await;
+    click(c, Locator::Id("search-btn")).await;
+    until("search results", || async {
+        text(c, "#search-note")
+            .await
+            .contains("best matches")
+            .then_some(())
+    })
+    .await;
+    let hits = cards(c, "#search-results").await;
+    assert_eq!(hits.len(), 4.min(n));
+    let t = model.embed_text(query).unwrap();
+    let mut want: Vec<(String, f32)> = demo_photos()
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let s = dot(&t, &model.embed_image(&photo_bytes(&name)).unwrap());
+            (name, s)
+        })
+        .collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for ((_, name, score), (want_name, want_score)) in hits.iter().zip(&want) {
+        assert_eq!(name, want_name, "{hits:?} vs {want:?}");
+        assert!(
+            (score.unwrap() - want_score).abs() <= 0.0006,
+            "{name}: {score:?} vs {want_score}"
+        );
+    }
+
+    // Classify an upload among Chinese labels.
+    let upload = lib_dir.join("上传.jpg");
+    let mut bytes = photo_bytes("rocket.jpg");
+    bytes.extend_from_slice(b"zh");
+    std::fs::write(&upload, &bytes).unwrap();
+    c.find(Locator::Id("file"))
+        .await
+        .unwrap()
+        .send_keys(upload.to_str().unwrap())
+        .await
+        .unwrap();
+    let labels = c.find(Locator::Id("labels")).await.unwrap();
+    labels.clear().await.unwrap();
+    labels.send_keys("火箭, 猫, 狗").await.unwrap();
+    click(c, Locator::Id("classify-btn")).await;
+    until("the classification", || async {
+        text(c, "#classify-note")
+            .await
+            .starts_with("Added")
+            .then_some(())
+    })
+    .await;
+    let mut shown = Vec::new();
+    for r in c
+        .find_all(Locator::Css("#classify-results li"))
+        .await
+        .unwrap()
+    {
+        let label = r
+            .find(Locator::Css(".label"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let pct: f32 = r
+            .find(Locator::Css(".prob"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .trim_end_matches(" %")
+            .parse()
+            .unwrap();
+        shown.push((label, pct));
+    }
+    let img = model.embed_image(&bytes).unwrap();
+    let scale = model.logit_scale();
+    let logits: Vec<f32> = shown
+        .iter()
+        .map(|(l, _)| scale * dot(&img, &model.embed_text(&format!("{l}的照片。")).unwrap()))
+        .collect();
+    let m = logits.iter().cloned().fold(f32::MIN, f32::max);
+    let z: f32 = logits.iter().map(|l| (l - m).exp()).sum();
+    assert_eq!(shown.len(), 3);
+    for ((label, pct), l) in shown.iter().zip(&logits) {
+        let want = 100.0 * (l - m).exp() / z;
+        assert!(
+            (pct - want).abs() <= 0.051,
+            "{label}: shown {pct} %, expected {want}"
+        );
+    }
+}
