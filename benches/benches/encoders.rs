@@ -1,7 +1,8 @@
 //! Image and text encoder benchmarks on random full-size weights (no files needed).
 //!
 //! - `image/<model>/batch<N>`: ViT-B/32 @224 and RN50 @224 at batch 1 and 32 (throughput =
-//!   images/s). With `CLIP_BENCH_HEAVY=1` also ViT-B/16 @224 (batch 1, 32) and RN50x64 @448
+//!   images/s); on a CPU with AVX-512-BF16 also `ViT-B/32@224-bf16` (opt-in bf16 weights and
+//!   products, `LoadOptions::bf16_products`). With `CLIP_BENCH_HEAVY=1` also ViT-B/16 @224 (batch 1, 32) and RN50x64 @448
 //!   (batch 1, 4): each of their iterations takes seconds to tens of seconds on two cores.
 //! - `text/<length>/batch<N>`: the ViT-B/32 text tower on real ImageNet prompts (OpenAI's class
 //!   names × 80 templates, spread over the classes), all 77 positions (`full77`, open_clip's
@@ -33,10 +34,22 @@ use std::time::Duration;
 use clip_eval::{ClassNames, Templates};
 use clip_model::candle_core::{DType, Device, Tensor};
 use clip_model::{
-    Activation, ChineseClipConfig, ClipConfig, ClipModel, SiglipVisionConfig, TextConfig,
-    TextLength, Tokenizer, Truncation, VisionConfig,
+    Activation, ChineseClipConfig, ClipConfig, ClipModel, LoadOptions, SiglipVisionConfig,
+    TextConfig, TextLength, Tokenizer, Truncation, VisionConfig,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+
+/// Whether this CPU has AVX-512-BF16 (for the bf16 rows).
+fn bf16_cpu() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 fn heavy() -> bool {
     std::env::var_os("CLIP_BENCH_HEAVY").is_some_and(|v| v != "0")
@@ -44,6 +57,11 @@ fn heavy() -> bool {
 
 /// A model of the named preset with random weights (running variances kept positive).
 fn random_model(preset: &str) -> ClipModel {
+    random_model_with(preset, false)
+}
+
+/// [`random_model`], with bf16 weights and products (`LoadOptions::bf16_products`) when `bf16`.
+fn random_model_with(preset: &str, bf16: bool) -> ClipModel {
     let config = ClipConfig::preset(preset).unwrap_or_else(|| panic!("unknown preset {preset}"));
     let device = Device::Cpu;
     let mut tensors = HashMap::new();
@@ -64,7 +82,11 @@ fn random_model(preset: &str) -> ClipModel {
         };
         tensors.insert(name, t.expect("random tensor"));
     }
-    ClipModel::from_tensors(tensors, &config, DType::F32, &device).expect("model from tensors")
+    let options = LoadOptions {
+        bf16_products: bf16,
+        ..LoadOptions::default()
+    };
+    ClipModel::from_tensors_with(tensors, &config, &options).expect("model from tensors")
 }
 
 /// The image-tower tensors of OpenAI's ModifiedResNet (`visual.…`, open_clip naming).
@@ -172,18 +194,29 @@ fn image(c: &mut Criterion) {
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
+    // bf16 products (opt-in) next to f32 for ViT-B/32, where the CPU has AVX-512-BF16.
+    let bf16 = bf16_cpu();
     for (preset, batches, samples) in cases {
-        let model = random_model(preset);
-        let size = model.config().vision.image_size();
-        for &batch in batches {
-            let x = pixels(&model, batch);
-            group
-                .sample_size(samples)
-                .throughput(Throughput::Elements(batch as u64));
-            let id = BenchmarkId::new(format!("{preset}@{size}"), format!("batch{batch}"));
-            group.bench_function(id, |b| {
-                b.iter(|| black_box(model.encode_image(&x).expect("encode")))
-            });
+        for precision in ["f32", "bf16"] {
+            if precision == "bf16" && !(bf16 && preset == "ViT-B/32") {
+                continue;
+            }
+            let model = random_model_with(preset, precision == "bf16");
+            let size = model.config().vision.image_size();
+            let label = match precision {
+                "f32" => format!("{preset}@{size}"),
+                _ => format!("{preset}@{size}-bf16"),
+            };
+            for &batch in batches {
+                let x = pixels(&model, batch);
+                group
+                    .sample_size(samples)
+                    .throughput(Throughput::Elements(batch as u64));
+                let id = BenchmarkId::new(label.clone(), format!("batch{batch}"));
+                group.bench_function(id, |b| {
+                    b.iter(|| black_box(model.encode_image(&x).expect("encode")))
+                });
+            }
         }
     }
     group.finish();

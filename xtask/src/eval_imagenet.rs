@@ -70,6 +70,10 @@ pub struct Args {
     /// Images per model call.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// `f32` (default, exact against the references) or `bf16` (opt-in: bf16 weights and
+    /// products with f32 accumulation on CPUs with AVX-512-BF16, f32 elsewhere).
+    #[arg(long, default_value = "f32")]
+    pub precision: clip::Precision,
     /// Evaluate only the first N images (in name order).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -197,7 +201,7 @@ pub fn run(args: Args) -> anyhow::Result<Summary> {
         .clone()
         .unwrap_or_else(|| args.out.join("classifier-cache"));
     let t = Instant::now();
-    let model = model::load(&args.weights)?;
+    let model = model::load(&args.weights, args.precision)?;
     let load_s = t.elapsed().as_secs_f64();
     let weights_sha256 = report::sha256_file(model.weights_path())?;
     let t = Instant::now();

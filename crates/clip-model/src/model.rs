@@ -106,6 +106,14 @@ pub struct LoadOptions {
     pub sidecar_config: bool,
     /// A preset the weights must match (e.g. `"ViT-B/32"`); a difference is an error.
     pub expect_preset: Option<String>,
+    /// Opt-in reduced precision on the CPU (with `dtype` F32): the linear layers and convolutions
+    /// keep their weights in bf16 and multiply bf16 × bf16 with f32 accumulation
+    /// (AVX-512-BF16 `vdpbf16ps`); bias, residual, activations, layer norms and attention stay
+    /// f32. On a CPU without AVX-512-BF16 the f32 kernels run (said in [`ClipModel::notes`]).
+    /// Embeddings differ from f32 by about bf16's precision (cosine ≥ 0.999 is what the tests
+    /// require on random models; accuracy on real weights is expected, not measured, to be
+    /// unchanged). Default: false.
+    pub bf16_products: bool,
 }
 
 impl Default for LoadOptions {
@@ -117,6 +125,7 @@ impl Default for LoadOptions {
             config_file: None,
             sidecar_config: true,
             expect_preset: None,
+            bf16_products: false,
         }
     }
 }
@@ -162,6 +171,25 @@ impl ClipModel {
     /// Loads a safetensors file with `options`.
     pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
         let path = path.as_ref();
+        if options.bf16_products {
+            let on = options.dtype == DType::F32 && options.device.is_cpu();
+            let plain = LoadOptions {
+                bf16_products: false,
+                ..options.clone()
+            };
+            let mut model = crate::cpu::with_bf16_weights(on, || Self::load_with(path, &plain))?;
+            model.notes.push(if !on {
+                format!(
+                    "bf16 products apply to f32 weights on the CPU; this model computes in {:?} on {:?}",
+                    options.dtype, options.device
+                )
+            } else if crate::cpu::bf16_supported() {
+                "bf16 products: weights in bf16, bf16 × bf16 → f32 (AVX-512-BF16)".to_owned()
+            } else {
+                "bf16 products asked for, but this CPU lacks AVX-512-BF16: f32 products".to_owned()
+            });
+            return Ok(model);
+        }
         check_dtype(options.dtype)?;
         let weights = Weights::open(path)?;
         let config_file = match &options.config_file {
@@ -343,6 +371,19 @@ impl ClipModel {
         check_dtype(dtype)?;
         let vb = VarBuilder::from_backend(Box::new(TensorMap(tensors)), dtype, device.clone());
         Self::new(vb, config)
+    }
+
+    /// [`ClipModel::from_tensors`] with `options`' dtype, device and
+    /// [`LoadOptions::bf16_products`] (the file-related options do not apply).
+    pub fn from_tensors_with(
+        tensors: HashMap<String, Tensor>,
+        config: &ClipConfig,
+        options: &LoadOptions,
+    ) -> Result<Self> {
+        let on = options.bf16_products && options.dtype == DType::F32 && options.device.is_cpu();
+        crate::cpu::with_bf16_weights(on, || {
+            Self::from_tensors(tensors, config, options.dtype, &options.device)
+        })
     }
 
     /// Builds a model from any `VarBuilder` whose names are open_clip's (for SigLIP, the

@@ -215,3 +215,58 @@ fn chinese_clip_classifier_equals_cn_clips_zero_shot_classifier() {
     println!("cn_clip evaluation logits (x100): max |diff| {max:.2e}");
     assert!(max <= 1e-3, "logits: max |diff| {max}");
 }
+
+/// `Precision::Bf16` on the CPU: bf16 weights and products (AVX-512-BF16), embeddings within
+/// cosine 0.999 of f32 (issue #17's guard) for images and texts, and not bit-identical (the bf16
+/// path ran). Elsewhere a counted `SKIP(cpu)`.
+#[test]
+fn bf16_precision_stays_within_cosine_0_999_of_f32() {
+    assert_eq!(
+        "bf16".parse::<clip::Precision>().unwrap(),
+        clip::Precision::Bf16
+    );
+    assert!("f8".parse::<clip::Precision>().is_err());
+    if !dev_support::cpu_features_or_skip(
+        "bf16_precision_stays_within_cosine_0_999_of_f32",
+        &["avx512f", "avx512bf16"],
+    ) {
+        return;
+    }
+    for family in ["siglip2", "cn_clip"] {
+        let dir = case(family);
+        let load = |p| {
+            Clip::builder()
+                .precision(p)
+                .truncate_texts(true)
+                .load(dir.to_str().unwrap())
+                .unwrap()
+        };
+        let (a, b) = (load(clip::Precision::F32), load(clip::Precision::Bf16));
+        let labels = labels(&dir);
+        let paths = PHOTOS.map(photo);
+        for (what, x, y) in [
+            (
+                "images",
+                a.embed_images_array(paths.iter().map(PathBuf::as_path))
+                    .unwrap(),
+                b.embed_images_array(paths.iter().map(PathBuf::as_path))
+                    .unwrap(),
+            ),
+            (
+                "texts",
+                a.embed_texts(&labels).unwrap(),
+                b.embed_texts(&labels).unwrap(),
+            ),
+        ] {
+            assert_ne!(x, y, "{family} {what}: bf16 gave f32's result");
+            let agreement =
+                dev_support::agreement(y.as_slice().unwrap(), x.as_slice().unwrap(), x.ncols())
+                    .unwrap();
+            println!(
+                "{family} {what} bf16 vs f32: min cosine {:.6}",
+                agreement.min_cosine
+            );
+            assert!(agreement.min_cosine >= 0.999, "{family} {what}");
+        }
+    }
+}

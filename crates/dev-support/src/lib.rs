@@ -215,13 +215,22 @@ pub fn cpu_features_or_skip(test: &str, features: &[&str]) -> bool {
 ///
 /// Panics on a name this function does not know, so a typo cannot turn into a skip.
 pub fn has_cpu_feature(name: &str) -> bool {
-    const KNOWN: [&str; 6] = ["avx512f", "avx2", "fma", "avx", "sse4.1", "f16c"];
+    const KNOWN: [&str; 7] = [
+        "avx512f",
+        "avx512bf16",
+        "avx2",
+        "fma",
+        "avx",
+        "sse4.1",
+        "f16c",
+    ];
     assert!(KNOWN.contains(&name), "unknown CPU feature `{name}`");
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
         match name {
             "avx512f" => has!("avx512f"),
+            "avx512bf16" => has!("avx512bf16"),
             "avx2" => has!("avx2"),
             "fma" => has!("fma"),
             "avx" => has!("avx"),

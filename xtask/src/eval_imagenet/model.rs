@@ -34,8 +34,9 @@ pub struct Model {
 
 /// Loads `--weights`: a safetensors file, a hub id or a short name (fetched into the hub cache
 /// on first use), with OpenAI's reference preprocessing (EXIF orientation ignored).
-pub fn load(spec: &str) -> anyhow::Result<Model> {
+pub fn load(spec: &str, precision: clip::Precision) -> anyhow::Result<Model> {
     let clip = Clip::builder()
+        .precision(precision)
         .apply_exif(false)
         .load(spec)
         .with_context(|| format!("loading {spec}"))?;
@@ -173,13 +174,19 @@ mod tests {
     #[test]
     fn weights_that_are_not_models() {
         let dir = tempfile::tempdir().unwrap();
-        let e = load(dir.path().to_str().unwrap()).err().unwrap();
+        let e = load(dir.path().to_str().unwrap(), clip::Precision::F32)
+            .err()
+            .unwrap();
         assert!(format!("{e:#}").contains("no weights file"), "{e:#}");
-        let e = load("/no/such/model.safetensors").err().unwrap();
+        let e = load("/no/such/model.safetensors", clip::Precision::F32)
+            .err()
+            .unwrap();
         assert!(format!("{e:#}").contains("unknown model"), "{e:#}");
         let f = dir.path().join("w.safetensors");
         std::fs::write(&f, b"x").unwrap();
-        let e = load(f.to_str().unwrap()).err().unwrap();
+        let e = load(f.to_str().unwrap(), clip::Precision::F32)
+            .err()
+            .unwrap();
         assert!(format!("{e:#}").contains("w.safetensors"), "{e:#}");
     }
 }

@@ -234,7 +234,9 @@ impl Conv2d {
         let weights = match path {
             Path::Packed(kernel) => {
                 let (w, b) = rows()?;
-                ConvWeights::Packed(PackedMatrix::new(&w, &b, c_out, kdim, kernel).map_err(raise)?)
+                ConvWeights::Packed(
+                    PackedMatrix::for_weights(&w, &b, c_out, kdim, kernel).map_err(raise)?,
+                )
             }
             Path::Gemm => {
                 let (weight, bias) = rows()?;

@@ -32,5 +32,5 @@ pub(crate) const NR: usize = 32;
 pub(crate) use attention::{attention, packed_causal_attention};
 pub(crate) use elementwise::{apply_act, bias_epilogue};
 pub(crate) use epilogue::{Act, Epilogue};
-pub(crate) use packed::{PackedMatrix, kernel_for};
+pub(crate) use packed::{PackedMatrix, bf16_supported, kernel_for, with_bf16_weights};
 pub(crate) use tensor::{fused, with_f32};

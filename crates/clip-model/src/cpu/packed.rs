@@ -16,6 +16,12 @@
 //! 12 rows × 32 columns (AVX-512) or 6 × 16 (AVX2 + FMA). Threads split the column panels (and,
 //! with few panels, the rows); each writes disjoint tiles of `y`.
 //!
+//! Reduced precision, opt-in ([`with_bf16_weights`] around model loading): on a CPU with
+//! AVX-512-BF16 (Zen 4/5, Xeons since Cooper Lake) weights are packed as bf16 pairs and each
+//! product rounds its input rows to bf16 once, then multiplies with `vdpbf16ps` (bf16 × bf16
+//! products, f32 accumulation, f32 bias / residual / activation). Half the weight bytes, twice the
+//! multiply-adds per instruction. Without the instructions the f32 kernels run.
+//!
 //! Runtime dispatch: AVX-512F, else AVX2 + FMA; on other CPUs [`Kernel::detect`] gives `None` and
 //! the caller keeps the unpacked weights and candle's matmul. Switches for A/B runs (read once per
 //! process): `CLIP_MODEL_UNPACKED=1` (candle's matmul / `gemm`), `CLIP_MODEL_KERNEL=avx2`.
@@ -122,15 +128,80 @@ pub(crate) fn packing_kernel() -> Option<Kernel> {
     if off { None } else { Kernel::chosen() }
 }
 
+thread_local! {
+    static PACK_BF16: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (a model's construction) with the weight matrices it packs through
+/// [`PackedMatrix::for_weights`] stored in bf16 when `on` and the CPU runs the bf16 kernel
+/// ([`bf16_supported`]); f32 otherwise. The setting is per thread and restored afterwards.
+pub(crate) fn with_bf16_weights<T>(on: bool, f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PACK_BF16.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(PACK_BF16.with(|c| c.replace(on)));
+    f()
+}
+
+/// Whether this CPU runs the bf16 kernel (AVX-512F + AVX-512-BF16).
+pub(crate) fn bf16_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        has!("avx512f") && has!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `x` rounded to bf16 (round to nearest even; NaN stays NaN), as its 16 bits.
+pub(crate) fn bf16_bits(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// The f32 value of bf16 bits.
+fn bf16_value(h: u16) -> f32 {
+    f32::from_bits(u32::from(h) << 16)
+}
+
+/// Rows of `k` values as rows of `ceil(k / 2)` bf16 pairs (even index low, odd high, a missing
+/// last odd value zero).
+fn bf16_pairs(x: &[f32], k: usize) -> Vec<u32> {
+    let k2 = k.div_ceil(2);
+    let mut out = Vec::with_capacity(x.len() / k.max(1) * k2);
+    for row in x.chunks_exact(k) {
+        let mut pairs = row.chunks_exact(2);
+        for p in &mut pairs {
+            out.push(u32::from(bf16_bits(p[0])) | (u32::from(bf16_bits(p[1])) << 16));
+        }
+        if let [last] = pairs.remainder() {
+            out.push(u32::from(bf16_bits(*last)));
+        }
+    }
+    out
+}
+
 /// A weight matrix `W` (`n` outputs × `k` inputs, row-major as stored in checkpoints) packed for
 /// `x Wᵀ`, with its bias.
 #[derive(Clone)]
 pub(crate) struct PackedMatrix {
     n: usize,
     k: usize,
-    /// `ceil(n / NR)` panels of `k × NR` floats, starting at `start` (cache-line aligned).
+    /// `ceil(n / NR)` panels of `k × NR` floats, starting at `start` (cache-line aligned); empty
+    /// for bf16 weights.
     buf: Vec<f32>,
     start: usize,
+    /// bf16 weights instead: `ceil(n / NR)` panels of `ceil(k / 2) × NR` pairs.
+    bf16: Option<Vec<u32>>,
     bias: Vec<f32>,
     kernel: Kernel,
 }
@@ -141,6 +212,7 @@ impl std::fmt::Debug for PackedMatrix {
             .field("n", &self.n)
             .field("k", &self.k)
             .field("kernel", &self.kernel)
+            .field("bf16", &self.bf16.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -154,26 +226,7 @@ impl PackedMatrix {
         k: usize,
         kernel: Kernel,
     ) -> Result<Self> {
-        let size = |operand, expected, found| Error::KernelOperand {
-            op: "packing",
-            operand,
-            expected,
-            found,
-        };
-        if n == 0 || k == 0 {
-            // An empty product: nothing to pack (and a `k = 0` product would leave `y` unset).
-            return Err(size(
-                "weight (n × k, both non-zero)",
-                n.max(1) * k.max(1),
-                0,
-            ));
-        }
-        if weight.len() != n * k {
-            return Err(size("weight", n * k, weight.len()));
-        }
-        if bias.len() != n {
-            return Err(size("bias", n, bias.len()));
-        }
+        check_sizes(weight, bias, n, k)?;
         let panels = n.div_ceil(NR);
         let len = panels * k * NR;
         let mut buf = vec![0f32; len + LINE];
@@ -190,11 +243,49 @@ impl PackedMatrix {
             k,
             buf,
             start,
+            bf16: None,
             bias: bias.to_vec(),
             kernel,
         })
     }
 
+    /// Packs weights for a model being built: in bf16 inside [`with_bf16_weights`] on a CPU
+    /// that runs the bf16 kernel, else as [`PackedMatrix::new`].
+    pub(crate) fn for_weights(
+        weight: &[f32],
+        bias: &[f32],
+        n: usize,
+        k: usize,
+        kernel: Kernel,
+    ) -> Result<Self> {
+        if kernel == Kernel::Avx512 && PACK_BF16.with(|c| c.get()) && bf16_supported() {
+            Self::new_bf16(weight, bias, n, k)
+        } else {
+            Self::new(weight, bias, n, k, kernel)
+        }
+    }
+
+    /// Packs `weight` as bf16 pairs for the AVX-512-BF16 kernel.
+    pub(crate) fn new_bf16(weight: &[f32], bias: &[f32], n: usize, k: usize) -> Result<Self> {
+        check_sizes(weight, bias, n, k)?;
+        let k2 = k.div_ceil(2);
+        let mut packed = vec![0u32; n.div_ceil(NR) * k2 * NR];
+        for (j, row) in weight.chunks_exact(k).enumerate() {
+            let panel = &mut packed[(j / NR) * k2 * NR..][..k2 * NR];
+            for (p, &v) in row.iter().enumerate() {
+                panel[(p / 2) * NR + j % NR] |= u32::from(bf16_bits(v)) << (16 * (p % 2));
+            }
+        }
+        Ok(Self {
+            n,
+            k,
+            buf: Vec::new(),
+            start: 0,
+            bf16: Some(packed),
+            bias: bias.to_vec(),
+            kernel: Kernel::Avx512,
+        })
+    }
     /// Output features.
     pub(crate) fn out_features(&self) -> usize {
         self.n
@@ -214,9 +305,21 @@ impl PackedMatrix {
         &self.buf[self.start..self.start + self.n.div_ceil(NR) * self.k * NR]
     }
 
-    /// The weight back in checkpoint layout (`n × k`, row-major), for the plain candle path.
+    /// The weight back in checkpoint layout (`n × k`, row-major), for the plain candle path
+    /// (bf16 weights come back as the f32 values of their bf16 rounding).
     pub(crate) fn unpack(&self) -> Vec<f32> {
         let (n, k) = (self.n, self.k);
+        if let Some(packed) = &self.bf16 {
+            let k2 = k.div_ceil(2);
+            let mut w = vec![0f32; n * k];
+            for (j, row) in w.chunks_exact_mut(k).enumerate() {
+                let panel = &packed[(j / NR) * k2 * NR..][..k2 * NR];
+                for (p, v) in row.iter_mut().enumerate() {
+                    *v = bf16_value((panel[(p / 2) * NR + j % NR] >> (16 * (p % 2))) as u16);
+                }
+            }
+            return w;
+        }
         let panels = self.panels();
         let mut w = vec![0f32; n * k];
         for (j, row) in w.chunks_exact_mut(k).enumerate() {
@@ -292,14 +395,20 @@ impl PackedMatrix {
         {
             return Err(size("residual", m * n, r.len()));
         }
-        if !self.kernel.supported() {
+        if !self.kernel.supported() || (self.bf16.is_some() && !bf16_supported()) {
             return Err(Error::UnsupportedCpu {
-                kernel: self.kernel.name(),
+                kernel: if self.bf16.is_some() {
+                    "AVX-512-BF16"
+                } else {
+                    self.kernel.name()
+                },
             });
         }
         if m == 0 {
             return Ok(());
         }
+        // bf16 weights: the input rows rounded to bf16 pairs once for all panels.
+        let xb = self.bf16.as_ref().map(|_| bf16_pairs(x, k));
         let panels = n.div_ceil(NR);
         let threads = rayon::current_num_threads().max(1);
         // Tiny products are not worth waking the pool.
@@ -322,7 +431,12 @@ impl PackedMatrix {
             // m × n values; `x` and the residual have the lengths checked above. Every tile is
             // stored whole by its first `k` block (columns beyond `n` masked off) before any
             // value is read back, so all of `y` is initialised on return.
-            unsafe { self.block(x, r, p, out, epilogue) };
+            unsafe {
+                match &xb {
+                    Some(xb) => self.block_bf16(xb, r, p, out, epilogue),
+                    None => self.block(x, r, p, out, epilogue),
+                }
+            };
         };
         if panel_groups * row_groups == 1 {
             task(0);
@@ -412,6 +526,69 @@ impl PackedMatrix {
         }
     }
 
+    /// [`Self::block`] for bf16 weights, `xb` the input rows as bf16 pairs.
+    ///
+    /// # Safety
+    /// As for [`Self::block`], with `xb` holding `m × ceil(k / 2)` pairs; AVX-512-BF16 available.
+    unsafe fn block_bf16(
+        &self,
+        xb: &[u32],
+        rows: std::ops::Range<usize>,
+        panels: std::ops::Range<usize>,
+        y: SendPtr,
+        epilogue: Epilogue,
+    ) {
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (xb, rows, panels, y, epilogue);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let Some(packed) = &self.bf16 else {
+                return;
+            };
+            let n = self.n;
+            let k2 = self.k.div_ceil(2);
+            let max_rows = Kernel::Avx512.max_rows();
+            let k_blocks = k2.div_ceil(KC / 2);
+            for kb in 0..k_blocks {
+                let kr = split(k2, k_blocks, kb);
+                let (k0, kc) = (kr.start, kr.len());
+                let first = kb == 0;
+                let last = kb + 1 == k_blocks;
+                let mut r0 = rows.start;
+                while r0 < rows.end {
+                    let r1 = (r0 + MC).min(rows.end);
+                    let tiles = (r1 - r0).div_ceil(max_rows);
+                    for p in panels.clone() {
+                        let cols = NR.min(n - p * NR);
+                        let b = &packed[p * k2 * NR + k0 * NR..][..kc * NR];
+                        for t in 0..tiles {
+                            let tr = split(r1 - r0, tiles, t);
+                            let (i0, mr) = (r0 + tr.start, tr.len());
+                            let a = &xb[i0 * k2 + k0..];
+                            // SAFETY: as in `block`, in pairs: `a` holds rows i0.. of the pairs
+                            // from pair k0, each row `k2` apart, `b` kc × NR packed pairs.
+                            unsafe {
+                                let c = y.0.add(i0 * n + p * NR);
+                                let in_kernel =
+                                    last && !matches!(epilogue.act, Act::Gelu | Act::GeluTanh);
+                                let tail = in_kernel.then(|| Tail {
+                                    bias: &self.bias[p * NR..],
+                                    residual: epilogue.residual.map(|r| &r[i0 * n + p * NR..]),
+                                    act: epilogue.act,
+                                });
+                                x86::tile_avx512_bf16(mr, kc, a, k2, b, c, n, cols, !first, tail);
+                                if last && !in_kernel {
+                                    self.finish(c, i0, mr, p * NR, cols, epilogue);
+                                }
+                            }
+                        }
+                    }
+                    r0 = r1;
+                }
+            }
+        }
+    }
+
     /// Applies bias and `epilogue` to one finished tile.
     #[cfg(target_arch = "x86_64")]
     ///
@@ -446,6 +623,31 @@ impl PackedMatrix {
             }
         }
     }
+}
+
+/// The size checks of packing `weight` (`n × k`) and `bias` (`n`).
+fn check_sizes(weight: &[f32], bias: &[f32], n: usize, k: usize) -> Result<()> {
+    let size = |operand, expected, found| Error::KernelOperand {
+        op: "packing",
+        operand,
+        expected,
+        found,
+    };
+    if n == 0 || k == 0 {
+        // An empty product: nothing to pack (and a `k = 0` product would leave `y` unset).
+        return Err(size(
+            "weight (n × k, both non-zero)",
+            n.max(1) * k.max(1),
+            0,
+        ));
+    }
+    if weight.len() != n * k {
+        return Err(size("weight", n * k, weight.len()));
+    }
+    if bias.len() != n {
+        return Err(size("bias", n, bias.len()));
+    }
+    Ok(())
 }
 
 /// Part `i` of `0..len` cut into `parts` near-equal ranges.
@@ -612,6 +814,91 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    /// bf16 rounding: nearest, ties to even, NaN kept, as the instruction set's conversions do.
+    #[test]
+    fn bf16_rounding_is_nearest_even() {
+        assert_eq!(bf16_bits(1.0), 0x3f80);
+        // 1 + 2⁻⁸ is halfway between 1 and 1 + 2⁻⁷: ties to the even mantissa (1.0).
+        assert_eq!(bf16_bits(1.0 + 1.0 / 256.0), 0x3f80);
+        // 1 + 3·2⁻⁸ is halfway between 1 + 2⁻⁷ and 1 + 2⁻⁶: ties to even (1 + 2⁻⁶).
+        assert_eq!(bf16_bits(1.0 + 3.0 / 256.0), 0x3f82);
+        assert_eq!(bf16_bits(1.0 + 1.5 / 256.0), 0x3f81);
+        assert_eq!(bf16_bits(-2.0), 0xc000);
+        assert!(bf16_value(bf16_bits(f32::NAN)).is_nan());
+        assert_eq!(bf16_value(bf16_bits(f32::MAX)), f32::INFINITY);
+    }
+
+    /// The bf16 kernel computes exactly the product of the bf16-rounded operands (each product of
+    /// two bf16 values is exact in f32), up to f32 accumulation: the same bound as the f32
+    /// kernels against the definition evaluated on the rounded values.
+    #[test]
+    fn bf16_products_match_the_definition_on_rounded_operands() {
+        if !dev_support::cpu_features_or_skip(
+            "bf16_products_match_the_definition_on_rounded_operands",
+            &["avx512f", "avx512bf16"],
+        ) {
+            return;
+        }
+        let round = |v: &[f32]| {
+            v.iter()
+                .map(|&x| bf16_value(bf16_bits(x)))
+                .collect::<Vec<_>>()
+        };
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (3, 17, 5),
+            (13, 32, 256),
+            (97, 40, 513),
+            (20, 64, 1701),
+            (200, 130, 64),
+            (7, 2304, 768),
+        ] {
+            let x = values(m * k, 1);
+            let w = values(n * k, 2);
+            let b = values(n, 4);
+            let r = values(m * n, 5);
+            let packed = PackedMatrix::new_bf16(&w, &b, n, k).unwrap();
+            assert_eq!(packed.unpack(), round(&w), "{n}×{k} unpack");
+            let (xr, wr) = (round(&x), round(&w));
+            for epilogue in [
+                Epilogue::BIAS,
+                Epilogue::act(Act::QuickGelu),
+                Epilogue::act(Act::Gelu),
+                Epilogue {
+                    residual: Some(&r),
+                    act: Act::Relu,
+                },
+            ] {
+                let got = packed.forward(&x, m, epilogue).unwrap();
+                let want = reference(&xr, &wr, &b, m, n, k, epilogue);
+                let worst = dev_support::max_abs_diff(&got, &want).unwrap();
+                let tol = 1e-5 * (k as f32).sqrt().max(1.0);
+                assert!(worst <= tol, "{m}×{n}×{k} {epilogue:?}: {worst} > {tol}");
+            }
+            // And against the f32 product: bf16 keeps 8 bits, so about 2⁻⁸ relative per term.
+            let exact = reference(&x, &w, &b, m, n, k, Epilogue::BIAS);
+            let got = packed.forward(&x, m, Epilogue::BIAS).unwrap();
+            let worst = dev_support::max_abs_diff(&got, &exact).unwrap();
+            assert!(
+                worst <= 0.01 * (k as f32).sqrt(),
+                "{m}×{n}×{k} vs f32: {worst}"
+            );
+        }
+    }
+
+    #[test]
+    fn bf16_packing_is_chosen_only_inside_the_scope() {
+        let (w, b) = (values(64 * 48, 1), values(64, 2));
+        let outside = PackedMatrix::for_weights(&w, &b, 64, 48, Kernel::Avx512).unwrap();
+        assert!(outside.bf16.is_none());
+        let inside = with_bf16_weights(true, || {
+            PackedMatrix::for_weights(&w, &b, 64, 48, Kernel::Avx512).unwrap()
+        });
+        assert_eq!(inside.bf16.is_some(), bf16_supported());
+        let after = PackedMatrix::for_weights(&w, &b, 64, 48, Kernel::Avx512).unwrap();
+        assert!(after.bf16.is_none());
     }
 
     #[test]

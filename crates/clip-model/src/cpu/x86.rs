@@ -60,22 +60,10 @@ unsafe fn kernel_avx512<const MR: usize>(
     tail: Option<Tail>,
 ) {
     debug_assert!(a.len() >= (MR - 1) * lda + kc && b.len() >= kc * NR);
-    let m0: __mmask16 = if cols >= 16 {
-        0xffff
-    } else {
-        (1u16 << cols) - 1
-    };
     // Columns 16..32 of `c`, the bias and the residual exist only when `cols > 16`: the upper
     // half is computed in registers regardless (the packed panel is zero-padded) but never
     // addressed in memory otherwise.
-    let hi_live = cols > 16;
-    let m1: __mmask16 = if cols >= 32 {
-        0xffff
-    } else if hi_live {
-        (1u16 << (cols - 16)) - 1
-    } else {
-        0
-    };
+    let (m0, m1, hi_live) = masks(cols);
     let ap = a.as_ptr();
     let bp = b.as_ptr();
     let mut lo = [_mm512_setzero_ps(); MR];
@@ -101,6 +89,28 @@ unsafe fn kernel_avx512<const MR: usize>(
                 hi[i] = _mm512_fmadd_ps(x, b1, hi[i]);
             }
         }
+        finish_tile::<MR>(&mut lo, &mut hi, c, ldc, cols, tail);
+    }
+}
+
+/// Bias, residual and activation of `tail` (if any) on the accumulators, then the masked store
+/// of `cols` columns per row.
+///
+/// # Safety
+/// `c` (rows `ldc` apart), the bias and the residual are valid for `cols` values per row.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn finish_tile<const MR: usize>(
+    lo: &mut [__m512; MR],
+    hi: &mut [__m512; MR],
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    tail: Option<Tail>,
+) {
+    let (m0, m1, hi_live) = masks(cols);
+    // SAFETY: as stated; only masked accesses within `cols` columns are made.
+    unsafe {
         if let Some(tail) = tail {
             let b0 = _mm512_maskz_loadu_ps(m0, tail.bias.as_ptr());
             let b1 = if hi_live {
@@ -144,6 +154,100 @@ unsafe fn kernel_avx512<const MR: usize>(
                 _mm512_mask_storeu_ps(c.add(i * ldc + 16), m1, hi[i]);
             }
         }
+    }
+}
+
+/// Store masks of the two 16-column halves of a tile of `cols` columns, and whether the upper
+/// half exists.
+#[inline(always)]
+fn masks(cols: usize) -> (__mmask16, __mmask16, bool) {
+    let m0: __mmask16 = if cols >= 16 {
+        0xffff
+    } else {
+        (1u16 << cols) - 1
+    };
+    let hi_live = cols > 16;
+    let m1: __mmask16 = if cols >= 32 {
+        0xffff
+    } else if hi_live {
+        (1u16 << (cols - 16)) - 1
+    } else {
+        0
+    };
+    (m0, m1, hi_live)
+}
+
+/// [`tile_avx512`] with bf16 operands: `a` holds pairs of bf16 (`k` even in the low half, odd in
+/// the high half) rows `lda` pairs apart, `b` a packed panel of `kc2` pair-rows × `NR` columns;
+/// products with f32 accumulation (`vdpbf16ps`). `mr` ≤ 12.
+///
+/// # Safety
+/// AVX-512F and AVX-512-BF16 available; the slices and `c` cover the stated ranges.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn tile_avx512_bf16(
+    mr: usize,
+    kc2: usize,
+    a: &[u32],
+    lda: usize,
+    b: &[u32],
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    accumulate: bool,
+    tail: Option<Tail>,
+) {
+    macro_rules! go {
+        ($($r:literal)*) => {
+            match mr {
+                $($r => unsafe { kernel_avx512_bf16::<$r>(kc2, a, lda, b, c, ldc, cols, accumulate, tail) },)*
+                _ => unreachable!("tile of {mr} rows"),
+            }
+        };
+    }
+    go!(1 2 3 4 5 6 7 8 9 10 11 12)
+}
+
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_avx512_bf16<const MR: usize>(
+    kc2: usize,
+    a: &[u32],
+    lda: usize,
+    b: &[u32],
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    accumulate: bool,
+    tail: Option<Tail>,
+) {
+    debug_assert!(a.len() >= (MR - 1) * lda + kc2 && b.len() >= kc2 * NR);
+    let (m0, m1, hi_live) = masks(cols);
+    let ap = a.as_ptr();
+    let bp = b.as_ptr();
+    let mut lo = [_mm512_setzero_ps(); MR];
+    let mut hi = [_mm512_setzero_ps(); MR];
+    // SAFETY: `a` and `b` hold what is read (debug-asserted); `c` is valid for `cols` values per
+    // row and only masked accesses within those are made.
+    unsafe {
+        if accumulate {
+            for i in 0..MR {
+                lo[i] = _mm512_maskz_loadu_ps(m0, c.add(i * ldc));
+                if hi_live {
+                    hi[i] = _mm512_maskz_loadu_ps(m1, c.add(i * ldc + 16));
+                }
+            }
+        }
+        for p in 0..kc2 {
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp.add(p * NR).cast()));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp.add(p * NR + 16).cast()));
+            for i in 0..MR {
+                let x: __m512bh =
+                    std::mem::transmute(_mm512_set1_epi32(*ap.add(i * lda + p) as i32));
+                lo[i] = _mm512_dpbf16_ps(lo[i], x, b0);
+                hi[i] = _mm512_dpbf16_ps(hi[i], x, b1);
+            }
+        }
+        finish_tile::<MR>(&mut lo, &mut hi, c, ldc, cols, tail);
     }
 }
 

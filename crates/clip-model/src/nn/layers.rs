@@ -49,7 +49,7 @@ impl Linear {
         let (n, k) = weight.dims2()?;
         let w = weight.flatten_all()?.to_vec1::<f32>()?;
         let b = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        let packed = PackedMatrix::new(&w, &b, n, k, kernel).map_err(raise)?;
+        let packed = PackedMatrix::for_weights(&w, &b, n, k, kernel).map_err(raise)?;
         Ok(Linear::Packed(Arc::new(packed)))
     }
 
