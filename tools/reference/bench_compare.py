@@ -104,6 +104,8 @@ def prepare(args):
         os.makedirs(out, exist_ok=True)
         path = os.path.join(out, "open_clip_model.safetensors")
         if os.path.exists(path) and not args.regenerate:
+            if key == "vit-b-32" and not os.path.exists(os.path.join(out, "image_int8.onnx")):
+                quantize_int8(out)
             continue
         gen = torch.Generator().manual_seed(1234)
         model = open_clip.create_model(MODELS[key], pretrained=None).eval()
@@ -121,6 +123,7 @@ def prepare(args):
         print(f"saved {path}", file=sys.stderr)
         if key == "vit-b-32":
             export_onnx(model, out)
+            quantize_int8(out)
 
 
 class ImageTower(torch.nn.Module):
@@ -155,6 +158,19 @@ def export_onnx(model, out):
     print(f"exported ONNX to {out}", file=sys.stderr)
 
 
+def quantize_int8(out):
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        # The reduced-precision peer on CPUs without bf16 units: dynamic int8 (weights int8,
+        # activations quantised per call), as onnxruntime documents it for transformers.
+        quantize_dynamic(os.path.join(out, "image.onnx"), os.path.join(out, "image_int8.onnx"),
+                         weight_type=QuantType.QInt8)
+        print(f"quantized the image tower to int8 in {out}", file=sys.stderr)
+    except ImportError:
+        print("onnxruntime.quantization missing: no int8 row", file=sys.stderr)
+
+
 class Server:
     def __init__(self, args):
         import open_clip
@@ -182,7 +198,7 @@ class Server:
             so.intra_op_num_threads = args.threads
             so.inter_op_num_threads = 1
             so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            for part in ("image", "text"):
+            for part in ("image", "text", "image_int8"):
                 path = os.path.join(args.dir, "vit-b-32", f"{part}.onnx")
                 if os.path.exists(path):
                     self.ort[part] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
@@ -197,6 +213,13 @@ class Server:
             pass
         ids_path = os.path.join(args.dir, "prompt_ids.npy")
         self.prompt_ids = np.load(ids_path).astype(np.int64) if os.path.exists(ids_path) else None
+        # The reduced-precision peer users reach for: the model cast to bfloat16 (oneDNN uses the
+        # CPU's bf16 / AMX units where it has them).
+        self.bf16 = {}
+        if "vit-b-32" in self.models:
+            import copy
+
+            self.bf16["vit-b-32"] = copy.deepcopy(self.models["vit-b-32"]).to(torch.bfloat16)
         self.family_ids = {}
         for key, name in (("siglip", "siglip_ids.npy"), ("cn", "cn_prompt_ids.npy")):
             path = os.path.join(args.dir, name)
@@ -225,7 +248,15 @@ class Server:
         if engine == "faiss":
             return self.faiss(cmd, reps)
         batch = int(cmd["batch"])
-        if work == "image":
+        if work == "cosine":
+            return self.cosine(engine, batch)
+        if work == "image" and engine == "torch_bf16":
+            x, model = self.pixels(batch, 224).to(torch.bfloat16), self.bf16["vit-b-32"]
+            fn = lambda: model.encode_image(x)
+        elif work == "image" and engine == "ort_int8":
+            sess, feed = self.ort["image_int8"], {"pixels": self.pixels(batch, 224).numpy()}
+            fn = lambda: sess.run(None, feed)
+        elif work == "image":
             model_key = cmd.get("model", "vit-b-32")
             size = 448 if model_key == "rn50x64" else 224
             x = self.pixels(batch, size)
@@ -268,6 +299,22 @@ class Server:
                 fn()
                 secs.append(time.perf_counter() - t0)
         return {"seconds": secs}
+
+    def cosine(self, engine, batch):
+        """Min per-image cosine of `engine`'s ViT-B/32 image embeddings to PyTorch f32's."""
+        x = self.pixels(batch, 224)
+        with torch.inference_mode():
+            ref = self.models["vit-b-32"].encode_image(x).float()
+            if engine == "torch_bf16":
+                got = self.bf16["vit-b-32"].encode_image(x.to(torch.bfloat16)).float()
+            elif engine == "ort_int8":
+                got = torch.from_numpy(self.ort["image_int8"].run(None, {"pixels": x.numpy()})[0])
+            elif engine == "ort":
+                got = torch.from_numpy(self.ort["image"].run(None, {"pixels": x.numpy()})[0])
+            else:
+                raise ValueError(engine)
+        cos = torch.nn.functional.cosine_similarity(got, ref, dim=1)
+        return {"cosine": float(cos.min()), "seconds": []}
 
     def faiss(self, cmd, reps):
         import faiss

@@ -14,6 +14,11 @@
 //! and the RoBERTa-wwm-ext-base text tower of Chinese-CLIP ViT-B/16 on cn_clip's Chinese ImageNet
 //! prompts (ours packed per row vs cn_clip's `encode_text` with its padding mask), random
 //! full-size weights written by `bench_compare.py prepare --families`.
+//!
+//! Reduced precision, compared like with like: ViT-B/32 image batch 32 with our opt-in bf16
+//! products (on a CPU with AVX-512-BF16), PyTorch with the model cast to bfloat16, and ONNX
+//! Runtime with the image tower quantised to int8 (`quantize_dynamic`), each with its min cosine
+//! to its own engine's f32 embeddings.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -117,6 +122,20 @@ impl Reference {
             .filter_map(Value::as_f64)
             .collect();
         Ok(secs)
+    }
+}
+
+impl Reference {
+    /// The min per-image cosine of `engine`'s ViT-B/32 image embeddings to PyTorch f32's.
+    fn cosine(&mut self, engine: &str, batch: usize) -> anyhow::Result<f64> {
+        let cmd = json!({"engine": engine, "workload": "cosine", "batch": batch});
+        writeln!(self.stdin, "{cmd}")?;
+        self.stdin.flush()?;
+        let v = self.read()?;
+        if let Some(e) = v.get("error") {
+            bail!("reference {cmd}: {e}");
+        }
+        v["cosine"].as_f64().context("no cosine in the answer")
     }
 }
 
@@ -292,6 +311,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         / all.eot_positions().len().max(1) as f64;
 
     let vit = ClipModel::load(dir.join("vit-b-32/open_clip_model.safetensors"))?;
+    let vit_bf16 = ClipModel::load_with(
+        dir.join("vit-b-32/open_clip_model.safetensors"),
+        &clip_model::LoadOptions {
+            bf16_products: true,
+            ..clip_model::LoadOptions::default()
+        },
+    )?;
+    println!("ours bf16: {:?}", vit_bf16.notes());
     let rn = if args.skip_rn50x64 {
         None
     } else {
@@ -352,6 +379,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut w_rn = Workload::new("RN50x64 @448 image batch 1", 1, "img/s");
     let mut w_search = Workload::new("top-10 search f32", 1, "queries/s");
     let mut w_search16 = Workload::new("top-10 search f16 store", 1, "queries/s");
+    let mut w_b32_low = Workload::new("ViT-B/32 image b32 reduced", 32, "img/s");
     let mut w_sig_img = Workload::new("SigLIP2 B/16 image batch 32", 32, "img/s");
     let mut w_sig_text = Workload::new("SigLIP2 B/16 text 64 tokens", args.text_batch, "prompts/s");
     let mut w_cn_text = Workload::new("CN-CLIP RoBERTa text 52", args.text_batch, "prompts/s");
@@ -439,6 +467,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 )],
             )?;
         }
+        step(
+            &mut w_b32_low,
+            &mut || time_ours(1, || Ok(vit_bf16.encode_image(&px32)?)),
+            &[
+                (
+                    "torch_bf16",
+                    json!({"engine":"torch_bf16","workload":"image","batch":32,"reps":1}),
+                ),
+                (
+                    "ort_int8",
+                    json!({"engine":"ort_int8","workload":"image","batch":32,"reps":1}),
+                ),
+            ],
+        )?;
         if let Some((sig, sig_ids, cn, cn_ids)) = &families {
             step(
                 &mut w_sig_img,
@@ -494,8 +536,45 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })?,
         );
     }
+    // Cosines of the reduced-precision engines to their own f32 results (same 32 images).
+    let unit_rows = |t: &Tensor| -> anyhow::Result<Vec<Vec<f32>>> {
+        Ok(t.to_vec2::<f32>()?
+            .into_iter()
+            .map(|r| {
+                let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+                r.into_iter().map(|x| x / n).collect()
+            })
+            .collect())
+    };
+    let ours_cos = {
+        let a = unit_rows(&vit.encode_image(&px32)?)?;
+        let b = unit_rows(&vit_bf16.encode_image(&px32)?)?;
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| x.iter().zip(y).map(|(p, q)| f64::from(p * q)).sum::<f64>())
+            .fold(f64::INFINITY, f64::min)
+    };
+    let torch_bf16_cos = reference.cosine("torch_bf16", 32).ok();
+    let ort_int8_cos = reference.cosine("ort_int8", 32).ok();
     drop(reference);
 
+    println!();
+    println!(
+        "reduced precision, ViT-B/32 image batch 32 (img/s, min cosine to the engine's own f32):"
+    );
+    for (engine, label, cos) in [
+        ("ours", "ours bf16 products", Some(ours_cos)),
+        ("torch_bf16", "PyTorch bfloat16", torch_bf16_cos),
+        ("ort_int8", "ONNX Runtime int8 dynamic", ort_int8_cos),
+    ] {
+        println!(
+            "  {label:<28} {:>10} img/s   cosine {}",
+            w_b32_low
+                .rate(engine)
+                .map_or_else(|| "-".into(), |r| format!("{r:.3}")),
+            cos.map_or_else(|| "-".into(), |c| format!("{c:.6}"))
+        );
+    }
     println!();
     println!(
         "{:<30} {:>12} {:>12} {:>12}   ratios (ours / other)",
@@ -626,6 +705,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let (Some(o), Some(f)) = (w_search16.rate("ours"), w_search.rate("faiss")) {
         let ms = w_search16.median("ours").unwrap_or(f64::NAN) * 1000.0;
         parts.push(format!("search-f16 {:.2}x faiss {ms:.1}ms/q", o / f));
+    }
+    if let (Some(o), Some(t)) = (w_b32_low.rate("ours"), w_b32_low.rate("torch_bf16")) {
+        parts.push(format!("vit32-b32-bf16 {:.2}x torch-bf16", o / t));
+    }
+    if let (Some(o), Some(t)) = (w_b32_low.rate("ours"), w_b32_low.rate("ort_int8")) {
+        parts.push(format!("{:.2}x ort-int8", o / t));
     }
     for (w, key) in [
         (&w_sig_img, "siglip2-b16-img32"),
