@@ -122,16 +122,18 @@ impl PreprocessHints {
     /// `default`: the values present replace the default's.
     pub fn from_open_clip_config(path: &Path, default: Self) -> Result<Self> {
         let v = read_json(path)?;
-        Self::from_open_clip_json(&v, default, &path.display().to_string())
+        Self::open_clip_json(&v, default, &path.display().to_string())
             .map_err(|reason| config_error(path, reason))
     }
 
-    /// [`PreprocessHints::from_open_clip_config`] on parsed JSON; `source` names it.
-    pub fn from_open_clip_json(
-        v: &Value,
-        default: Self,
-        source: &str,
-    ) -> std::result::Result<Self, String> {
+    /// [`PreprocessHints::from_open_clip_config`] on parsed JSON; `source` names it (and is the
+    /// `path` of the [`Error::Config`] for a value it cannot use).
+    pub fn from_open_clip_json(v: &Value, default: Self, source: &str) -> Result<Self> {
+        Self::open_clip_json(v, default, source)
+            .map_err(|reason| config_error(Path::new(source), reason))
+    }
+
+    fn open_clip_json(v: &Value, default: Self, source: &str) -> std::result::Result<Self, String> {
         let mut h = default;
         let mut touched = false;
         let m = v.get("model_cfg").unwrap_or(v);
@@ -177,12 +179,18 @@ impl PreprocessHints {
     /// Reads a transformers `preprocessor_config.json` on top of `default`.
     pub fn from_preprocessor_config(path: &Path, default: Self) -> Result<Self> {
         let v = read_json(path)?;
-        Self::from_preprocessor_json(&v, default, &path.display().to_string())
+        Self::preprocessor_json(&v, default, &path.display().to_string())
             .map_err(|reason| config_error(path, reason))
     }
 
-    /// [`PreprocessHints::from_preprocessor_config`] on parsed JSON; `source` names it.
-    pub fn from_preprocessor_json(
+    /// [`PreprocessHints::from_preprocessor_config`] on parsed JSON; `source` names it (and is
+    /// the `path` of the [`Error::Config`] for a value it cannot use).
+    pub fn from_preprocessor_json(v: &Value, default: Self, source: &str) -> Result<Self> {
+        Self::preprocessor_json(v, default, source)
+            .map_err(|reason| config_error(Path::new(source), reason))
+    }
+
+    fn preprocessor_json(
         v: &Value,
         default: Self,
         source: &str,
