@@ -34,13 +34,15 @@
 //! ## Where things are
 //!
 //! Two rooms, with imports pointing one way: the model code uses the CPU compute layer, which
-//! knows nothing of CLIP (it imports only [`error`]).
+//! knows nothing of CLIP (it imports only [`error`]). Module imports form no cycle:
+//! `cpu/ → error`; `weights/ → error`; `tokenizer/ → error`; `config/ → weights, tokenizer,
+//! error`; `nn/ → config, weights, cpu, error`; `model.rs → all of these`.
 //!
 //! | path | what is there |
 //! | --- | --- |
-//! | `config/` | architectures: [`ClipConfig`], [`VitConfig`], [`TextConfig`], [`ResNetConfig`] and their presets (`mod.rs`, `resnet.rs`), Chinese-CLIP's [`ChineseClipConfig`], [`BertConfig`] and config files ([`ChineseClipHints`], `chinese_clip.rs`); inference from tensor shapes (`infer.rs`); config files beside the weights, [`ConfigHints`] (`hints.rs`); the image preprocessing they ask for, [`PreprocessHints`] (`preprocess_hints.rs`, public as [`preprocess_hints`]) |
-//! | `weights.rs` | safetensors files, memory-mapped ([`SafetensorsFile`]); either naming seen through open_clip's names ([`Weights`], [`Naming`]) |
-//! | `nn/` | model code only: the [`ImageTower`] contract every image tower implements (`mod.rs`); the transformer blocks and the one linear layer type (`layers.rs`); the towers (`vit.rs`, `text.rs`, `resnet.rs`, Chinese-CLIP's BERT text tower `text_bert.rs`; SigLIP's image and text towers, their shape inference and tensor names in `siglip.rs`) |
+//! | `config/` | architectures: [`ClipConfig`], [`VitConfig`], [`TextConfig`], [`ResNetConfig`] and their presets (`mod.rs`, `resnet.rs`), Chinese-CLIP's [`ChineseClipConfig`], [`BertConfig`] and config files ([`ChineseClipHints`], `chinese_clip.rs`), SigLIP's [`SiglipVisionConfig`], its config files and inference (`siglip.rs`); inference from tensor shapes (`infer.rs`); config files beside the weights, [`ConfigHints`] (`hints.rs`); the image preprocessing they ask for, [`PreprocessHints`] (`preprocess_hints.rs`, public as [`preprocess_hints`]) |
+//! | `weights/` | safetensors files, memory-mapped ([`SafetensorsFile`]); every naming seen through open_clip's names ([`Weights`], [`Naming`]; SigLIP's transformers and timm names in `siglip.rs`) |
+//! | `nn/` | model code only: the [`ImageTower`] contract every image tower implements (`mod.rs`); the transformer blocks and the one linear layer type (`layers.rs`); the towers (`vit.rs`, `text.rs`, `resnet.rs`, Chinese-CLIP's BERT text tower `text_bert.rs`; SigLIP's image and text towers in `siglip.rs`) |
 //! | `model.rs` | [`ClipModel`]: loading, the [`VisionTower`] choice, encoding |
 //! | `family.rs` | [`ModelFamily`] (CLIP, SigLIP or Chinese-CLIP) and its [`ScoreFunction`] (softmax or sigmoid + bias) |
 //! | `cpu/` | the compute layer: packed matrix products (`packed.rs`, x86 micro-kernels in `x86.rs`), attention, bias/residual/activation epilogues (`elementwise.rs`, `epilogue.rs`), convolution (`conv.rs`); each entry point has its candle fallback behind it |

@@ -197,7 +197,7 @@ impl ClipModel {
             None if options.sidecar_config => sidecar_config(path, weights.naming()),
             None => None,
         };
-        if crate::nn::siglip::is_siglip(&weights) {
+        if crate::weights::siglip::is_siglip(&weights) {
             return Self::load_siglip(path, weights, config_file.as_deref(), options);
         }
         if ChineseClipConfig::detect(&weights) {
@@ -248,7 +248,7 @@ impl ClipModel {
         config_file: Option<&Path>,
         options: &LoadOptions,
     ) -> Result<Self> {
-        let (mut config, notes) = crate::nn::siglip::infer(&weights, config_file)?;
+        let (mut config, notes) = crate::config::siglip::infer(&weights, config_file)?;
         if let Some(a) = options.activation {
             config.activation = a;
             if let VisionConfig::Siglip(v) = &mut config.vision {

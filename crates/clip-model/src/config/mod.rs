@@ -23,11 +23,12 @@ mod hints;
 mod infer;
 pub mod preprocess_hints;
 pub(crate) mod resnet;
+pub mod siglip;
 
-use crate::nn::siglip::SiglipVisionConfig;
 pub use chinese_clip::{BertConfig, ChineseClipConfig, ChineseClipHints};
 pub use hints::ConfigHints;
 pub use resnet::ResNetConfig;
+pub use siglip::SiglipVisionConfig;
 
 /// Width of one attention head in all OpenAI CLIP models (`heads = width / 64`).
 pub const HEAD_WIDTH: usize = 64;
@@ -286,7 +287,7 @@ impl ClipConfig {
     /// SigLIP model the names are the internal ones of [`crate::siglip`].
     pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
         if let VisionConfig::Siglip(v) = &self.vision {
-            return crate::nn::siglip::tensor_shapes(self, v);
+            return siglip::tensor_shapes(self, v);
         }
         let mut out: Vec<(String, Vec<usize>)> = Vec::new();
         let mut push = |name: String, shape: Vec<usize>| out.push((name, shape));

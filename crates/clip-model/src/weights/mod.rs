@@ -20,6 +20,8 @@ use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use crate::error::{Error, Result, raise};
 
+pub(crate) mod siglip;
+
 /// The checkpoint naming of a weights file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -436,8 +438,8 @@ impl Weights {
     fn source(&self, name: &str) -> Option<Source> {
         match self.naming {
             Naming::OpenClip => Some(Source::Same(name.to_string())),
-            Naming::HuggingFace => hf_source(name).or_else(|| crate::siglip::hf_source(name)),
-            Naming::OpenClipTimm => crate::siglip::timm_source(name),
+            Naming::HuggingFace => hf_source(name).or_else(|| siglip::hf_source(name)),
+            Naming::OpenClipTimm => siglip::timm_source(name),
         }
     }
 
@@ -511,7 +513,7 @@ impl Weights {
                 "bert.encoder.layer" => "text_model.encoder.layer".to_string(),
                 other => other.to_string(),
             },
-            Naming::OpenClipTimm => crate::siglip::timm_block_prefix(prefix).to_string(),
+            Naming::OpenClipTimm => siglip::timm_block_prefix(prefix).to_string(),
         };
         let file_prefix = format!("{file_prefix}.");
         self.file
