@@ -495,10 +495,8 @@ impl PackedMatrix {
                                 match self.kernel {
                                     Kernel::Avx512 => {
                                         // Bias, residual and activation go into the kernel's last
-                                        // store, except the GELUs, left to `finish`.
-                                        let in_kernel = last
-                                            && !matches!(epilogue.act, Act::Gelu | Act::GeluTanh);
-                                        let tail = in_kernel.then(|| Tail {
+                                        // store.
+                                        let tail = last.then(|| Tail {
                                             bias: &self.bias[p * NR..],
                                             residual: epilogue
                                                 .residual
@@ -506,9 +504,6 @@ impl PackedMatrix {
                                             act: epilogue.act,
                                         });
                                         x86::tile_avx512(mr, kc, a, k, b, c, n, cols, !first, tail);
-                                        if last && !in_kernel {
-                                            self.finish(c, i0, mr, p * NR, cols, epilogue);
-                                        }
                                     }
                                     Kernel::Avx2 => {
                                         x86::tile_avx2(mr, kc, a, k, b, c, n, cols, !first);
@@ -569,17 +564,12 @@ impl PackedMatrix {
                             // from pair k0, each row `k2` apart, `b` kc × NR packed pairs.
                             unsafe {
                                 let c = y.0.add(i0 * n + p * NR);
-                                let in_kernel =
-                                    last && !matches!(epilogue.act, Act::Gelu | Act::GeluTanh);
-                                let tail = in_kernel.then(|| Tail {
+                                let tail = last.then(|| Tail {
                                     bias: &self.bias[p * NR..],
                                     residual: epilogue.residual.map(|r| &r[i0 * n + p * NR..]),
                                     act: epilogue.act,
                                 });
                                 x86::tile_avx512_bf16(mr, kc, a, k2, b, c, n, cols, !first, tail);
-                                if last && !in_kernel {
-                                    self.finish(c, i0, mr, p * NR, cols, epilogue);
-                                }
                             }
                         }
                     }

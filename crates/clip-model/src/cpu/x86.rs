@@ -9,7 +9,7 @@ use super::epilogue::Act;
 
 /// What the AVX-512 kernel applies before its last store: the bias (from the tile's first
 /// column), the residual (from the tile's first element, rows `ldc` apart like the output), then
-/// the activation (not erf-GELU).
+/// the activation.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Tail<'a> {
     pub bias: &'a [f32],
@@ -145,7 +145,19 @@ unsafe fn finish_tile<const MR: usize>(
                         hi[i] = quick_gelu_avx512(hi[i]);
                     }
                 }
-                Act::Identity | Act::Gelu | Act::GeluTanh => {}
+                Act::GeluTanh => {
+                    for i in 0..MR {
+                        lo[i] = gelu_tanh_avx512(lo[i]);
+                        hi[i] = gelu_tanh_avx512(hi[i]);
+                    }
+                }
+                Act::Gelu => {
+                    for i in 0..MR {
+                        lo[i] = gelu_erf_avx512(lo[i]);
+                        hi[i] = gelu_erf_avx512(hi[i]);
+                    }
+                }
+                Act::Identity => {}
             }
         }
         for i in 0..MR {
@@ -412,6 +424,48 @@ pub(super) unsafe fn softmax_avx512(row: &mut [f32], scale: f32) {
 fn quick_gelu_avx512(x: __m512) -> __m512 {
     let e = exp_avx512(_mm512_mul_ps(x, _mm512_set1_ps(-1.702)));
     _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0), e))
+}
+
+/// tanh-approximated GELU for 16 lanes: `0.5 x (1 + tanh(u))` with
+/// `u = √(2/π) (x + 0.044715 x³)`, computed as the equal `x / (1 + e^(−2u))` (SigLIP's MLPs).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn gelu_tanh_avx512(x: __m512) -> __m512 {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    let x2 = _mm512_mul_ps(x, x);
+    let inner = _mm512_fmadd_ps(_mm512_set1_ps(0.044715), x2, _mm512_set1_ps(1.0));
+    let u2 = _mm512_mul_ps(
+        _mm512_mul_ps(x, inner),
+        _mm512_set1_ps(-2.0 * SQRT_TWO_OVER_PI),
+    );
+    _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0), exp_avx512(u2)))
+}
+
+/// Exact (erf) GELU for 16 lanes, `0.5 x (1 + erf(x / √2))`, with erf from Abramowitz and
+/// Stegun 7.1.26 (absolute error ≤ 1.5e-7): `erf(z) = 1 − t (a₁ + t (a₂ + …)) e^(−z²)`,
+/// `t = 1 / (1 + p z)` for `z ≥ 0`, odd symmetry for `z < 0` (BERT, LAION's GELU ViTs).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn gelu_erf_avx512(x: __m512) -> __m512 {
+    let z = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+    let a = _mm512_abs_ps(z);
+    let t = _mm512_div_ps(
+        _mm512_set1_ps(1.0),
+        _mm512_fmadd_ps(_mm512_set1_ps(0.327_591_1), a, _mm512_set1_ps(1.0)),
+    );
+    let mut p = _mm512_set1_ps(1.061_405_4);
+    for c in [-1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c));
+    }
+    let e = exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(a, a)));
+    // erf(|z|) = 1 − t·p·e; then erf(z) carries z's sign.
+    let erf_abs = _mm512_fnmadd_ps(_mm512_mul_ps(t, p), e, _mm512_set1_ps(1.0));
+    let sign = _mm512_and_si512(_mm512_castps_si512(z), _mm512_set1_epi32(i32::MIN));
+    let erf = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(erf_abs), sign));
+    _mm512_mul_ps(
+        _mm512_mul_ps(_mm512_set1_ps(0.5), x),
+        _mm512_add_ps(_mm512_set1_ps(1.0), erf),
+    )
 }
 
 #[cfg(test)]
