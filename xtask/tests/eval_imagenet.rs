@@ -313,3 +313,55 @@ fn eval_imagenet_wnid_layout_with_limit() {
     assert_eq!(targets, case.targets[..3]);
     check_metrics(&preds, &s);
 }
+
+/// Chinese-CLIP the way its authors evaluate it: cn_clip's Chinese class names and 80 Chinese
+/// templates (`--classnames zh --templates zh`), with the tiny random Chinese-CLIP of the facade's
+/// fixtures (its classifier equals cn_clip's own zero-shot code: `crates/clip/tests/families.rs`).
+/// Checks the report records the family, score function and preprocessing, and the metrics.
+#[test]
+fn eval_imagenet_chinese_clip_with_chinese_names_and_templates() {
+    let Some(shared) = dev_support::shared_data_or_skip("eval_imagenet_chinese_clip") else {
+        return;
+    };
+    let case = case();
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("sample");
+    std::fs::create_dir(&images).unwrap();
+    for photo in &case.photos[..3] {
+        std::fs::copy(
+            shared.join("imagenet-sample").join(photo),
+            images.join(photo),
+        )
+        .unwrap();
+    }
+    let out = tmp.path().join("out");
+    let weights = root().join("crates/clip/tests/fixtures/families/cn_clip/model.safetensors");
+    let meta = shared.join("imagenet-devkit/meta.mat");
+    xtask(&[
+        "--weights".as_ref(),
+        weights.as_os_str(),
+        "--images".as_ref(),
+        images.as_os_str(),
+        "--meta".as_ref(),
+        meta.as_os_str(),
+        "--templates".as_ref(),
+        "zh".as_ref(),
+        "--classnames".as_ref(),
+        "zh".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    let s = read_summary(&out);
+    assert_eq!(s["class_names"], "zh");
+    assert_eq!(s["templates"], "zh80");
+    assert_eq!(s["n_templates"], 80);
+    assert_eq!(s["scoring"]["model_family"], "chinese-clip");
+    assert_eq!(s["scoring"]["score_function"]["kind"], "softmax");
+    let pre = s["scoring"]["preprocessing"].as_str().unwrap();
+    assert!(pre.contains("Squash"), "{pre}");
+    let preds = read_predictions(&out);
+    assert_eq!(preds.len(), 3);
+    let targets: Vec<_> = preds.iter().map(|p| p.target).collect();
+    assert_eq!(targets, case.targets[..3]);
+    check_metrics(&preds, &s);
+}
