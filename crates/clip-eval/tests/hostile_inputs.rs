@@ -85,6 +85,15 @@ fn a_fifo_as_templates_file_is_refused_at_once() {
     assert!(e.to_string().contains("not a regular file"), "{e}");
 }
 
+/// A missing file says its cause once (it was in the message and again as the source).
+#[test]
+fn a_missing_templates_file_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Templates::from_file(dir.path().join("missing.txt")).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e:?}");
+    dev_support::assert_cause_once(&e);
+}
+
 #[test]
 fn a_failed_cache_write_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();

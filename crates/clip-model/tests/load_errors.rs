@@ -271,7 +271,10 @@ fn corrupt_header() {
 #[test]
 fn missing_file_is_io_error() {
     let p = fixtures().join("does-not-exist.safetensors");
-    assert!(matches!(load_err(&p), Error::Io { path, .. } if path == p));
+    let e = load_err(&p);
+    // The cause is in the message once, not again as the error's source.
+    dev_support::assert_cause_once(&e);
+    assert!(matches!(e, Error::Io { path, .. } if path == p));
 }
 
 #[test]
@@ -386,7 +389,10 @@ fn non_finite_logit_scale_is_refused_by_name() {
     for bad in [f32::NAN, f32::INFINITY, 1000.0] {
         let dir = tempfile::tempdir().unwrap();
         let mut t = read(&open_clip_file());
-        t.insert("logit_scale".into(), Tensor::new(bad, &Device::Cpu).unwrap());
+        t.insert(
+            "logit_scale".into(),
+            Tensor::new(bad, &Device::Cpu).unwrap(),
+        );
         let p = write(dir.path(), &open_clip_file(), &t);
         match load_err(&p) {
             Error::NonFiniteTensor {
