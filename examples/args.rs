@@ -50,7 +50,11 @@ mod tests {
             &["demo", "--queue", "0"],
         ] {
             let e = Demo::try_parse_from(args).unwrap_err();
-            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{args:?}");
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}"
+            );
             let text = e.to_string();
             assert!(
                 text.contains("1..=1000") || text.contains("1..=4096") || text.contains("invalid"),

@@ -44,10 +44,7 @@ impl Embedder for clip::Clip {
     }
 
     /// Errors name the file (`photos/x.png: not a supported image`), not its place in the batch.
-    fn embed_each_named(
-        &self,
-        images: &[(&Path, &[u8])],
-    ) -> Vec<Result<Vec<f32>, EmbedError>> {
+    fn embed_each_named(&self, images: &[(&Path, &[u8])]) -> Vec<Result<Vec<f32>, EmbedError>> {
         let inputs = images
             .iter()
             .map(|&(name, bytes)| clip::ImageInput::Named { bytes, name });

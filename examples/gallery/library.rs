@@ -65,12 +65,18 @@ impl Library {
                 Ok((lib, true))
             }
             Err(e) => {
-                Err(anyhow::Error::new(e).context(format!("cannot open the library {}", db.display())))
+                Err(anyhow::Error::new(e)
+                    .context(format!("cannot open the library {}", db.display())))
             }
         }
     }
 
-    fn open_with(db: &Path, model_id: &str, dim: usize, options: OpenOptions) -> anyhow::Result<Self> {
+    fn open_with(
+        db: &Path,
+        model_id: &str,
+        dim: usize,
+        options: OpenOptions,
+    ) -> anyhow::Result<Self> {
         let store = FeatureStore::open(db, &ModelInfo::new(model_id, dim), &options)
             .with_context(|| format!("cannot open the library {}", db.display()))?;
         Ok(Self::with_store(db, store))

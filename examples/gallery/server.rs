@@ -567,7 +567,9 @@ pub const MAX_QUERY_CHARS: usize = 300;
 pub fn query_text(raw: &str, max_chars: usize) -> Result<&str, String> {
     let q = raw.trim();
     if q.is_empty() {
-        return Err("the query text is empty: give words to search for, e.g. \"a dog on a beach\"".into());
+        return Err(
+            "the query text is empty: give words to search for, e.g. \"a dog on a beach\"".into(),
+        );
     }
     if q.chars().count() > max_chars {
         return Err(format!("query too long (at most {max_chars} characters)"));

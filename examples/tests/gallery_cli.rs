@@ -106,9 +106,23 @@ fn reading_commands_refuse_files_that_are_not_libraries_untouched() {
         let db = db.to_str().unwrap();
         for args in [
             vec!["search", "a cat", "--db", db, "--model", &model],
-            vec!["similar", photo.to_str().unwrap(), "--db", db, "--model", &model],
+            vec![
+                "similar",
+                photo.to_str().unwrap(),
+                "--db",
+                db,
+                "--model",
+                &model,
+            ],
             // Writing commands create only a missing library, never one in another's file.
-            vec!["index", photo.parent().unwrap().to_str().unwrap(), "--db", db, "--model", &model],
+            vec![
+                "index",
+                photo.parent().unwrap().to_str().unwrap(),
+                "--db",
+                db,
+                "--model",
+                &model,
+            ],
         ] {
             let e = run(&args).unwrap_err();
             let text = format!("{e:#}");
@@ -235,9 +249,11 @@ fn a_library_that_cannot_be_written_is_searched_and_served() {
     let before = snapshot(&lib_dir);
     let _ro = ReadOnly::new(&[(&db, 0o444), (&lib_dir, 0o555)]);
 
-    let out = child(&["search", "a photo", "--db", db_text, "-k", "2", "--model", &model])
-        .output()
-        .unwrap();
+    let out = child(&[
+        "search", "a photo", "--db", db_text, "-k", "2", "--model", &model,
+    ])
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -248,23 +264,42 @@ fn a_library_that_cannot_be_written_is_searched_and_served() {
     assert_eq!(hits.len(), 2, "{stdout}");
 
     let photo = demo_photos()[1].clone();
-    let out = child(&["similar", photo.to_str().unwrap(), "--db", db_text, "--model", &model])
-        .output()
-        .unwrap();
+    let out = child(&[
+        "similar",
+        photo.to_str().unwrap(),
+        "--db",
+        db_text,
+        "--model",
+        &model,
+    ])
+    .output()
+    .unwrap();
     assert!(
         out.status.success(),
         "similar failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(snapshot(&lib_dir), before, "reading changed the library folder");
+    assert_eq!(
+        snapshot(&lib_dir),
+        before,
+        "reading changed the library folder"
+    );
 
     // The server: serves the library read-only and says so; new pictures are refused.
     let mut server = Kill(
-        child(&["serve", "--db", db_text, "--addr", "127.0.0.1:0", "--model", &model])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+        child(&[
+            "serve",
+            "--db",
+            db_text,
+            "--addr",
+            "127.0.0.1:0",
+            "--model",
+            &model,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
     );
     let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
     let started = Instant::now();
@@ -285,7 +320,9 @@ fn a_library_that_cannot_be_written_is_searched_and_served() {
     };
     let (status, body) = http(
         &addr,
-        &format!("GET /api/search?q=a%20photo&k=3 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        &format!(
+            "GET /api/search?q=a%20photo&k=3 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        ),
         b"",
     );
     assert_eq!(status, 200, "{body}");
@@ -308,7 +345,11 @@ fn a_library_that_cannot_be_written_is_searched_and_served() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("read-only"), "{body}");
     drop(server);
-    assert_eq!(snapshot(&lib_dir), before, "serving changed the library folder");
+    assert_eq!(
+        snapshot(&lib_dir),
+        before,
+        "serving changed the library folder"
+    );
 }
 
 #[test]
@@ -363,7 +404,11 @@ async fn an_empty_query_is_refused_alike_on_the_command_line_and_by_the_server()
         assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
         assert!(e.to_string().contains(&expected), "{e}");
     }
-    let (_d, st) = demo_state(std::sync::Arc::new(HashModel::new(16)), Settings::default(), 8);
+    let (_d, st) = demo_state(
+        std::sync::Arc::new(HashModel::new(16)),
+        Settings::default(),
+        8,
+    );
     let app = router(st);
     for q in ["", "%20%20%20", "%09%0A"] {
         let uri = format!("/api/search?q={q}");
@@ -389,9 +434,24 @@ async fn an_empty_query_is_refused_alike_on_the_command_line_and_by_the_server()
 fn absurd_numbers_are_argument_errors() {
     for args in [
         &["gallery", "search", "a cat", "--db", "x", "-k", "0"][..],
-        &["gallery", "search", "a cat", "--db", "x", "-k", "100000000000"],
+        &[
+            "gallery",
+            "search",
+            "a cat",
+            "--db",
+            "x",
+            "-k",
+            "100000000000",
+        ],
         &["gallery", "similar", "a.png", "--db", "x", "-k", "0"],
-        &["gallery", "serve", "--db", "x", "--queue", "18446744073709551615"],
+        &[
+            "gallery",
+            "serve",
+            "--db",
+            "x",
+            "--queue",
+            "18446744073709551615",
+        ],
         &["gallery", "serve", "--db", "x", "--queue", "100000000"],
         &["gallery", "serve", "--db", "x", "--queue", "0"],
     ] {
@@ -413,7 +473,13 @@ fn a_fifo_given_as_the_picture_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = indexed_library(dir.path(), &model);
     let fifo = dir.path().join("photo.png");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let (tx, rx) = std::sync::mpsc::channel();
     let args = [
         "similar".to_owned(),

@@ -322,5 +322,8 @@ fn indexing_failures_name_the_file() {
     assert_eq!((report.added, report.failed.len()), (1, 1), "{report:?}");
     let reason = &report.failed[0].reason;
     assert!(reason.contains("broken.png"), "{reason}");
-    assert!(!reason.contains("in memory") && !reason.contains("<memory>"), "{reason}");
+    assert!(
+        !reason.contains("in memory") && !reason.contains("<memory>"),
+        "{reason}"
+    );
 }

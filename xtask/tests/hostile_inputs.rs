@@ -46,14 +46,50 @@ fn absurd_numbers_are_argument_errors_before_any_work() {
         // 70000² × 3 float32 is 59 GB: it aborted on the allocation.
         &["preprocess", horse, "--size", "70000", "--out", out][..],
         &["preprocess", horse, "--size", "0", "--out", out],
-        &["eval-imagenet", "--weights", "w", "--images", ".", "--batch-size", "100000000"],
-        &["eval-imagenet", "--weights", "w", "--images", ".", "--batch-size", "0"],
-        &["eval-imagenet", "--weights", "w", "--images", ".", "--queue-depth", "18446744073709551615"],
-        &["eval-imagenet", "--weights", "w", "--images", ".", "--threads", "0"],
+        &[
+            "eval-imagenet",
+            "--weights",
+            "w",
+            "--images",
+            ".",
+            "--batch-size",
+            "100000000",
+        ],
+        &[
+            "eval-imagenet",
+            "--weights",
+            "w",
+            "--images",
+            ".",
+            "--batch-size",
+            "0",
+        ],
+        &[
+            "eval-imagenet",
+            "--weights",
+            "w",
+            "--images",
+            ".",
+            "--queue-depth",
+            "18446744073709551615",
+        ],
+        &[
+            "eval-imagenet",
+            "--weights",
+            "w",
+            "--images",
+            ".",
+            "--threads",
+            "0",
+        ],
     ] {
         let o = xtask(args, Duration::from_secs(30));
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains("invalid value"), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("invalid value"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
     }
     assert!(!Path::new(out).exists());
 }
@@ -79,7 +115,10 @@ fn special_files_fail_at_once() {
     for (args, named) in [
         (vec!["preprocess", fifo_s, "--out", out_s], fifo_s),
         (vec!["preprocess", "/dev/zero", "--out", out_s], "/dev/zero"),
-        (vec!["embed", "--weights", fifo_s, "--text", "a cat"], fifo_s),
+        (
+            vec!["embed", "--weights", fifo_s, "--text", "a cat"],
+            fifo_s,
+        ),
         (
             vec!["embed", "--weights", weights_s, "--image", fifo_s],
             fifo_s,

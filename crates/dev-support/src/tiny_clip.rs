@@ -132,7 +132,9 @@ pub fn write_poisoned(
         owned.push((name, t.dtype(), t.shape().to_vec(), data));
     }
     if !owned.iter().any(|(n, ..)| n == tensor) {
-        return Err(safetensors::SafeTensorError::TensorNotFound(tensor.to_owned()));
+        return Err(safetensors::SafeTensorError::TensorNotFound(
+            tensor.to_owned(),
+        ));
     }
     let views = owned
         .iter()

@@ -84,14 +84,25 @@ fn open_all_ways(file: &Path) -> Vec<(&'static str, Error)> {
 
 #[test]
 fn files_that_are_not_libraries_are_refused_untouched() {
-    let cases: [(&str, &str, fn(&Path)); 3] = [
-        ("other-app.sqlite", "a SQLite database without", foreign_database),
+    // (file name, expected reason, how to make the file)
+    type Case = (&'static str, &'static str, fn(&Path));
+    let cases: [Case; 3] = [
+        (
+            "other-app.sqlite",
+            "a SQLite database without",
+            foreign_database,
+        ),
         ("empty.sqlite", "an empty file", |p| {
             std::fs::write(p, b"").unwrap()
         }),
         ("noise.sqlite", "not a SQLite database", |p| {
-            std::fs::write(p, (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>())
-                .unwrap()
+            std::fs::write(
+                p,
+                (0..4096u32)
+                    .map(|i| (i * 7919 % 251) as u8)
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap()
         }),
     ];
     for (name, reason, make) in cases {
@@ -109,7 +120,8 @@ fn files_that_are_not_libraries_are_refused_untouched() {
             }
             let text = e.to_string();
             assert!(
-                text.contains(&file.display().to_string()) && text.contains("not a feature library"),
+                text.contains(&file.display().to_string())
+                    && text.contains("not a feature library"),
                 "{text}"
             );
             // Byte for byte, and no journal, -wal or -shm file beside it.
@@ -209,7 +221,10 @@ fn a_library_opened_read_only_is_searched_and_never_changed() {
         store.add(&image("/p/d.png", b"d", 3)),
         Err(Error::ReadOnly { .. })
     ));
-    assert!(matches!(store.remove(ImageId(1)), Err(Error::ReadOnly { .. })));
+    assert!(matches!(
+        store.remove(ImageId(1)),
+        Err(Error::ReadOnly { .. })
+    ));
     assert!(matches!(
         store.remove_path(Path::new("/p/a.png")),
         Err(Error::ReadOnly { .. })
@@ -305,8 +320,12 @@ fn errors_show_their_cause_once() {
         dev_support::error_chain(&e)
     );
     // A SQLite failure too: the library file's folder is gone.
-    let e = Library::open(dir.path().join("no/such/lib.sqlite"), &model(), &OpenOptions::new())
-        .unwrap_err();
+    let e = Library::open(
+        dir.path().join("no/such/lib.sqlite"),
+        &model(),
+        &OpenOptions::new(),
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::Sqlite { .. }), "{e:?}");
     dev_support::assert_cause_once(&e);
 }

@@ -38,12 +38,18 @@ fn a_fifo_is_refused_without_waiting_for_a_writer() {
         matches!(&e, Error::NotRegular { kind: "a FIFO", path } if path == &fifo),
         "{e:?}"
     );
-    assert_eq!(e.to_string(), format!("{}: a FIFO, not a regular file", fifo.display()));
+    assert_eq!(
+        e.to_string(),
+        format!("{}: a FIFO, not a regular file", fifo.display())
+    );
     // Through a symbolic link too (links are followed, the target is checked).
     let link = dir.path().join("link.jpg");
     std::os::unix::fs::symlink(&fifo, &link).unwrap();
     let e = within_10s(move || safe_file::open(&link, 1 << 20).map(|_| ())).unwrap_err();
-    assert!(matches!(e, Error::NotRegular { kind: "a FIFO", .. }), "{e:?}");
+    assert!(
+        matches!(e, Error::NotRegular { kind: "a FIFO", .. }),
+        "{e:?}"
+    );
 }
 
 #[cfg(unix)]
@@ -51,7 +57,13 @@ fn a_fifo_is_refused_without_waiting_for_a_writer() {
 fn dev_zero_is_refused_not_read_forever() {
     let e = within_10s(|| safe_file::read("/dev/zero", 1 << 20)).unwrap_err();
     assert!(
-        matches!(e, Error::NotRegular { kind: "a character device", .. }),
+        matches!(
+            e,
+            Error::NotRegular {
+                kind: "a character device",
+                ..
+            }
+        ),
         "{e:?}"
     );
     let e = within_10s(|| safe_file::read_to_string("/dev/zero", u64::MAX)).unwrap_err();
@@ -62,7 +74,16 @@ fn dev_zero_is_refused_not_read_forever() {
 fn folders_missing_files_and_oversize_files_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let e = safe_file::read(dir.path(), 10).unwrap_err();
-    assert!(matches!(e, Error::NotRegular { kind: "a folder", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::NotRegular {
+                kind: "a folder",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 
     let missing = dir.path().join("missing.png");
     let e = safe_file::read(&missing, 10).unwrap_err();
@@ -79,7 +100,14 @@ fn folders_missing_files_and_oversize_files_are_typed_errors() {
     std::fs::write(&big, vec![7u8; 1000]).unwrap();
     let e = safe_file::read(&big, 999).unwrap_err();
     assert!(
-        matches!(e, Error::TooLarge { size: 1000, limit: 999, .. }),
+        matches!(
+            e,
+            Error::TooLarge {
+                size: 1000,
+                limit: 999,
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert_eq!(safe_file::read(&big, 1000).unwrap().len(), 1000);
