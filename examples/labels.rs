@@ -52,10 +52,14 @@ pub fn parse_list(s: &str) -> Result<Vec<String>, LabelsError> {
     clean(s.split(','))
 }
 
-/// Reads labels from a file: one per line, `#` starts a comment line.
+/// Largest labels file read (a hundred labels of 200 characters take 20 KB).
+pub const MAX_LABELS_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads labels from a file: one per line, `#` starts a comment line. Only a regular file of at
+/// most [`MAX_LABELS_FILE_BYTES`] is read: a FIFO or `/dev/zero` is refused at once.
 pub fn read_file(path: &Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read labels file {}: {e}", path.display()))?;
+    let text = safe_file::read_to_string(path, MAX_LABELS_FILE_BYTES)
+        .map_err(|e| anyhow::anyhow!("cannot read labels file {e}"))?;
     let labels = clean(text.lines().filter(|l| !l.trim_start().starts_with('#')))
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(labels)
@@ -118,6 +122,35 @@ mod tests {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), "# animals\ndog\n\ncat\n  # more\nred car\n").unwrap();
         assert_eq!(read_file(f.path()).unwrap(), vec!["dog", "cat", "red car"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_files_are_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("labels.txt");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        for p in [fifo, std::path::PathBuf::from("/dev/zero")] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let q = p.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(read_file(&q).map_err(|e| e.to_string()));
+            });
+            let e = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("reading {} hung", p.display()))
+                .unwrap_err();
+            assert!(
+                e.contains(&p.display().to_string()) && e.contains("not a regular file"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

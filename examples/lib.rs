@@ -5,8 +5,10 @@
 //!   The facade's [`clip::Clip`] implements it (module [`model`]); tests plug in a stand-in.
 //! - [`gallery`] is the library (feature store + media folder), the model worker and the web server.
 //! - [`labels`] parses label lists from the command line and files.
+//! - [`args`] bounds the numbers the examples take on the command line.
 #![deny(missing_docs)]
 
+pub mod args;
 pub mod gallery;
 pub mod labels;
 pub mod model;
@@ -43,6 +45,16 @@ pub trait Embedder: Send + Sync + 'static {
     /// fails alone. The default embeds them one by one; implementations can batch the good ones.
     fn embed_each(&self, images: &[&[u8]]) -> Vec<Result<Vec<f32>, EmbedError>> {
         images.iter().map(|i| self.embed_image(i)).collect()
+    }
+
+    /// [`Embedder::embed_each`] for files read from disk: errors name each file by `path`
+    /// rather than by its place in the batch. The default ignores the names.
+    fn embed_each_named(
+        &self,
+        images: &[(&std::path::Path, &[u8])],
+    ) -> Vec<Result<Vec<f32>, EmbedError>> {
+        let bytes: Vec<&[u8]> = images.iter().map(|(_, b)| *b).collect();
+        self.embed_each(&bytes)
     }
 
     /// Embeds one encoded image file.

@@ -43,6 +43,17 @@ impl Embedder for clip::Clip {
             .collect()
     }
 
+    /// Errors name the file (`photos/x.png: not a supported image`), not its place in the batch.
+    fn embed_each_named(&self, images: &[(&Path, &[u8])]) -> Vec<Result<Vec<f32>, EmbedError>> {
+        let inputs = images
+            .iter()
+            .map(|&(name, bytes)| clip::ImageInput::Named { bytes, name });
+        clip::Clip::embed_images(self, inputs)
+            .into_iter()
+            .map(|r| r.map_err(EmbedError::from))
+            .collect()
+    }
+
     fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let rows = clip::Clip::embed_texts(self, texts)?;
         Ok(rows.outer_iter().map(|r| r.to_vec()).collect())
@@ -77,8 +88,8 @@ impl<E: Embedder + ?Sized> ImageEmbedder for StoreEmbedder<'_, E> {
     }
 
     fn embed_batch(&mut self, batch: &[EmbedInput<'_>]) -> Vec<Result<Vec<f32>, EmbedError>> {
-        let all: Vec<&[u8]> = batch.iter().map(|i| i.bytes).collect();
-        self.0.embed_each(&all)
+        let all: Vec<(&Path, &[u8])> = batch.iter().map(|i| (i.path, i.bytes)).collect();
+        self.0.embed_each_named(&all)
     }
 }
 

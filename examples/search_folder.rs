@@ -21,8 +21,8 @@ struct Args {
     dir: PathBuf,
     /// What to look for, e.g. "a dog on a beach".
     query: String,
-    /// How many results.
-    #[arg(short, default_value_t = 10)]
+    /// How many results (1 to 1000).
+    #[arg(short, default_value_t = 10, value_parser = clip_examples::args::k())]
     k: usize,
     /// The model: a short name (ViT-B-32, RN50x64, ...), a hub id, or a safetensors file.
     #[arg(long)]
@@ -41,7 +41,6 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(args.k > 0, "-k must be at least 1");
     let clip = Clip::builder().load_or_default(args.model.as_deref())?;
     let db = match args.db {
         Some(db) => db,

@@ -36,8 +36,8 @@ struct Args {
     /// ones) or a file (one per line).
     #[arg(long, default_value = "auto")]
     templates: String,
-    /// How many labels to print per picture.
-    #[arg(long, default_value_t = 5)]
+    /// How many labels to print per picture (1 to 1000).
+    #[arg(long, default_value_t = 5, value_parser = clip_examples::args::k())]
     top: usize,
     /// Where the model runs: cpu, cuda, cuda:N.
     #[arg(long, default_value = "cpu")]

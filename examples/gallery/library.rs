@@ -4,7 +4,6 @@
 //! Uploads are written to the media folder before their row is committed, under a name derived
 //! from their bytes, so a crash leaves at worst an unreferenced file, never a row without a file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -35,26 +34,73 @@ impl Library {
         let folder = folder_of(db);
         std::fs::create_dir_all(&folder)
             .with_context(|| format!("cannot create {}", folder.display()))?;
-        Self::open_with(db, model_id, dim, true)
+        Self::open_with(db, model_id, dim, OpenOptions::new())
     }
 
-    /// Opens an existing library (an error naming `gallery index` when there is none).
+    /// Opens an existing library for reading only (an error naming `gallery index` when there
+    /// is none): nothing is created or changed, and a library that cannot be written (a
+    /// read-only file or folder, another owner's) can be searched.
     pub fn open_existing(db: &Path, model_id: &str, dim: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(
-            db.is_file(),
+            db.exists(),
             "no library at {}: create one with `gallery index DIR --db {}`",
             db.display(),
             db.display()
         );
-        Self::open_with(db, model_id, dim, false)
+        Self::open_with(db, model_id, dim, OpenOptions::new().read_only(true))
     }
 
-    fn open_with(db: &Path, model_id: &str, dim: usize, create: bool) -> anyhow::Result<Self> {
-        let options = OpenOptions::new().create(create);
+    /// Opens the library for the server: read-write, created if missing; an existing library
+    /// this process may not write is opened read-only instead (searched, but new pictures are
+    /// refused). Returns whether it is read-only.
+    pub fn open_for_serving(db: &Path, model_id: &str, dim: usize) -> anyhow::Result<(Self, bool)> {
+        if !db.exists() {
+            return Ok((Self::open(db, model_id, dim)?, false));
+        }
+        let model = ModelInfo::new(model_id, dim);
+        match FeatureStore::open(db, &model, &OpenOptions::new().create(false)) {
+            Ok(store) => Ok((Self::with_store(db, store), false)),
+            Err(e) if e.is_write_denied() => {
+                let lib = Self::open_with(db, model_id, dim, OpenOptions::new().read_only(true))?;
+                Ok((lib, true))
+            }
+            Err(e) => {
+                Err(anyhow::Error::new(e)
+                    .context(format!("cannot open the library {}", db.display())))
+            }
+        }
+    }
+
+    fn open_with(
+        db: &Path,
+        model_id: &str,
+        dim: usize,
+        options: OpenOptions,
+    ) -> anyhow::Result<Self> {
         let store = FeatureStore::open(db, &ModelInfo::new(model_id, dim), &options)
             .with_context(|| format!("cannot open the library {}", db.display()))?;
+        Ok(Self::with_store(db, store))
+    }
+
+    fn with_store(db: &Path, store: FeatureStore) -> Self {
         let media = folder_of(db).join("media");
-        Ok(Self { store, media })
+        Self { store, media }
+    }
+
+    /// Whether the library was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.store.is_read_only()
+    }
+
+    /// Brings the in-memory index up to date when another process has committed to the file
+    /// (pictures another `gallery index` or server added or removed). Cheap when nothing changed.
+    pub fn refresh_if_changed(&mut self) -> anyhow::Result<bool> {
+        Ok(self.store.refresh_if_changed()?.is_some())
+    }
+
+    /// Whether another process has committed to the file since the last refresh.
+    pub fn changed(&self) -> anyhow::Result<bool> {
+        Ok(self.store.changed()?)
     }
 
     /// The store itself (indexing a folder goes through it).
@@ -100,6 +146,13 @@ impl Library {
         let hash = ContentHash::of(bytes);
         if let Some(id) = self.store.find_hash(&hash)? {
             return Ok((id.0, false));
+        }
+        // Nothing is written, not even the media file, into a read-only library.
+        if self.store.is_read_only() {
+            return Err(feature_store::Error::ReadOnly {
+                file: self.store.file().to_owned(),
+            }
+            .into());
         }
         std::fs::create_dir_all(&self.media)
             .with_context(|| format!("cannot create {}", self.media.display()))?;
@@ -189,11 +242,6 @@ fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    // On failure the temporary file is removed: no `*.tmp…` is left in the media folder.
+    Ok(safe_file::write_atomic(path, bytes)?)
 }

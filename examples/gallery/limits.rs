@@ -315,24 +315,15 @@ pub enum ImageFileError {
 
 /// Opens a stored image for streaming: without blocking (a FIFO does not wait for a writer),
 /// then checked on the open handle, so the file served is the file checked: a regular file of
-/// at most `cap` bytes. Returns the handle and its length.
+/// at most `cap` bytes. Returns the handle and its length. The check is `safe-file`'s, the one
+/// every reader of the workspace uses.
 pub fn open_image_file(path: &Path, cap: u64) -> Result<(std::fs::File, u64), ImageFileError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    match safe_file::open(path, cap) {
+        Ok((file, meta)) => Ok((file, meta.len())),
+        Err(safe_file::Error::NotRegular { .. }) => Err(ImageFileError::NotRegular),
+        Err(safe_file::Error::TooLarge { .. }) => Err(ImageFileError::TooLarge(cap)),
+        Err(_) => Err(ImageFileError::Missing),
     }
-    let file = options.open(path).map_err(|_| ImageFileError::Missing)?;
-    let meta = file.metadata().map_err(|_| ImageFileError::Missing)?;
-    if !meta.is_file() {
-        return Err(ImageFileError::NotRegular);
-    }
-    if meta.len() > cap {
-        return Err(ImageFileError::TooLarge(cap));
-    }
-    Ok((file, meta.len()))
 }
 
 /// A response body streaming `len` bytes of a file in chunks (the length is fixed when the file

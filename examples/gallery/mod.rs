@@ -1,11 +1,13 @@
 //! The gallery demo: a picture library searchable by text, and its web page.
 //!
+//! - [`cli`]: the `gallery` command line (`index`, `search`, `similar`, `serve`).
 //! - [`library::Library`]: the feature store file plus a media folder for uploads.
 //! - [`worker::Worker`]: the model on its own thread behind a bounded queue.
 //! - [`server`]: the axum router (page, JSON API, images by id).
 //! - [`guard`], [`limits`], [`listen`]: who may use the server, how much it takes on, and the
 //!   connection loop with its timeouts (see `SECURITY.md`).
 
+pub mod cli;
 pub mod guard;
 pub mod library;
 pub mod limits;

@@ -72,7 +72,7 @@ impl Default for Settings {
             max_upload: 20 * 1024 * 1024,
             max_k: 100,
             max_per_page: 100,
-            max_query_chars: 300,
+            max_query_chars: MAX_QUERY_CHARS,
             access: Access::default(),
             max_uploads_in_flight: 8,
             quota: Quota::default(),
@@ -109,6 +109,26 @@ impl AppState {
         &self.settings
     }
 
+    /// Reloads the in-memory index when another process (`gallery index`, another server) has
+    /// committed to the library: asked before every read and write, so counts, searches and ids
+    /// are current. Costs one `PRAGMA data_version` when nothing changed.
+    fn catch_up(&self) -> Result<(), ApiError> {
+        let changed = self
+            .library
+            .read()
+            .map_err(|_| ApiError::internal("the library lock is poisoned"))?
+            .changed()
+            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        if changed {
+            self.library
+                .write()
+                .map_err(|_| ApiError::internal("the library lock is poisoned"))?
+                .refresh_if_changed()
+                .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        }
+        Ok(())
+    }
+
     /// Reads the library in a blocking thread (SQLite and the vector scan block); reads run
     /// concurrently.
     async fn read<T: Send + 'static>(
@@ -117,6 +137,7 @@ impl AppState {
     ) -> Result<T, ApiError> {
         let state = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            state.catch_up()?;
             let lib = state
                 .library
                 .read()
@@ -138,6 +159,8 @@ impl AppState {
                 .library
                 .write()
                 .map_err(|_| ApiError::internal("the library lock is poisoned"))?;
+            lib.refresh_if_changed()
+                .map_err(|e| ApiError::internal(format!("{e:#}")))?;
             f(&mut lib)
         })
         .await
@@ -395,7 +418,14 @@ async fn classify(
     // The buffer the body was collected into, without a copy.
     let bytes = Vec::from(body);
     let hash = blake3::hash(&bytes);
-    let known = st.read(move |l| Ok(l.find(hash.as_bytes()))).await?;
+    let (known, read_only) = st
+        .read(move |l| Ok((l.find(hash.as_bytes()), l.is_read_only())))
+        .await?;
+    if known.is_none() && read_only {
+        return Err(ApiError::forbidden(
+            "the library is read-only (the server may not write it): new pictures cannot be added",
+        ));
+    }
     // A new picture takes a place in the upload quota before the model runs; the place is given
     // back unless the picture is stored.
     let slot = match known {
@@ -491,16 +521,8 @@ async fn search(
     params: Result<Query<SearchParams>, QueryRejection>,
 ) -> Result<Json<Hits>, ApiError> {
     let Query(p) = params?;
-    let q = p.q.as_deref().map(str::trim).unwrap_or("");
-    if q.is_empty() {
-        return Err(ApiError::bad_request("missing query text `q`"));
-    }
-    if q.chars().count() > st.settings.max_query_chars {
-        return Err(ApiError::bad_request(format!(
-            "query too long (at most {} characters)",
-            st.settings.max_query_chars
-        )));
-    }
+    let q = query_text(p.q.as_deref().unwrap_or(""), st.settings.max_query_chars)
+        .map_err(ApiError::bad_request)?;
     let k = check_k(p.k, &st)?;
     let out = st.worker.submit(Job::Texts(vec![q.to_owned()])).await?;
     let v = out
@@ -537,6 +559,25 @@ async fn similar(
     Ok(Json(Hits {
         results: results.into_iter().map(hit).collect(),
     }))
+}
+
+/// Most characters of a search text (the server's default `max_query_chars`, and the command
+/// line's limit).
+pub const MAX_QUERY_CHARS: usize = 300;
+
+/// The search text to use, trimmed: an empty or blank text, or one over `max_chars` characters,
+/// is refused with the same words on the command line (`gallery search`) and in the web API.
+pub fn query_text(raw: &str, max_chars: usize) -> Result<&str, String> {
+    let q = raw.trim();
+    if q.is_empty() {
+        return Err(
+            "the query text is empty: give words to search for, e.g. \"a dog on a beach\"".into(),
+        );
+    }
+    if q.chars().count() > max_chars {
+        return Err(format!("query too long (at most {max_chars} characters)"));
+    }
+    Ok(q)
 }
 
 fn check_k(k: Option<usize>, st: &AppState) -> Result<usize, ApiError> {

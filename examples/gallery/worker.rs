@@ -49,6 +49,9 @@ pub enum WorkerError {
 
 type Reply = oneshot::Sender<Result<Output, EmbedError>>;
 
+/// Most waiting jobs a worker holds (`gallery serve --queue` allows as many).
+pub const MAX_QUEUE: usize = crate::args::MAX_QUEUE as usize;
+
 /// Handle to the model thread; cheap to clone.
 #[derive(Clone)]
 pub struct Worker {
@@ -58,9 +61,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the model thread with room for `capacity` waiting jobs (at least 1).
+    /// Starts the model thread with room for `capacity` waiting jobs (1 to [`MAX_QUEUE`]; the
+    /// channel allocates its room up front).
     pub fn start(embedder: Arc<dyn Embedder>, capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+        let capacity = capacity.clamp(1, MAX_QUEUE);
         let (tx, rx) = sync_channel::<(Job, Reply)>(capacity);
         let model = Arc::clone(&embedder);
         std::thread::Builder::new()

@@ -484,3 +484,78 @@ async fn concurrent_uploads_of_one_picture_add_it_once() {
         1
     );
 }
+
+/// A picture another process adds to the library (`gallery index`, a second server) is seen by
+/// the running server: counted, found by search, reachable by `similar`; one it removes is gone.
+#[tokio::test]
+async fn the_server_sees_what_other_processes_commit() {
+    use clip_examples::ImageKind;
+    use clip_examples::gallery::library::Library;
+    let (dir, model, app) = setup(Settings::default());
+    let n = demo_photos().len();
+    let db = dir.path().join("lib.sqlite");
+    let mut other = Library::open(&db, model.model_id(), model.dim()).unwrap();
+    let mut bytes = photo_bytes("horse.png");
+    bytes.extend_from_slice(b" from another process");
+    let vector = model.embed_image(&bytes).unwrap();
+    let (id, added) = other.add_upload(&bytes, ImageKind::Png, vector).unwrap();
+    assert!(added);
+
+    let (_, body, _) = get(&app, "/api/info").await;
+    assert_eq!(json::<Info>(&body).library_size, n + 1);
+    let (s, body, _) = get(&app, &format!("/api/similar/{id}?k=3")).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json::<Hits>(&body).results.len(), 3);
+    let (s, body, _) = get(&app, &format!("/api/search?q=anything&k={}", n + 1)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(json::<Hits>(&body).results.iter().any(|h| h.id == id));
+    let (_, body, _) = get(&app, "/api/library?per_page=100").await;
+    let page: LibraryPage = json(&body);
+    assert_eq!((page.total, page.items[0].id), (n + 1, id));
+
+    // Removed elsewhere: gone here too.
+    assert!(
+        other
+            .store_mut()
+            .remove(feature_store::ImageId(id))
+            .unwrap()
+    );
+    let (s, _, _) = get(&app, &format!("/api/similar/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, body, _) = get(&app, "/api/info").await;
+    assert_eq!(json::<Info>(&body).library_size, n);
+}
+
+/// A library opened read-only is served: browsing and search work, a picture already in it is
+/// classified, a new one is refused (nothing is written, not even to the media folder).
+#[tokio::test]
+async fn a_read_only_library_is_searched_and_new_pictures_are_refused() {
+    use clip_examples::gallery::library::Library;
+    use clip_examples::gallery::server::AppState;
+    use clip_examples::gallery::worker::Worker;
+    let model = Arc::new(HashModel::new(16));
+    let (dir, lib) = common::demo_library(model.as_ref());
+    drop(lib);
+    let db = dir.path().join("lib.sqlite");
+    let before = std::fs::read(&db).unwrap();
+    let lib = Library::open_existing(&db, model.model_id(), model.dim()).unwrap();
+    assert!(lib.is_read_only());
+    let app = router(AppState::new(
+        Worker::start(model.clone(), 8),
+        lib,
+        Settings::default(),
+    ));
+    let (s, body, _) = get(&app, "/api/search?q=a%20cat&k=2").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json::<Hits>(&body).results.len(), 2);
+    let (s, body) = post(&app, "/api/classify", photo_bytes("horse.png")).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert!(!json::<Classified>(&body).added);
+    let mut new = photo_bytes("horse.png");
+    new.push(1);
+    let (s, body) = post(&app, "/api/classify", new).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(error_message(&body).contains("read-only"));
+    assert!(!dir.path().join("media").exists());
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}

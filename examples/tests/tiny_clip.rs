@@ -301,3 +301,29 @@ fn huge_png() -> Vec<u8> {
     chunk(&mut png, b"IEND", &[]);
     png
 }
+
+/// `gallery index` names a file it cannot add by its path, not by its place in the batch
+/// ("image #2 (10 bytes in memory)").
+#[test]
+fn indexing_failures_name_the_file() {
+    let (_d, clip) = tiny();
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    std::fs::copy(&demo_photos()[0], photos.join("good.png")).unwrap();
+    std::fs::write(photos.join("broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let mut lib = clip_examples::gallery::library::Library::open(
+        &dir.path().join("lib.sqlite"),
+        clip.model_id(),
+        clip.dim(),
+    )
+    .unwrap();
+    let report = clip_examples::model::sync_folder(clip.as_ref(), &mut lib, &photos).unwrap();
+    assert_eq!((report.added, report.failed.len()), (1, 1), "{report:?}");
+    let reason = &report.failed[0].reason;
+    assert!(reason.contains("broken.png"), "{reason}");
+    assert!(
+        !reason.contains("in memory") && !reason.contains("<memory>"),
+        "{reason}"
+    );
+}

@@ -36,13 +36,13 @@ use serde_json::{Value, json};
 #[derive(clap::Args)]
 pub struct Args {
     /// Threads for every engine.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = crate::args::count(1, crate::args::MAX_THREADS))]
     pub threads: usize,
     /// Interleaved rounds (medians are taken over rounds).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = crate::args::count(1, 1000))]
     pub rounds: usize,
     /// Prompts per text batch (real ImageNet prompts, 77 tokens).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::args::count(1, crate::args::MAX_BATCH))]
     pub text_batch: usize,
     /// Leave out RN50x64 @448 (its random model takes ~2.5 GB per side and minutes to build).
     #[arg(long)]
@@ -51,10 +51,10 @@ pub struct Args {
     #[arg(long)]
     pub skip_families: bool,
     /// Rows of the search matrix (512-d).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = crate::args::count(1, 100_000_000))]
     pub search_rows: usize,
     /// Single-query searches per round.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = crate::args::count(1, 1_000_000))]
     pub queries: usize,
     /// An `eval-imagenet` summary.json whose end-to-end and model-only throughputs (and classifier
     /// build time, when that run built it) are reported.

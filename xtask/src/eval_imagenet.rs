@@ -67,22 +67,22 @@ pub struct Args {
     /// with `{}` for the class name, or a JSON array of strings).
     #[arg(long, default_value = "openai80")]
     pub templates: String,
-    /// Images per model call.
-    #[arg(long, default_value_t = 32)]
+    /// Images per model call (1 to 1024).
+    #[arg(long, default_value_t = 32, value_parser = crate::args::count(1, crate::args::MAX_BATCH))]
     pub batch_size: usize,
     /// `f32` (default, exact against the references) or `bf16` (opt-in: bf16 weights and
     /// products with f32 accumulation on CPUs with AVX-512-BF16, f32 elsewhere).
     #[arg(long, default_value = "f32")]
     pub precision: clip::Precision,
     /// Evaluate only the first N images (in name order).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::count(1, u64::MAX))]
     pub limit: Option<usize>,
     /// Output folder (created if needed).
     #[arg(long, default_value = "eval-imagenet-out")]
     pub out: PathBuf,
     /// Worker threads for the model and for decoding (default: candle's choice, `RAYON_NUM_THREADS` or the
     /// physical cores).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::count(1, crate::args::MAX_THREADS))]
     pub threads: Option<usize>,
     /// Where to cache zero-shot classifiers (default: `<out>/classifier-cache`).
     #[arg(long)]
@@ -93,8 +93,8 @@ pub struct Args {
     /// Split name recorded in the summary (default: `val` for the official layout, else the folder name).
     #[arg(long)]
     pub split: Option<String>,
-    /// Prepared batches allowed to wait for the model.
-    #[arg(long, default_value_t = 2)]
+    /// Prepared batches allowed to wait for the model (1 to 64).
+    #[arg(long, default_value_t = 2, value_parser = crate::args::count(1, 64))]
     pub queue_depth: usize,
 }
 

@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod args;
 mod bench_compare;
 mod embed;
 mod eval_imagenet;

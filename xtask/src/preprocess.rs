@@ -12,8 +12,9 @@ use dev_support::Npy;
 pub struct Args {
     /// The image file (JPEG, PNG, GIF, WebP, BMP, TIFF).
     pub image: PathBuf,
-    /// Output side length (224 for ViT-B/32, 448 for RN50x64).
-    #[arg(long, default_value_t = 224)]
+    /// Output side length (224 for ViT-B/32, 448 for RN50x64; at most 4096).
+    #[arg(long, default_value_t = 224,
+          value_parser = clap::value_parser!(u32).range(1..=crate::args::MAX_IMAGE_SIZE))]
     pub size: u32,
     /// Apply the EXIF orientation first (the OpenAI reference ignores it).
     #[arg(long)]

@@ -28,6 +28,8 @@ const MAGIC: &[u8; 8] = b"CLIPZSC\0";
 pub const CACHE_VERSION: u32 = 1;
 /// Largest header accepted (class names and templates are a few tens of KiB).
 const MAX_HEADER: usize = 64 << 20;
+/// Largest cache file read: 1 GiB (21k classes × 1280-d is 110 MB).
+const MAX_CACHE_FILE_BYTES: u64 = 1 << 30;
 
 /// The cache key: SHA-256 over the model id, the class names and the templates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,15 +122,14 @@ pub fn write_cache_file(path: &Path, key: &CacheKey, classifier: &Classifier) ->
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, &bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    // A failed write leaves neither a partial cache file nor a temporary one.
+    safe_file::write_atomic(path, &bytes)?;
     Ok(())
 }
 
 /// Reads and validates a cache file written for `key`.
 pub fn read_cache_file(path: &Path, key: &CacheKey) -> Result<Classifier> {
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let bytes = safe_file::read(path, MAX_CACHE_FILE_BYTES)?;
     parse_cache(&bytes, key).map_err(|message| Error::Cache {
         path: path.to_path_buf(),
         message,

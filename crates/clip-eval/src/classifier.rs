@@ -1,7 +1,7 @@
 //! Zero-shot classifiers: building one from class names × templates with any text encoder,
 //! and scoring image embeddings against it.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, check_finite};
 use crate::prompts::Templates;
 use crate::topk::{check_matrix, top_k};
 
@@ -67,13 +67,16 @@ impl Classifier {
     }
 
     /// Cosine similarities of image embeddings (row-major `n × dim`, normalised here) to every
-    /// class: row-major `n × n_classes`. A zero embedding scores 0 everywhere.
+    /// class: row-major `n × n_classes`. A zero embedding scores 0 everywhere; an embedding
+    /// holding NaN or an infinity is [`Error::NonFinite`] naming its row.
     pub fn cosine_scores(&self, embeddings: &[f32]) -> Result<Vec<f32>> {
         check_matrix(embeddings, self.dim).map_err(|_| Error::Shape {
             what: "image embeddings",
             expected: format!("rows of {} values", self.dim),
             found: format!("{} values", embeddings.len()),
         })?;
+        let dim = self.dim;
+        check_finite(embeddings, |i| format!("image embedding #{}", i / dim))?;
         let n = embeddings.len() / self.dim;
         let mut out = Vec::with_capacity(n * self.n_classes());
         let mut unit = vec![0f32; self.dim];
@@ -99,30 +102,34 @@ impl Classifier {
     }
 
     /// Class probabilities under `score`: a softmax over the labels or a sigmoid per pair, row-major
-    /// `n × n_classes`.
+    /// `n × n_classes`. A non-finite scale or bias is [`Error::NonFinite`].
     pub fn probabilities_with(
         &self,
         embeddings: &[f32],
         score: &crate::ScoreFunction,
     ) -> Result<Vec<f32>> {
+        let (scale, bias) = match *score {
+            crate::ScoreFunction::Softmax { scale } => (scale, 0.0),
+            crate::ScoreFunction::Sigmoid { scale, bias } => (scale, bias),
+        };
+        check_finite(&[scale], |_| "logit scale".into())?;
+        check_finite(&[bias], |_| "logit bias".into())?;
         let mut s = self.cosine_scores(embeddings)?;
         for row in s.chunks_exact_mut(self.n_classes()) {
             score.probabilities_in_place(row);
         }
+        let n = self.n_classes();
+        check_finite(&s, |i| format!("probabilities of image #{}", i / n))?;
         Ok(s)
     }
 
     /// Class probabilities: softmax over `logit_scale × cosine` per image, row-major
-    /// `n × n_classes`.
+    /// `n × n_classes`. A non-finite scale is [`Error::NonFinite`].
     pub fn probabilities(&self, embeddings: &[f32], logit_scale: f32) -> Result<Vec<f32>> {
-        let mut s = self.cosine_scores(embeddings)?;
-        for row in s.chunks_exact_mut(self.n_classes()) {
-            for v in row.iter_mut() {
-                *v *= logit_scale;
-            }
-            softmax_in_place(row);
-        }
-        Ok(s)
+        self.probabilities_with(
+            embeddings,
+            &crate::ScoreFunction::Softmax { scale: logit_scale },
+        )
     }
 }
 

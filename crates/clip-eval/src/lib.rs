@@ -47,7 +47,7 @@ pub use cache::{CacheKey, CacheStatus, ClassifierCache};
 pub use classifier::{Classifier, DEFAULT_LOGIT_SCALE, ZeroShot, build_classifier};
 pub use error::{Error, Result};
 pub use metrics::{Accumulator, ConfusedPair};
-pub use prompts::{ClassNames, Templates};
+pub use prompts::{ClassNames, MAX_TEMPLATES_FILE_BYTES, Templates};
 pub use report::{Counts, Prediction, Skipped, Summary, Timing, recompute_counts};
 pub use scoring::{ScoreFunction, Scoring};
 pub use topk::{top_k, top_k_batch, top_k_batch_with_scores, top_k_into};

@@ -4,7 +4,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result, io_err};
+use crate::error::{Error, Result};
+
+/// Largest templates file read: 1 MiB (OpenAI's 80 templates take 3 KB).
+pub const MAX_TEMPLATES_FILE_BYTES: u64 = 1 << 20;
 
 /// OpenAI's curated ImageNet class names and 80 templates (see `data/README.md`).
 const OPENAI_JSON: &str = include_str!("../data/openai_imagenet_classes_templates.json");
@@ -145,9 +148,10 @@ impl Templates {
 
     /// Reads templates from a file: a JSON array of strings, a JSON object with a `templates`
     /// array, or plain text with one template per non-empty line. The set is named by the path.
+    /// Only a regular file of at most [`MAX_TEMPLATES_FILE_BYTES`] is read ([`Error::File`]).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+        let text = safe_file::read_to_string(path, MAX_TEMPLATES_FILE_BYTES)?;
         let trimmed = text.trim_start();
         let templates = if trimmed.starts_with('[') || trimmed.starts_with('{') {
             #[derive(Deserialize)]

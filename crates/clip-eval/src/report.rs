@@ -44,7 +44,7 @@ pub fn write_prediction(w: &mut impl Write, p: &Prediction) -> std::io::Result<(
 /// Reads a `predictions.jsonl` file (blank lines are ignored); errors name the line.
 pub fn read_predictions(path: impl AsRef<Path>) -> Result<Vec<Prediction>> {
     let path = path.as_ref();
-    let f = std::fs::File::open(path).map_err(io_err(path))?;
+    let (f, _) = safe_file::open(path, u64::MAX)?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
         let line = line.map_err(io_err(path))?;
@@ -241,7 +241,7 @@ impl Summary {
     /// Reads a summary.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+        let text = safe_file::read_to_string(path, 64 << 20)?;
         serde_json::from_str(&text).map_err(|e| Error::Json {
             path: path.to_path_buf(),
             message: e.to_string(),

@@ -5,17 +5,35 @@ use std::path::PathBuf;
 /// Errors of this crate.
 ///
 /// Loading errors carry the file, the tensor name (as spelled in the file) and the expected and
-/// found values, so a user can tell which file is wrong and how.
+/// found values, so a user can tell which file is wrong and how. A cause (an I/O error) is shown
+/// in the message once, not repeated as the error's source.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Reading a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shown in the message).
+        cause: std::io::Error,
+    },
+    /// A file to read is a FIFO, a device or a folder, too large, or not text.
+    #[error(transparent)]
+    File(safe_file::Error),
+    /// A scalar of the weights (`logit_scale`, `logit_bias`) is NaN or infinite, or overflows
+    /// once exponentiated: every probability computed with it would be NaN.
+    #[error(
+        "tensor `{name}` gives {value}, expected a finite number (damaged weights?){}",
+        path_suffix(.path)
+    )]
+    NonFiniteTensor {
+        /// The weights file, when known.
+        path: Option<PathBuf>,
+        /// The tensor.
+        name: &'static str,
+        /// The value it gives.
+        value: f32,
     },
     /// The file is not a safetensors file (bad header length or header that is not safetensors JSON).
     #[error("{path}: not a safetensors file: {reason}")]
@@ -178,6 +196,16 @@ impl From<candle_core::Error> for Error {
     /// Recovers this crate's typed errors carried through candle; others become [`Error::Candle`].
     fn from(e: candle_core::Error) -> Self {
         lower(e)
+    }
+}
+
+impl From<safe_file::Error> for Error {
+    /// I/O failures keep their variant ([`Error::Io`]); the rest is [`Error::File`].
+    fn from(e: safe_file::Error) -> Self {
+        match e {
+            safe_file::Error::Io { path, cause } => Error::Io { path, cause },
+            other => Error::File(other),
+        }
     }
 }
 

@@ -236,7 +236,18 @@ impl ClipModel {
             PreprocessHints::openai(config.vision.image_size()),
         )?;
         let vb = VarBuilder::from_backend(Box::new(weights), options.dtype, options.device.clone());
-        let mut model = Self::new(vb, &config)?;
+        let mut model = Self::new(vb, &config).map_err(|e| match e {
+            Error::NonFiniteTensor {
+                path: None,
+                name,
+                value,
+            } => Error::NonFiniteTensor {
+                path: Some(path.to_path_buf()),
+                name,
+                value,
+            },
+            e => e,
+        })?;
         model.preprocess = preprocess;
         model.notes = notes;
         Ok(model)
@@ -266,7 +277,18 @@ impl ClipModel {
             PreprocessHints::siglip(config.vision.image_size()),
         )?;
         let vb = VarBuilder::from_backend(Box::new(weights), options.dtype, options.device.clone());
-        let mut model = Self::new(vb, &config)?;
+        let mut model = Self::new(vb, &config).map_err(|e| match e {
+            Error::NonFiniteTensor {
+                path: None,
+                name,
+                value,
+            } => Error::NonFiniteTensor {
+                path: Some(path.to_path_buf()),
+                name,
+                value,
+            },
+            e => e,
+        })?;
         model.preprocess = preprocess;
         model.notes = notes;
         Ok(model)
@@ -446,7 +468,22 @@ impl ClipModel {
                 device: vb.device().clone(),
             })
         };
-        build().map_err(lower)
+        let model = build().map_err(lower)?;
+        // A damaged scale or bias would make every probability NaN: refused here, by name.
+        let scalars = [
+            ("logit_scale", Some(model.logit_scale)),
+            ("logit_bias", model.logit_bias),
+        ];
+        for (name, value) in scalars {
+            if let Some(value) = value.filter(|v| !v.is_finite()) {
+                return Err(Error::NonFiniteTensor {
+                    path: None,
+                    name,
+                    value,
+                });
+            }
+        }
+        Ok(model)
     }
 
     /// The architecture. For a Chinese-CLIP model the text fields describe its BERT tower and

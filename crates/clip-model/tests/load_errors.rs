@@ -271,7 +271,10 @@ fn corrupt_header() {
 #[test]
 fn missing_file_is_io_error() {
     let p = fixtures().join("does-not-exist.safetensors");
-    assert!(matches!(load_err(&p), Error::Io { path, .. } if path == p));
+    let e = load_err(&p);
+    // The cause is in the message once, not again as the error's source.
+    dev_support::assert_cause_once(&e);
+    assert!(matches!(e, Error::Io { path, .. } if path == p));
 }
 
 #[test]
@@ -377,4 +380,57 @@ fn bad_inputs_are_errors() {
         model.encode_text(&negative),
         Err(Error::InvalidInput(_))
     ));
+}
+
+/// A NaN, infinite or overflowing logit scale would make every probability NaN: the load fails
+/// naming the tensor and the file.
+#[test]
+fn non_finite_logit_scale_is_refused_by_name() {
+    for bad in [f32::NAN, f32::INFINITY, 1000.0] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = read(&open_clip_file());
+        t.insert(
+            "logit_scale".into(),
+            Tensor::new(bad, &Device::Cpu).unwrap(),
+        );
+        let p = write(dir.path(), &open_clip_file(), &t);
+        match load_err(&p) {
+            Error::NonFiniteTensor {
+                path: Some(path),
+                name: "logit_scale",
+                ..
+            } => assert_eq!(path, p),
+            other => panic!("logit_scale {bad}: {other:?}"),
+        }
+    }
+}
+
+/// A FIFO or device given as weights is refused at once, not waited on.
+#[cfg(unix)]
+#[test]
+fn special_files_as_weights_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("model.safetensors");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for p in [fifo, PathBuf::from("/dev/zero")] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let q = p.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(ClipModel::load(&q).err().map(|e| e.to_string()));
+        });
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("loading {} hung", p.display()))
+            .expect("loaded");
+        assert!(
+            e.contains(&p.display().to_string()) && e.contains("not a regular file"),
+            "{e}"
+        );
+    }
 }

@@ -91,7 +91,13 @@ pub(crate) fn decode(bytes: &[u8], path: &Path, max_pixels: Option<u64>) -> Resu
     }
 }
 
-fn check_pixels(path: &Path, width: u64, height: u64, limit: Option<u64>) -> Result<(), Error> {
+fn check_pixels(
+    path: &Path,
+    format: &'static str,
+    width: u64,
+    height: u64,
+    limit: Option<u64>,
+) -> Result<(), Error> {
     if let Some(limit) = limit.filter(|&l| width.max(1) * height.max(1) > l) {
         return Err(Error::TooManyPixels {
             path: path.to_owned(),
@@ -104,14 +110,14 @@ fn check_pixels(path: &Path, width: u64, height: u64, limit: Option<u64>) -> Res
     if width >= 1 << 24 || height >= 1 << 24 {
         return Err(Error::Unsupported {
             path: path.to_owned(),
-            format: "image",
+            format,
             detail: format!("{width}x{height}: sides of 2^24 pixels or more"),
         });
     }
     if width == 0 || height == 0 {
         return Err(Error::Unsupported {
             path: path.to_owned(),
-            format: "image",
+            format,
             detail: format!("zero-sized image {width}x{height}"),
         });
     }
@@ -177,7 +183,7 @@ fn decode_jpeg(bytes: &[u8], path: &Path, max_pixels: Option<u64>) -> Result<Dec
             .with_markers(&markers)
             .from_mem(bytes)?;
         let (w, h) = (d.width() as u64, d.height() as u64);
-        if check_pixels(path, w, h, max_pixels).is_err() {
+        if check_pixels(path, "JPEG", w, h, max_pixels).is_err() {
             return Ok(JpegOutcome::TooLarge(w, h));
         }
         let orientation = d
@@ -218,7 +224,7 @@ fn decode_jpeg(bytes: &[u8], path: &Path, max_pixels: Option<u64>) -> Result<Dec
             format: "JPEG",
         }),
         Ok(Ok(JpegOutcome::Ok(d))) => Ok(d),
-        Ok(Ok(JpegOutcome::TooLarge(w, h))) => Err(check_pixels(path, w, h, max_pixels)
+        Ok(Ok(JpegOutcome::TooLarge(w, h))) => Err(check_pixels(path, "JPEG", w, h, max_pixels)
             .err()
             .unwrap_or_else(|| decode_err("image size rejected".into()))),
         Ok(Ok(JpegOutcome::BadLayers(n))) => Err(Error::Unsupported {
@@ -304,7 +310,7 @@ fn decode_png(bytes: &[u8], path: &Path, max_pixels: Option<u64>) -> Result<Deco
     decoder.set_limits(png::Limits { bytes: usize::MAX });
     let header = decoder.read_header_info().map_err(err)?;
     let (w, h) = (header.width as u64, header.height as u64);
-    check_pixels(path, w, h, max_pixels)?;
+    check_pixels(path, "PNG", w, h, max_pixels)?;
     let mut reader = decoder.read_info().map_err(err)?;
     let size = reader
         .output_buffer_size()
@@ -455,12 +461,18 @@ fn unpack_bits(row: &[u8], bits: u8, n: usize) -> impl Iterator<Item = u8> + '_ 
 // ---------------------------------------------------------------------------------------------
 // Other formats
 
+/// The name of a format the `image` crate guessed, for messages.
+fn format_name(format: Option<image::ImageFormat>) -> &'static str {
+    match format {
+        Some(image::ImageFormat::Gif) => "GIF",
+        Some(image::ImageFormat::WebP) => "WebP",
+        Some(image::ImageFormat::Bmp) => "BMP",
+        Some(image::ImageFormat::Tiff) => "TIFF",
+        _ => "image",
+    }
+}
+
 fn decode_other(bytes: &[u8], path: &Path, max_pixels: Option<u64>) -> Result<Decoded, Error> {
-    let err = |e: image::ImageError| Error::Decode {
-        path: path.to_owned(),
-        format: "image",
-        message: e.to_string(),
-    };
     let reader = || {
         image::ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
@@ -469,8 +481,15 @@ fn decode_other(bytes: &[u8], path: &Path, max_pixels: Option<u64>) -> Result<De
                 cause,
             })
     };
-    let (w, h) = reader()?.into_dimensions().map_err(err)?;
-    check_pixels(path, w as u64, h as u64, max_pixels)?;
+    let first = reader()?;
+    let format = format_name(first.format());
+    let err = |e: image::ImageError| Error::Decode {
+        path: path.to_owned(),
+        format,
+        message: e.to_string(),
+    };
+    let (w, h) = first.into_dimensions().map_err(err)?;
+    check_pixels(path, format, w as u64, h as u64, max_pixels)?;
     let mut r = reader()?;
     r.no_limits();
     let img = r.decode().map_err(err)?;

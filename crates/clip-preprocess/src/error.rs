@@ -16,6 +16,10 @@ pub enum Error {
         /// The underlying I/O error (shown in the message; not repeated as an error source).
         cause: std::io::Error,
     },
+    /// The path is not a regular file (a FIFO, a device, a folder) or the file is larger than
+    /// [`PreprocessConfig::max_file_bytes`](crate::PreprocessConfig::max_file_bytes).
+    #[error(transparent)]
+    File(safe_file::Error),
     /// The file is empty (zero bytes).
     #[error("{path}: empty file (0 bytes), not an image", path = path.display())]
     Empty {
@@ -70,7 +74,7 @@ pub enum Error {
         limit: u64,
     },
     /// The header announces an image layout this crate does not handle (e.g. 12-bit JPEG).
-    #[error("{path}: unsupported {format} image: {detail}", path = path.display())]
+    #[error("{path}: unsupported {format}: {detail}", path = path.display())]
     Unsupported {
         /// The input.
         path: PathBuf,
@@ -103,4 +107,14 @@ pub enum Error {
         /// What is expected.
         reason: &'static str,
     },
+}
+
+impl From<safe_file::Error> for Error {
+    /// I/O failures keep their variant ([`Error::Io`]); the rest is [`Error::File`].
+    fn from(e: safe_file::Error) -> Self {
+        match e {
+            safe_file::Error::Io { path, cause } => Error::Io { path, cause },
+            other => Error::File(other),
+        }
+    }
 }

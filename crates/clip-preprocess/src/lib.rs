@@ -68,6 +68,10 @@ pub const OPENAI_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
 /// Pillow's `Image.MAX_IMAGE_PIXELS` × 2, the size above which Pillow refuses to open an image.
 pub const DEFAULT_MAX_PIXELS: u64 = 2 * (1024 * 1024 * 1024 / 4 / 3);
 
+/// Largest image file read from a path by default: 1 GiB, above any photo (an uncompressed
+/// TIFF at [`DEFAULT_MAX_PIXELS`] is about 540 MB) and below what would exhaust memory.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
+
 /// How the image is brought to `size` before the centre crop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -99,6 +103,10 @@ pub struct PreprocessConfig {
     /// Refuse images with more pixels than this, checked from the header before decoding
     /// (`None`: no limit beyond 2^24 per side).
     pub max_pixels: Option<u64>,
+    /// Largest image file read from a path, in bytes ([`DEFAULT_MAX_FILE_BYTES`] by default).
+    /// Whatever the limit, only regular files are read: a FIFO, device or folder given as a path
+    /// is refused at once (see `safe-file`).
+    pub max_file_bytes: u64,
 }
 
 impl PreprocessConfig {
@@ -115,6 +123,7 @@ impl PreprocessConfig {
             resize_mode: ResizeMode::ShorterSide,
             apply_exif: false,
             max_pixels: Some(DEFAULT_MAX_PIXELS),
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }
     }
 
@@ -262,13 +271,12 @@ impl Preprocessor {
         Ok(self.normalize(&self.resize_crop(raster)))
     }
 
-    /// The 8-bit RGB centre crop of an image file, before normalisation.
+    /// The 8-bit RGB centre crop of an image file, before normalisation. Only a regular file
+    /// of at most [`PreprocessConfig::max_file_bytes`] is read; a FIFO or device is refused
+    /// without waiting ([`Error::File`]).
     pub fn rgb_path(&self, path: impl AsRef<Path>) -> Result<RgbImage, Error> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|cause| Error::Io {
-            path: path.to_owned(),
-            cause,
-        })?;
+        let bytes = safe_file::read(path, self.cfg.max_file_bytes).map_err(Error::from)?;
         self.rgb_named(&bytes, path)
     }
 

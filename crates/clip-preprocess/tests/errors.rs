@@ -253,3 +253,70 @@ fn extreme_aspect_ratio_stays_cheap() {
     assert_eq!((img.width, img.height), (224, 224));
     assert!(img.data.iter().all(|&v| v == 77));
 }
+
+/// A FIFO, a device or a folder given as an image file is refused at once (a FIFO used to block
+/// the reader forever, `/dev/zero` to fill memory); an oversize file is refused before reading.
+#[cfg(unix)]
+#[test]
+fn special_files_are_refused_without_waiting() {
+    let d = tmp_dir("special");
+    let fifo = d.join("photo.jpg");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for path in [fifo.clone(), PathBuf::from("/dev/zero"), d.clone()] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(pre().preprocess_path(&p));
+        });
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{} hung the reader", path.display()))
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::File(safe_file::Error::NotRegular { .. })),
+            "{e:?}"
+        );
+        assert!(message_names(&e, &path).contains("not a regular file"));
+    }
+    let big = d.join("big.png");
+    std::fs::write(&big, vec![0u8; 2000]).unwrap();
+    let small_cap = Preprocessor::new(PreprocessConfig {
+        max_file_bytes: 1000,
+        ..PreprocessConfig::openai(224)
+    })
+    .unwrap();
+    let e = small_cap.preprocess_path(&big).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            Error::File(safe_file::Error::TooLarge {
+                size: 2000,
+                limit: 1000,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// An image this crate does not handle is named by its format once ("unsupported PNG: ..."),
+/// not as "unsupported image image".
+#[test]
+fn unsupported_images_name_their_format() {
+    let e = clip_preprocess::decode_bytes(&png_header(1 << 24, 1), None).unwrap_err();
+    assert!(
+        matches!(&e, Error::Unsupported { format: "PNG", .. }),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(text.contains("unsupported PNG: 16777216x1"), "{text}");
+    assert!(!text.contains("image image"), "{text}");
+}

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 /// Everything that can go wrong through the facade. Each variant names the thing (file, URL,
-/// label, text) and what was expected.
+/// label, text) and what was expected. A cause is shown in the message once, not repeated as the
+/// error's source (so `{:#}` with `anyhow` does not print it twice).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -100,10 +101,12 @@ pub enum Error {
     Io {
         /// The file or folder.
         path: PathBuf,
-        /// The cause.
-        #[source]
+        /// The cause (shown in the message).
         cause: std::io::Error,
     },
+    /// A path given as a model is a FIFO, a device or a socket, not a file or folder.
+    #[error(transparent)]
+    File(safe_file::Error),
     /// The weights could not be loaded or the model failed.
     #[error(transparent)]
     Model(#[from] clip_model::Error),
@@ -112,8 +115,7 @@ pub enum Error {
     Image {
         /// The path, or a description such as `image #3 of the batch (bytes)`.
         source_name: String,
-        /// The cause.
-        #[source]
+        /// The cause (its message is this error's message, and names the image).
         cause: clip_preprocess::Error,
     },
     /// A text is empty or has more tokens than the model's context.
@@ -135,8 +137,9 @@ pub enum Error {
     /// The feature library failed (another model's library, a damaged file, ...).
     #[error(transparent)]
     Library(#[from] feature_store::Error),
-    /// The model produced a non-finite embedding (NaN or infinite weights).
-    #[error("{input}: the model produced a non-finite embedding (are the weights damaged?)")]
+    /// The model produced NaN or infinite values for an input (damaged weights): an embedding,
+    /// or the probabilities of a classification.
+    #[error("{input}: the model produced NaN or infinite values (are the weights damaged?)")]
     NonFinite {
         /// The input, in words.
         input: String,

@@ -535,14 +535,10 @@ mod download {
     }
 
     fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(|cause| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::Io {
-                path: path.to_owned(),
-                cause,
-            }
+        // The temporary file is removed on any failure (a full disk, a vanished folder).
+        safe_file::write_atomic(path, bytes).map_err(|e| match e {
+            safe_file::Error::Io { path, cause } => Error::Io { path, cause },
+            other => Error::File(other),
         })
     }
 

@@ -92,5 +92,7 @@ pub use feature_store::{ImageId, SearchHit, SyncOptions, SyncReport};
 pub use hub::Hub;
 pub use input::ImageInput;
 pub use library::Library;
-pub use model::{Builder, Classifier, Clip, Device, MAX_PIXELS, Precision, Prediction};
+pub use model::{
+    Builder, Classifier, Clip, Device, MAX_FILE_BYTES, MAX_PIXELS, Precision, Prediction,
+};
 pub use source::{DEFAULT_MODEL, KnownModel, MODELS};

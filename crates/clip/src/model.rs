@@ -22,6 +22,11 @@ use crate::source::{self, Source};
 /// above any camera and far below what would exhaust memory.
 pub const MAX_PIXELS: u64 = 64_000_000;
 
+/// Largest picture file read from a path, in bytes: 64 MiB, the cap of the feature library's
+/// indexing and of the gallery server. Only regular files are read: a FIFO or device given as a
+/// picture is refused at once.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
 /// Zero-shot classifiers kept per model for repeated label sets.
 const CLASSIFIER_CACHE: usize = 16;
 
@@ -302,6 +307,7 @@ impl Builder {
         }
         let pre = Preprocessor::new(PreprocessConfig {
             max_pixels: Some(MAX_PIXELS),
+            max_file_bytes: MAX_FILE_BYTES,
             apply_exif: self.apply_exif,
             ..preprocess_config(model.preprocess_hints())?
         })
@@ -820,10 +826,17 @@ impl Classifier {
         self.zero_shot.classifier().classes()
     }
 
-    /// Classifies one image: every label with its probability, most probable first.
+    /// Classifies one image: every label with its probability, most probable first. NaN or
+    /// infinite probabilities are [`Error::NonFinite`] naming the image.
     pub fn classify<'a>(&self, image: impl Into<ImageInput<'a>>) -> Result<Vec<Prediction>> {
+        let image = image.into();
         let e = self.clip.embed_image(image)?;
-        self.classify_embedding(&e)
+        self.classify_embedding(&e).map_err(|e| match e {
+            Error::Eval(clip_eval::Error::NonFinite { what, .. }) => Error::NonFinite {
+                input: format!("{} ({what})", image.describe(0)),
+            },
+            e => e,
+        })
     }
 
     /// Classifies an image embedding from [`Clip::embed_image`].

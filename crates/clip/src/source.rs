@@ -157,11 +157,13 @@ pub fn known(name: &str) -> Option<&'static KnownModel> {
 /// known short name, then a hub id.
 pub fn resolve(spec: &str) -> Result<Source> {
     let path = Path::new(spec);
-    if path.is_file() {
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.is_dir() {
+            return weights_in(path).map(Source::File);
+        }
+        // A regular file; a FIFO or device is refused by name (never opened).
+        safe_file::check(path).map_err(Error::File)?;
         return Ok(Source::File(path.to_owned()));
-    }
-    if path.is_dir() {
-        return weights_in(path).map(Source::File);
     }
     if let Some(m) = known(spec) {
         let id = HubId::parse(m.hub_id).ok_or_else(|| unknown(spec))?;

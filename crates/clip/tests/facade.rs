@@ -234,35 +234,121 @@ fn classify_is_softmax_over_labels_and_classifiers_are_reused() {
     assert_eq!(a.labels(), labels);
 }
 
+/// A copy of the tiny model in `dir` whose tensor `name` starts with `value`.
+fn poisoned(dir: &Path, name: &str, value: f32) -> PathBuf {
+    dev_support::tiny_clip::write_poisoned(dir, name, value).unwrap()
+}
+
 #[test]
 fn non_finite_weights_give_an_error_not_nan_scores() {
-    use safetensors::tensor::TensorView;
     let dir = tempfile::tempdir().unwrap();
-    let (path, _) = tiny(dir.path());
-    let bytes = std::fs::read(&path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, t) in st.tensors() {
-        let mut data = t.data().to_vec();
-        if name == "visual.proj" {
-            data[..4].copy_from_slice(&f32::NAN.to_le_bytes());
-        }
-        owned.push((name, t.dtype(), t.shape().to_vec(), data));
-    }
-    let views: Vec<(String, TensorView<'_>)> = owned
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    let bad = dir.path().join("nan.safetensors");
-    safetensors::serialize_to_file(views, None, &bad).unwrap();
-    let clip = Clip::load(bad.to_str().unwrap()).unwrap();
     let photo = photos().join("horse.png");
+    // The image tower: every image embedding is NaN.
+    let bad = poisoned(dir.path(), "visual.proj", f32::NAN);
+    let clip = Clip::load(bad.to_str().unwrap()).unwrap();
     let err = clip.embed_image(&photo).unwrap_err();
     assert!(
         matches!(err, Error::NonFinite { .. }) && err.to_string().contains("horse.png"),
         "{err}"
     );
-    assert!(clip.classify(&photo, &["a", "b"]).is_err());
+    let err = clip.classify(&photo, &["a", "b"]).unwrap_err();
+    assert!(err.to_string().contains("horse.png"), "{err}");
+    for r in clip.embed_images([&photo, &photos().join("rocket.jpg")]) {
+        assert!(matches!(r, Err(Error::NonFinite { .. })), "{r:?}");
+    }
+    // The text tower: a text's embedding is NaN, and the error quotes the text.
+    let bad = poisoned(dir.path(), "text_projection", f32::INFINITY);
+    let clip = Clip::load(bad.to_str().unwrap()).unwrap();
+    let err = clip.embed_text("a dog on a beach").unwrap_err();
+    assert!(
+        matches!(err, Error::NonFinite { .. }) && err.to_string().contains("a dog on a beach"),
+        "{err}"
+    );
+    assert!(clip.embed_texts(&["x", "y"]).is_err());
+    assert!(clip.classify(&photo, &["a cat", "a dog"]).is_err());
+    // The logit scale: the embeddings would be fine, every probability NaN ("NaN %"); the
+    // weights are refused when loading, naming the tensor and the file.
+    for value in [f32::NAN, f32::INFINITY, 200.0] {
+        let bad = poisoned(dir.path(), "logit_scale", value);
+        let err = Clip::load(bad.to_str().unwrap()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("logit_scale") && text.contains(bad.to_str().unwrap()),
+            "{value}: {text}"
+        );
+    }
+}
+
+/// A FIFO or a device given as a picture or as the model is refused at once: it used to block
+/// the caller for ever (a FIFO) or fill its memory (`/dev/zero`).
+#[cfg(unix)]
+#[test]
+fn special_files_are_refused_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, clip) = tiny(dir.path());
+    let fifo = dir.path().join("photo.jpg");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let within_10s = |f: Box<dyn FnOnce() -> String + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the call hung")
+    };
+    for p in [fifo.clone(), PathBuf::from("/dev/zero")] {
+        let c = clip.clone();
+        let q = p.clone();
+        let text = within_10s(Box::new(move || c.embed_image(&q).unwrap_err().to_string()));
+        assert!(
+            text.contains(p.to_str().unwrap()) && text.contains("not a regular file"),
+            "{text}"
+        );
+        let q = p.clone();
+        let err = within_10s(Box::new(move || {
+            Clip::load(q.to_str().unwrap()).unwrap_err().to_string()
+        }));
+        assert!(
+            err.contains(p.to_str().unwrap()) && err.contains("not a regular file"),
+            "{err}"
+        );
+    }
+    // A batch: the FIFO fails alone.
+    let c = clip.clone();
+    let f = fifo.clone();
+    let results = within_10s(Box::new(move || {
+        let r = c.embed_images([&photos().join("horse.png"), &f]);
+        format!("{}{}", r[0].is_ok(), r[1].is_err())
+    }));
+    assert_eq!(results, "truetrue");
+}
+
+/// "No such file or directory (os error 2): No such file or directory (os error 2)": the cause
+/// was in the message and again as the error's source.
+#[test]
+fn errors_show_their_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, clip) = tiny(dir.path());
+    let missing = dir.path().join("missing.png");
+    let err = clip.embed_image(&missing).unwrap_err();
+    dev_support::assert_cause_once(&err);
+    let chain = dev_support::error_chain(&err);
+    assert!(chain.contains("missing.png"), "{chain}");
+    #[cfg(unix)]
+    assert_eq!(chain.matches("(os error 2)").count(), 1, "{chain}");
+    // The library's folder cannot be made: a file is in the way.
+    std::fs::write(dir.path().join("file"), b"x").unwrap();
+    let err = clip
+        .open_library(dir.path().join("file/lib.sqlite"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    dev_support::assert_cause_once(&err);
 }
 
 #[test]

@@ -49,12 +49,12 @@ pub const REQUIRE_CPU_FEATURES_ENV: &str = "CLIP_REQUIRE_CPU_FEATURES";
 #[non_exhaustive]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shown in the message, not repeated as the error's source).
+        cause: std::io::Error,
     },
     /// The bytes are not a `.npy` file this crate supports.
     #[error("not a supported .npy file: {0}")]
@@ -253,6 +253,34 @@ fn report_skip(kind: &str, test: &str, reason: &dyn std::fmt::Display) {
     let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
 }
 
+/// An error and its sources joined by `": "`, as `anyhow` prints `{:#}` and as programs show
+/// errors to users.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Asserts that no error of `e`'s chain repeats the message of its source in its own: printed as
+/// a chain, every cause then appears once (not "No such file …: No such file …").
+pub fn assert_cause_once(e: &dyn std::error::Error) {
+    let mut outer: &dyn std::error::Error = e;
+    while let Some(inner) = outer.source() {
+        let (o, i) = (outer.to_string(), inner.to_string());
+        assert!(
+            !o.contains(&i),
+            "the message repeats its source: `{}`",
+            error_chain(e)
+        );
+        outer = inner;
+    }
+}
+
 /// The workspace root (the folder holding the root `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -395,9 +423,9 @@ impl Npy {
     /// Reads a `.npy` file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|cause| Error::Io {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Self::from_bytes(&bytes).map_err(|e| Error::Npy(format!("{}: {e}", path.display())))
     }
@@ -405,9 +433,9 @@ impl Npy {
     /// Writes a `.npy` file (format version 1.0).
     pub fn write(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_bytes()).map_err(|source| Error::Io {
+        std::fs::write(path, self.to_bytes()).map_err(|cause| Error::Io {
             path: path.to_owned(),
-            source,
+            cause,
         })
     }
 

@@ -110,3 +110,37 @@ pub fn write(dir: &Path) -> Result<PathBuf, safetensors::SafeTensorError> {
     safetensors::serialize_to_file(views, None, &path)?;
     Ok(path)
 }
+
+/// Writes the tiny CLIP of [`write`] into `dir` as `poisoned-<tensor>.safetensors`, with the
+/// first value of `tensor` replaced by `value` (NaN, an infinity, an overflowing scale): the
+/// damaged weights the programs must refuse to turn into NaN scores. Returns its path.
+pub fn write_poisoned(
+    dir: &Path,
+    tensor: &str,
+    value: f32,
+) -> Result<PathBuf, safetensors::SafeTensorError> {
+    use safetensors::tensor::TensorView;
+    let clean = write(dir)?;
+    let bytes = std::fs::read(&clean).map_err(safetensors::SafeTensorError::IoError)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)?;
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in st.tensors() {
+        let mut data = t.data().to_vec();
+        if name == tensor {
+            data[..4].copy_from_slice(&value.to_le_bytes());
+        }
+        owned.push((name, t.dtype(), t.shape().to_vec(), data));
+    }
+    if !owned.iter().any(|(n, ..)| n == tensor) {
+        return Err(safetensors::SafeTensorError::TensorNotFound(
+            tensor.to_owned(),
+        ));
+    }
+    let views = owned
+        .iter()
+        .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b)?)))
+        .collect::<Result<Vec<(String, TensorView<'_>)>, safetensors::SafeTensorError>>()?;
+    let path = dir.join(format!("poisoned-{tensor}.safetensors"));
+    safetensors::serialize_to_file(views, None, &path)?;
+    Ok(path)
+}

@@ -7,26 +7,46 @@ use crate::ImageId;
 /// Everything that can go wrong in this crate. Each variant names the file or item involved and,
 /// where it applies, what was expected and what was found. For a PostgreSQL library the `file`
 /// fields hold its URL without the password: no error or log line ever shows a password.
+///
+/// A variant's message shows its cause (the SQLite, I/O or PostgreSQL error) once; the cause is
+/// kept in a field named `cause`, not repeated as the error's source, so that printing the
+/// chain (`{:#}` with `anyhow`) does not say it twice.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// SQLite reported an error while working on `file`.
-    #[error("feature store {file}: SQLite error: {source}")]
+    #[error("feature store {file}: SQLite error: {cause}")]
     Sqlite {
         /// The store file.
         file: PathBuf,
-        /// The underlying SQLite error.
-        #[source]
-        source: rusqlite::Error,
+        /// The underlying SQLite error (shown in the message).
+        cause: rusqlite::Error,
     },
     /// Reading or listing a file or folder failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file or folder.
         path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying I/O error (shown in the message).
+        cause: std::io::Error,
+    },
+    /// A file given to read is not a regular file (a FIFO, a device, a folder) or not text.
+    #[error(transparent)]
+    File(safe_file::Error),
+    /// The file exists but is not a feature library: an empty file, another format, or another
+    /// program's SQLite database. It was only read, never changed.
+    #[error("{file} is not a feature library ({reason}); it was left untouched")]
+    NotALibrary {
+        /// The file.
+        file: PathBuf,
+        /// What it is instead.
+        reason: &'static str,
+    },
+    /// A change was asked of a library opened read-only ([`OpenOptions::read_only`](crate::OpenOptions::read_only)).
+    #[error("feature store {file} is open read-only and cannot be changed")]
+    ReadOnly {
+        /// The store file.
+        file: PathBuf,
     },
     /// The store file does not exist and the options do not allow creating it.
     #[error("feature store {file} does not exist")]
@@ -193,23 +213,21 @@ pub enum Error {
     /// Connecting to the PostgreSQL server failed: server down or unreachable, wrong password,
     /// unknown database or user.
     #[cfg(feature = "postgres")]
-    #[error("feature library {url}: cannot connect: {}", pg_detail(.source))]
+    #[error("feature library {url}: cannot connect: {}", pg_detail(.cause))]
     PgConnect {
         /// The URL, without its password.
         url: String,
-        /// The client's error.
-        #[source]
-        source: postgres::Error,
+        /// The client's error (shown in the message).
+        cause: postgres::Error,
     },
     /// The PostgreSQL server reported an error while working on the library.
     #[cfg(feature = "postgres")]
-    #[error("feature library {url}: PostgreSQL error: {}", pg_detail(.source))]
+    #[error("feature library {url}: PostgreSQL error: {}", pg_detail(.cause))]
     Postgres {
         /// The URL, without its password.
         url: String,
-        /// The client's error.
-        #[source]
-        source: postgres::Error,
+        /// The client's error (shown in the message).
+        cause: postgres::Error,
     },
     /// The location needs a backend this build leaves out.
     #[error(
@@ -231,6 +249,41 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+}
+
+impl Error {
+    /// Whether the error says only that this process may not write the library: a read-only
+    /// file, folder or file system, another owner's file, or a library opened read-only. A
+    /// caller that only reads can open it with [`OpenOptions::read_only`](crate::OpenOptions::read_only).
+    pub fn is_write_denied(&self) -> bool {
+        use rusqlite::ErrorCode;
+        match self {
+            Error::Sqlite { cause, .. } => matches!(
+                cause.sqlite_error_code(),
+                Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied)
+            ),
+            Error::Io { cause, .. } => matches!(
+                cause.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ),
+            Error::ReadOnly { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+impl From<safe_file::Error> for Error {
+    /// Oversize files and I/O failures keep their own variants ([`Error::TooLarge`],
+    /// [`Error::Io`]); a FIFO, device or folder is [`Error::File`].
+    fn from(e: safe_file::Error) -> Self {
+        match e {
+            safe_file::Error::Io { path, cause } => Error::Io { path, cause },
+            safe_file::Error::TooLarge { path, size, limit } => {
+                Error::TooLarge { path, size, limit }
+            }
+            other => Error::File(other),
+        }
+    }
 }
 
 /// Shorthand for results of this crate.

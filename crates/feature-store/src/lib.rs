@@ -46,7 +46,19 @@
 //! - **Bad input**: vectors of the wrong length, NaN or out of range, non-UTF-8 paths and
 //!   corrupt blobs are typed [`Error`]s naming the file; a failing `add_batch` stores nothing.
 //!   In `sync`, an image the embedder fails on is listed in [`SyncReport::failed`] and the rest of
-//!   its batch is stored.
+//!   its batch is stored. Pictures are read only when they are regular files within
+//!   [`SyncOptions::max_file_bytes()`], opened without blocking (`safe-file`): a FIFO or device in
+//!   the folder fails alone, it never hangs the sync.
+//! - **Other files are left alone**: opening checks, without writing, that an existing file is a
+//!   feature library; an empty file, another format or another program's SQLite database is
+//!   [`Error::NotALibrary`] and stays byte for byte as it was. Only a missing file is created.
+//! - **Read-only**: [`OpenOptions::read_only`] opens an existing library creating and changing
+//!   nothing (no write lock, no `-wal` / `-shm` file while no writer is active), so a library in
+//!   a folder or of an owner this process may not write can be searched; writes are
+//!   [`Error::ReadOnly`].
+//! - **Other writers**: [`FeatureStore::changed`] tells cheaply (one `PRAGMA data_version`) that
+//!   another process has committed, [`FeatureStore::refresh`] loads what it added and drops what
+//!   it removed; a server asks before every read.
 //! - **Search**: results are ordered by score, then by smaller id; the order does not depend on
 //!   the number of threads.
 //!

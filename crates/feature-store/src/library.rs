@@ -81,6 +81,14 @@ pub trait Store: Send + Sync {
     /// Catches up with changes other processes committed: (images loaded, images dropped).
     /// A backend that searches in the server is always current and returns `(0, 0)`.
     fn refresh(&mut self) -> Result<(usize, usize)>;
+    /// Whether other processes have committed changes that [`Store::refresh`] would load; cheap
+    /// enough to ask before every read. Always `false` for a backend that searches in the server.
+    fn changed(&self) -> Result<bool> {
+        Ok(false)
+    }
+    /// Whether the library was opened read-only ([`OpenOptions::read_only`]): writes are
+    /// [`Error::ReadOnly`].
+    fn is_read_only(&self) -> bool;
     /// Checks the library's consistency; returns the problems found (empty when sound).
     fn integrity_check(&self) -> Result<Vec<String>>;
     /// [`Library::sync_with_progress`] through a `dyn` embedder.
@@ -152,6 +160,12 @@ impl<I: VectorIndex> Store for FeatureStore<I> {
     }
     fn refresh(&mut self) -> Result<(usize, usize)> {
         FeatureStore::refresh(self)
+    }
+    fn changed(&self) -> Result<bool> {
+        FeatureStore::changed(self)
+    }
+    fn is_read_only(&self) -> bool {
+        FeatureStore::is_read_only(self)
     }
     fn integrity_check(&self) -> Result<Vec<String>> {
         FeatureStore::integrity_check(self)
@@ -436,6 +450,12 @@ impl Store for Library {
     }
     fn refresh(&mut self) -> Result<(usize, usize)> {
         self.store_mut().refresh()
+    }
+    fn changed(&self) -> Result<bool> {
+        self.store().changed()
+    }
+    fn is_read_only(&self) -> bool {
+        self.store().is_read_only()
     }
     fn integrity_check(&self) -> Result<Vec<String>> {
         self.store().integrity_check()

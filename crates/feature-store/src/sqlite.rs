@@ -16,9 +16,9 @@ pub(crate) trait SqlContext<T> {
 
 impl<T> SqlContext<T> for rusqlite::Result<T> {
     fn at(self, file: &Path) -> Result<T> {
-        self.map_err(|source| Error::Sqlite {
+        self.map_err(|cause| Error::Sqlite {
             file: file.to_path_buf(),
-            source,
+            cause,
         })
     }
 }
@@ -46,17 +46,225 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_by_image ON files(image_id);
 ";
 
-pub(crate) fn connect(file: &Path, create: bool) -> Result<Connection> {
-    if !create && !file.exists() {
-        return Err(Error::Missing {
-            file: file.to_path_buf(),
-        });
-    }
-    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    if create {
-        flags |= OpenFlags::SQLITE_OPEN_CREATE;
-    }
+/// Opens an existing store file read-write (the caller has checked with [`probe`] that it is a
+/// library; a missing file is never created here, see [`create_library`]).
+pub(crate) fn connect(file: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     Connection::open_with_flags(file, flags).at(file)
+}
+
+/// Creates a new, empty library at `file` for `model`, atomically: the file is built under a
+/// temporary name beside it (schema and header committed, log checkpointed) and then linked to
+/// `file` only if no file has appeared there meanwhile (another process creating the same library
+/// wins, and its file is used). A process killed while creating leaves no file at `file`, only
+/// possibly its temporary one. On any failure the temporary files are removed.
+pub(crate) fn create_library(file: &Path, model: &ModelInfo, durability: Durability) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = file.file_name().ok_or_else(|| Error::Missing {
+        file: file.to_path_buf(),
+    })?;
+    let mut tmp_name = name.to_owned();
+    tmp_name.push(format!(
+        ".new-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = Temporary(file.with_file_name(tmp_name));
+    {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(&tmp.0, flags).at(file)?;
+        configure(&conn, file, durability)?;
+        let tx = conn.transaction().at(file)?;
+        tx.execute_batch(SCHEMA).at(file)?;
+        {
+            let mut put = tx
+                .prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")
+                .at(file)?;
+            put.execute(["schema_version", &SCHEMA_VERSION.to_string()])
+                .at(file)?;
+            put.execute(["model_id", &model.model_id]).at(file)?;
+            put.execute(["dim", &model.dim.to_string()]).at(file)?;
+            put.execute(["dtype", VECTOR_DTYPE]).at(file)?;
+        }
+        tx.commit().at(file)?;
+        // Closing the only connection checkpoints the log into the file and removes it.
+        conn.close().map_err(|(_, e)| e).at(file)?;
+    }
+    match std::fs::hard_link(&tmp.0, file) {
+        Ok(()) => Ok(()),
+        // Another process created it first: its library is used.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A file system without hard links: a plain rename (which would replace a file created
+        // at the very same moment by another process).
+        Err(_) => std::fs::rename(&tmp.0, file).map_err(|cause| Error::Io {
+            path: file.to_path_buf(),
+            cause,
+        }),
+    }
+}
+
+/// A temporary database removed (with its `-wal` and `-shm` files) when dropped.
+struct Temporary(PathBuf);
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = self.0.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
+    }
+}
+
+/// How a store's connection reads the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Read-write, in WAL mode.
+    ReadWrite,
+    /// Read-only (`mode=ro`): reads through the write-ahead log, sees other processes' commits.
+    ReadOnly,
+    /// Read-only and `immutable=1`: used while no write-ahead log exists (nobody writes, every
+    /// page is in the main file), so that reading creates no `-wal` / `-shm` file and works in a
+    /// folder that cannot be written. The stamp shows when that stops being true.
+    Immutable(FileStamp),
+}
+
+/// What tells that a file opened immutable has changed: its size and mtime, and whether a
+/// write-ahead log has appeared (a writer creates it before changing anything).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    len: u64,
+    mtime: Option<std::time::SystemTime>,
+    wal: bool,
+}
+
+fn wal_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+pub(crate) fn stamp(file: &Path) -> Result<FileStamp> {
+    let meta = std::fs::metadata(file).map_err(|cause| Error::Io {
+        path: file.to_path_buf(),
+        cause,
+    })?;
+    Ok(FileStamp {
+        len: meta.len(),
+        mtime: meta.modified().ok(),
+        wal: wal_path(file).exists(),
+    })
+}
+
+/// `file:` URI of a path for SQLite, with `query` appended (bytes outside the unreserved set
+/// percent-encoded, so any path works).
+fn uri(file: &Path, query: &str) -> String {
+    #[cfg(unix)]
+    let bytes = {
+        use std::os::unix::ffi::OsStrExt;
+        file.as_os_str().as_bytes().to_vec()
+    };
+    #[cfg(not(unix))]
+    let bytes = file.to_string_lossy().replace('\\', "/").into_bytes();
+    let mut out = String::from("file:");
+    for b in bytes {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push('?');
+    out.push_str(query);
+    out
+}
+
+fn open_uri(file: &Path, query: &str) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(uri(file, query), flags).at(file)
+}
+
+/// Opens an existing file read-only, creating and changing nothing: `immutable=1` while no
+/// write-ahead log exists, else `mode=ro` (falling back to `immutable=1` when SQLite cannot open
+/// the log's index, as in a read-only folder without a `-shm` file).
+pub(crate) fn open_read_only(file: &Path) -> Result<(Connection, Access)> {
+    let before = stamp(file)?;
+    if before.wal {
+        let conn = open_uri(file, "mode=ro")?;
+        // The first read opens the log.
+        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
+            Ok(_) => return Ok((conn, Access::ReadOnly)),
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+                ) => {}
+            Err(e) => return Err(e).at(file),
+        }
+    }
+    Ok((open_uri(file, "immutable=1")?, Access::Immutable(before)))
+}
+
+/// The first bytes of every SQLite database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Looks at an existing file without changing it: `None` when there is no file; a header when it
+/// is a feature library; [`Error::NotALibrary`] for anything else (an empty file, another
+/// format, another program's SQLite database), [`safe_file::Error::NotRegular`] (as
+/// [`Error::File`]) for a FIFO, device or folder. Returns the read-only connection it used.
+pub(crate) fn probe(file: &Path) -> Result<Option<(StoreHeader, Connection, Access)>> {
+    match std::fs::metadata(file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(cause) => {
+            return Err(Error::Io {
+                path: file.to_path_buf(),
+                cause,
+            });
+        }
+        Ok(_) => {}
+    }
+    let not_library = |reason| Error::NotALibrary {
+        file: file.to_path_buf(),
+        reason,
+    };
+    let (head, meta) = {
+        use std::io::Read;
+        let (f, meta) = safe_file::open(file, u64::MAX)?;
+        let mut head = Vec::with_capacity(SQLITE_MAGIC.len());
+        f.take(SQLITE_MAGIC.len() as u64)
+            .read_to_end(&mut head)
+            .map_err(|cause| Error::Io {
+                path: file.to_path_buf(),
+                cause,
+            })?;
+        (head, meta)
+    };
+    if meta.len() == 0 {
+        return Err(not_library("an empty file"));
+    }
+    if head != SQLITE_MAGIC {
+        return Err(not_library("not a SQLite database"));
+    }
+    let (conn, access) = open_read_only(file)?;
+    match read_meta(&conn, file)? {
+        Some(header) => Ok(Some((header, conn, access))),
+        None => Err(not_library(
+            "a SQLite database without a feature library header",
+        )),
+    }
+}
+
+/// SQLite's counter of changes other connections committed to the file.
+pub(crate) fn data_version(conn: &Connection, file: &Path) -> Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+        .at(file)
 }
 
 pub(crate) fn configure(conn: &Connection, file: &Path, durability: Durability) -> Result<()> {

@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::index::{FlatIndex, Precision, Scored, SearchBuffer, SearchOptions, VectorIndex};
 use crate::pending::{KnownFile, Pending, path_text, to_i64};
 use crate::sqlite::{
-    BatchEffect, SCHEMA, SqlContext, apply_one, configure, connect, decode_vector, detach,
-    image_record, read_meta,
+    Access, BatchEffect, SqlContext, apply_one, configure, connect, create_library, data_version,
+    decode_vector, detach, image_record, open_read_only, probe, read_meta, stamp,
 };
 use crate::types::{AddOutcome, ContentHash, ImageId, ImageRecord, NewImage, SearchHit};
 use crate::{Error, Result};
@@ -139,6 +139,10 @@ pub struct OpenOptions {
     pub create: bool,
     /// How a PostgreSQL library is searched (default: exact).
     pub search: SearchMethod,
+    /// Open an existing library for reading only (default: no). Nothing is created or changed:
+    /// a missing library is [`Error::Missing`], writes are [`Error::ReadOnly`]; a SQLite file in
+    /// a folder or of an owner that forbids writing can be searched.
+    pub read_only: bool,
 }
 
 impl Default for OpenOptions {
@@ -148,6 +152,7 @@ impl Default for OpenOptions {
             durability: Durability::Normal,
             create: true,
             search: SearchMethod::Exact,
+            read_only: false,
         }
     }
 }
@@ -177,6 +182,11 @@ impl OpenOptions {
         self.search = search;
         self
     }
+    /// Whether to open an existing library for reading only (see [`OpenOptions::read_only`]).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
 }
 
 /// An embedding library in one SQLite file, mirrored into an in-memory [`VectorIndex`].
@@ -186,10 +196,19 @@ impl OpenOptions {
 /// an image's bytes, with its size and mtime, so unchanged files are skipped without reading).
 /// An image lives as long as at least one path holds its bytes.
 ///
-/// Reads take `&self` and the type is `Sync`, so a server can keep it in an `RwLock`.
+/// Opening an existing file never changes it before its header is checked: a file that is not
+/// a feature library is refused untouched ([`Error::NotALibrary`]), and only a missing file is
+/// created. With [`OpenOptions::read_only`] nothing is ever written or created.
+///
+/// Reads take `&self` and the type is `Sync`, so a server can keep it in an `RwLock`; it asks
+/// [`FeatureStore::changed`] before reading and calls [`FeatureStore::refresh`] when another
+/// process has committed.
 pub struct FeatureStore<I: VectorIndex = FlatIndex> {
     file: PathBuf,
     conn: Mutex<Connection>,
+    access: Access,
+    /// `PRAGMA data_version` when the index was last brought up to date.
+    seen_version: i64,
     model: ModelInfo,
     index: I,
 }
@@ -200,6 +219,7 @@ impl<I: VectorIndex> std::fmt::Debug for FeatureStore<I> {
             .field("file", &self.file)
             .field("model", &self.model)
             .field("len", &self.index.len())
+            .field("read_only", &self.is_read_only())
             .finish()
     }
 }
@@ -224,15 +244,15 @@ impl FeatureStore<FlatIndex> {
 }
 
 impl<I: VectorIndex> FeatureStore<I> {
-    /// Reads the header of an existing store without loading it.
+    /// Reads the header of an existing store without loading it, changing nothing.
     pub fn read_header(file: impl AsRef<Path>) -> Result<StoreHeader> {
         let file = file.as_ref();
-        let conn = connect(file, false)?;
-        read_meta(&conn, file)?.ok_or_else(|| Error::BadHeader {
-            file: file.to_path_buf(),
-            key: "schema_version",
-            problem: "missing: not a feature store".into(),
-        })
+        match probe(file)? {
+            Some((header, _, _)) => Ok(header),
+            None => Err(Error::Missing {
+                file: file.to_path_buf(),
+            }),
+        }
     }
 
     /// Like [`FeatureStore::open`], loading the vectors into `index` (which should be empty and
@@ -258,43 +278,63 @@ impl<I: VectorIndex> FeatureStore<I> {
                 requested: 0,
             });
         }
-        let mut conn = connect(&file, options.create)?;
-        configure(&conn, &file, options.durability)?;
-        {
+        let check_model = |header: StoreHeader| -> Result<()> {
+            if header.model.model_id != model.model_id {
+                return Err(Error::ModelMismatch {
+                    file: file.clone(),
+                    stored: header.model.model_id,
+                    requested: model.model_id.clone(),
+                });
+            }
+            if header.model.dim != model.dim {
+                return Err(Error::DimMismatch {
+                    file: file.clone(),
+                    stored: header.model.dim,
+                    requested: model.dim,
+                });
+            }
+            Ok(())
+        };
+        // Only a file that is a library, or none, goes further: nothing is written before.
+        let found = probe(&file)?;
+        let (mut conn, access) = match found {
+            Some((header, conn, access)) if options.read_only => {
+                check_model(header)?;
+                (conn, access)
+            }
+            None if options.read_only || !options.create => {
+                return Err(Error::Missing { file });
+            }
+            found => {
+                if found.is_none() {
+                    // Built aside and moved into place: a crash leaves no half-made file. What
+                    // is there afterwards (another process may have won) is checked again.
+                    create_library(&file, model, options.durability)?;
+                    if probe(&file)?.is_none() {
+                        return Err(Error::Missing { file });
+                    }
+                }
+                drop(found);
+                (connect(&file)?, Access::ReadWrite)
+            }
+        };
+        if access == Access::ReadWrite {
+            configure(&conn, &file, options.durability)?;
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .at(&file)?;
             match read_meta(&tx, &file)? {
-                Some(header) => {
-                    if header.model.model_id != model.model_id {
-                        return Err(Error::ModelMismatch {
-                            file,
-                            stored: header.model.model_id,
-                            requested: model.model_id.clone(),
-                        });
-                    }
-                    if header.model.dim != model.dim {
-                        return Err(Error::DimMismatch {
-                            file,
-                            stored: header.model.dim,
-                            requested: model.dim,
-                        });
-                    }
-                }
+                Some(header) => check_model(header)?,
                 None => {
-                    tx.execute_batch(SCHEMA).at(&file)?;
-                    let mut put = tx
-                        .prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")
-                        .at(&file)?;
-                    put.execute(["schema_version", &SCHEMA_VERSION.to_string()])
-                        .at(&file)?;
-                    put.execute(["model_id", &model.model_id]).at(&file)?;
-                    put.execute(["dim", &model.dim.to_string()]).at(&file)?;
-                    put.execute(["dtype", VECTOR_DTYPE]).at(&file)?;
+                    return Err(Error::NotALibrary {
+                        file,
+                        reason: "a SQLite database without a feature library header",
+                    });
                 }
             }
             tx.commit().at(&file)?;
         }
+        let seen_version = data_version(&conn, &file)?;
         {
             let mut stmt = conn
                 .prepare("SELECT id, vector FROM images ORDER BY id")
@@ -306,7 +346,7 @@ impl<I: VectorIndex> FeatureStore<I> {
                 let blob = row.get_ref(1).at(&file)?;
                 let blob = blob.as_blob().map_err(|e| Error::Sqlite {
                     file: file.clone(),
-                    source: e.into(),
+                    cause: e.into(),
                 })?;
                 decode_vector(&file, id, blob, &mut vector)?;
                 if index.upsert(id, &vector).is_err() {
@@ -319,9 +359,44 @@ impl<I: VectorIndex> FeatureStore<I> {
         Ok(FeatureStore {
             file,
             conn: Mutex::new(conn),
+            access,
+            seen_version,
             model: model.clone(),
             index,
         })
+    }
+
+    /// Whether the store was opened read-only ([`OpenOptions::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.access != Access::ReadWrite
+    }
+
+    fn writable(&self) -> Result<()> {
+        match self.access {
+            Access::ReadWrite => Ok(()),
+            _ => Err(Error::ReadOnly {
+                file: self.file.clone(),
+            }),
+        }
+    }
+
+    /// Whether another process (or another handle) has committed to the file since the store
+    /// was opened or last [refreshed](FeatureStore::refresh). Cheap (one `PRAGMA data_version`,
+    /// or one `stat` for a file opened immutable), so a server can ask before every read.
+    pub fn changed(&self) -> Result<bool> {
+        match &self.access {
+            Access::Immutable(stamp_then) => Ok(stamp(&self.file)? != *stamp_then),
+            _ => Ok(data_version(&self.conn(), &self.file)? != self.seen_version),
+        }
+    }
+
+    /// [`FeatureStore::refresh`] if [`FeatureStore::changed`]; `None` when nothing changed.
+    pub fn refresh_if_changed(&mut self) -> Result<Option<(usize, usize)>> {
+        if self.changed()? {
+            self.refresh().map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -541,6 +616,7 @@ impl<I: VectorIndex> FeatureStore<I> {
     /// Records a batch in one transaction and mirrors it into the index after the commit.
     /// `None` for items whose bytes are new but that carry no vector.
     pub(crate) fn commit_batch(&mut self, pending: &[Pending]) -> Result<Vec<Option<AddOutcome>>> {
+        self.writable()?;
         let file = self.file.clone();
         let mut effect = BatchEffect::default();
         let conn = self.conn_mut();
@@ -575,6 +651,16 @@ impl<I: VectorIndex> FeatureStore<I> {
     pub fn refresh(&mut self) -> Result<(usize, usize)> {
         let file = self.file.clone();
         let dim = self.model.dim;
+        if let Access::Immutable(then) = &self.access
+            && stamp(&file)? != *then
+        {
+            // A writer has appeared: read through its log from now on.
+            let (conn, access) = open_read_only(&file)?;
+            *self.conn_mut() = conn;
+            self.access = access;
+        }
+        // Taken before reading, so that a commit made meanwhile is seen next time.
+        self.seen_version = data_version(self.conn_mut(), &file)?;
         let in_file: HashSet<ImageId> = {
             let conn = self.conn_mut();
             let mut stmt = conn.prepare("SELECT id FROM images").at(&file)?;
@@ -620,6 +706,7 @@ impl<I: VectorIndex> FeatureStore<I> {
 
     /// Forgets several paths in one transaction; returns the deleted images.
     pub(crate) fn remove_paths(&mut self, paths: &[String]) -> Result<Vec<ImageId>> {
+        self.writable()?;
         let file = self.file.clone();
         let mut effect = BatchEffect::default();
         let conn = self.conn_mut();
@@ -644,6 +731,7 @@ impl<I: VectorIndex> FeatureStore<I> {
 
     /// Deletes image `id` and all its paths. Returns whether it existed.
     pub fn remove(&mut self, id: ImageId) -> Result<bool> {
+        self.writable()?;
         let file = self.file.clone();
         let conn = self.conn_mut();
         let tx = conn

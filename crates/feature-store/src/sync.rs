@@ -1,7 +1,6 @@
 //! Incremental indexing of a folder: [`ImageEmbedder`], [`SyncOptions`], [`SyncReport`].
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -365,33 +364,12 @@ fn walk(
     files.sort_by(|a, b| a.0.cmp(&b.0));
 }
 
-/// Reads a file, returning its bytes, size and mtime as seen by the open handle.
+/// Reads a file, returning its bytes, size and mtime as seen by the open handle: only a regular
+/// file of at most `limit` bytes, opened without blocking (a FIFO or device put in a picture's
+/// place fails alone instead of hanging the sync).
 fn read_file(path: &Path, limit: u64) -> Result<(Vec<u8>, u64, i64)> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = std::fs::File::open(path).map_err(io)?;
-    let meta = f.metadata().map_err(io)?;
-    if meta.len() > limit {
-        return Err(Error::TooLarge {
-            path: path.to_path_buf(),
-            size: meta.len(),
-            limit,
-        });
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    f.by_ref()
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    if bytes.len() as u64 > limit {
-        return Err(Error::TooLarge {
-            path: path.to_path_buf(),
-            size: bytes.len() as u64,
-            limit,
-        });
-    }
+    let (file, meta) = safe_file::open(path, limit)?;
+    let bytes = safe_file::read_open(path, file, &meta, limit)?;
     let size = bytes.len() as u64;
     Ok((bytes, size, mtime_ns(&meta)))
 }
@@ -460,10 +438,7 @@ pub(crate) fn add_file<B: Backend, E: ImageEmbedder + ?Sized>(
 ) -> Result<AddOutcome> {
     check_embedder(store, embedder)?;
     let text = path_text(path)?.to_owned();
-    let meta = std::fs::metadata(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let meta = safe_file::check(path)?;
     if let Some((id, known)) = store.known_file(&text)?
         && known.matches(meta.len(), mtime_ns(&meta))
     {
@@ -539,9 +514,9 @@ fn sync_inner<B: Backend, E: ImageEmbedder + ?Sized>(
     progress: &mut dyn ProgressSink,
 ) -> Result<SyncReport> {
     check_embedder(store, embedder)?;
-    let root = dir.canonicalize().map_err(|source| Error::Io {
+    let root = dir.canonicalize().map_err(|cause| Error::Io {
         path: dir.to_path_buf(),
-        source,
+        cause,
     })?;
     if !root.is_dir() {
         return Err(Error::NotAFolder {

@@ -7,13 +7,16 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// Reading a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shown in the message, not repeated as the error's source).
+        cause: std::io::Error,
     },
+    /// A file to read is a FIFO, a device or a folder, or too large.
+    #[error(transparent)]
+    File(safe_file::Error),
     /// The 128-byte MATLAB v5 header is missing or invalid.
     #[error("not a MATLAB v5 MAT-file: {reason}")]
     Header {
@@ -101,3 +104,13 @@ pub enum Error {
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<safe_file::Error> for Error {
+    /// I/O failures keep their variant ([`Error::Io`]); the rest is [`Error::File`].
+    fn from(e: safe_file::Error) -> Self {
+        match e {
+            safe_file::Error::Io { path, cause } => Error::Io { path, cause },
+            other => Error::File(other),
+        }
+    }
+}

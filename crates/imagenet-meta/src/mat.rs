@@ -350,10 +350,8 @@ impl MatFile {
     /// Reads and parses a file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        // The devkit's meta.mat is 2.5 MB; only a regular file is read.
+        let bytes = safe_file::read(path, 256 << 20)?;
         Self::from_bytes(&bytes)
     }
 

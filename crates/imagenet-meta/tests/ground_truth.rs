@@ -89,3 +89,38 @@ fn inconsistent_synsets_are_rejected() {
         Err(Error::Inconsistent(_))
     ));
 }
+
+/// A FIFO or a device given as `--meta` or `--ground-truth` is refused at once (it blocked the
+/// evaluation, or filled its memory); a missing file says its cause once.
+#[cfg(unix)]
+#[test]
+fn special_and_missing_files_are_clear_errors() {
+    use imagenet_meta::mat::MatFile;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("meta.mat");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for p in [fifo, std::path::PathBuf::from("/dev/zero")] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let q = p.clone();
+        std::thread::spawn(move || {
+            let a = MatFile::open(&q).err().map(|e| e.to_string());
+            let b = GroundTruth::from_file(&q).err().map(|e| e.to_string());
+            let _ = tx.send((a, b));
+        });
+        let (a, b) = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("reading {} hung", p.display()));
+        for e in [a.unwrap(), b.unwrap()] {
+            assert!(e.contains("not a regular file"), "{e}");
+        }
+    }
+    let e = GroundTruth::from_file(dir.path().join("missing.txt")).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e:?}");
+    dev_support::assert_cause_once(&e);
+}

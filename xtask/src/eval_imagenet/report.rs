@@ -113,11 +113,10 @@ pub fn machine(device: String) -> clip_eval::report::Machine {
 
 /// Writes `value` as pretty JSON to `path` through a temporary file, so a reader never sees half a file.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.tmp");
     let mut bytes = serde_json::to_vec_pretty(value)?;
     bytes.push(b'\n');
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    // On failure the temporary file is removed.
+    safe_file::write_atomic(path, &bytes)?;
     Ok(())
 }
 

@@ -325,10 +325,7 @@ impl ChineseClipHints {
             path: path.to_path_buf(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = safe_file::read_to_string(path, 16 << 20)?;
         let v: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         Self::from_json(&v, &path.display().to_string())
     }

@@ -250,10 +250,7 @@ impl PreprocessHints {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = safe_file::read_to_string(path, 16 << 20)?;
     serde_json::from_str(&text).map_err(|e| config_error(path, e.to_string()))
 }
 

@@ -141,10 +141,7 @@ impl SentencePieceTokenizer {
     /// Loads `tokenizer.json`.
     pub fn from_file(path: impl AsRef<Path>, options: SentencePieceOptions) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = safe_file::read(path, 256 << 20)?;
         Self::from_bytes(&bytes, options).map_err(|e| match e {
             Error::Tokenizer(reason) => Error::Config {
                 path: path.to_path_buf(),
@@ -160,10 +157,7 @@ impl SentencePieceTokenizer {
     /// [`SentencePieceOptions::siglip`].
     pub fn siglip_from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = safe_file::read(path, 256 << 20)?;
         let kind = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v.pointer("/model/type")?.as_str().map(str::to_owned));

@@ -11,7 +11,6 @@
 //! nothing is ever filled with random values.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Shape, Tensor};
@@ -98,16 +97,14 @@ impl SafetensorsFile {
     /// Errors: [`Error::Io`], [`Error::NotSafetensors`], [`Error::Truncated`], [`Error::Corrupt`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
+        // Only a regular file (a FIFO or device in its place is refused without waiting).
+        let (file, _) = safe_file::open(&path, u64::MAX)?;
         // SAFETY: the map is read-only and private to this struct; as everywhere memory maps are
         // used (candle, safetensors), the file must not be modified while it is mapped.
         let mmap =
-            unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(|source| Error::Io {
+            unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(|cause| Error::Io {
                 path: path.clone(),
-                source,
+                cause,
             })?;
         let (n, metadata) =
             SafeTensors::read_metadata(&mmap).map_err(|e| classify(&path, &mmap, e))?;

@@ -54,6 +54,7 @@ pub struct PgStore {
     dtype: Dtype,
     search: SearchMethod,
     worker: String,
+    read_only: bool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -92,6 +93,8 @@ impl PgStore {
 
     fn open_inner(url: &str, model: Option<&ModelInfo>, options: &OpenOptions) -> Result<PgStore> {
         let shown = redact(url);
+        // Read-only: no tables and no index are created.
+        let create = options.create && !options.read_only;
         if model.is_some_and(|m| m.dim == 0) {
             return Err(Error::DimMismatch {
                 file: shown.into(),
@@ -124,7 +127,7 @@ impl PgStore {
                     }
                     (header, dtype)
                 }
-                (None, Some(model)) if options.create => {
+                (None, Some(model)) if create => {
                     let dtype = match options.precision {
                         Precision::F16 => Dtype::F16,
                         _ => Dtype::F32,
@@ -148,7 +151,9 @@ impl PgStore {
                 .get(0);
             // Only a missing index is created, so that opening an indexed library writes
             // nothing (a read-only replica can serve it).
-            if let (SearchMethod::Hnsw(p), false) = (options.search, has_index) {
+            if let (SearchMethod::Hnsw(p), false, false) =
+                (options.search, has_index, options.read_only)
+            {
                 tx.batch_execute(&format!(
                     "CREATE INDEX images_embedding_hnsw ON images \
                      USING hnsw (embedding {}) WITH (m = {}, ef_construction = {})",
@@ -181,6 +186,7 @@ impl PgStore {
             dtype,
             search: options.search,
             worker: format!("pid{}-{:x}", std::process::id(), now_ns()),
+            read_only: options.read_only,
         })
     }
 
@@ -231,6 +237,7 @@ impl PgStore {
         &mut self,
         f: impl FnOnce(&mut postgres::Transaction<'_>, &mut Statements, &str) -> Result<T>,
     ) -> Result<T> {
+        self.writable()?;
         let url = self.url.clone();
         let conn = self.conn.get_mut().unwrap_or_else(|e| e.into_inner());
         let mut tx = conn.client.transaction().at(&url)?;
@@ -238,6 +245,15 @@ impl PgStore {
         let out = f(&mut tx, &mut conn.statements, &url)?;
         tx.commit().at(&url)?;
         Ok(out)
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                file: self.url.clone().into(),
+            });
+        }
+        Ok(())
     }
 
     fn check_query(&self, item: &str, vector: &[f32]) -> Result<()> {
@@ -309,6 +325,7 @@ impl Backend for PgStore {
         })
     }
     fn claim(&mut self, hashes: &[ContentHash], lease: Duration) -> Result<Vec<Claim>> {
+        self.writable()?;
         let url = self.url.clone();
         let worker = self.worker.clone();
         let conn = self.conn.get_mut().unwrap_or_else(|e| e.into_inner());
@@ -544,6 +561,9 @@ impl Store for PgStore {
     }
     fn refresh(&mut self) -> Result<(usize, usize)> {
         Ok((0, 0))
+    }
+    fn is_read_only(&self) -> bool {
+        self.read_only
     }
     fn integrity_check(&self) -> Result<Vec<String>> {
         let row = self

@@ -64,9 +64,9 @@ pub(crate) trait PgContext<T> {
 
 impl<T> PgContext<T> for std::result::Result<T, postgres::Error> {
     fn at(self, url: &str) -> Result<T> {
-        self.map_err(|source| Error::Postgres {
+        self.map_err(|cause| Error::Postgres {
             url: url.to_owned(),
-            source,
+            cause,
         })
     }
 }
@@ -492,8 +492,8 @@ pub(crate) fn connect(url: &str, shown: &str) -> Result<Client> {
     }
     config
         .connect(postgres::NoTls)
-        .map_err(|source| Error::PgConnect {
+        .map_err(|cause| Error::PgConnect {
             url: shown.to_owned(),
-            source,
+            cause,
         })
 }
