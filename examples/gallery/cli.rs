@@ -131,7 +131,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn index(clip: Clip, dir: &Path, db: &Path) -> anyhow::Result<()> {
     let mut lib = Library::open(db, clip.model_id(), clip.dim())?;
+    let started = std::time::Instant::now();
     let report = sync_folder(&clip, &mut lib, dir)?;
+    let secs = started.elapsed().as_secs_f64();
     println!(
         "scanned {} files: {} added, {} duplicates, {} unchanged, {} failed",
         report.scanned,
@@ -140,6 +142,13 @@ fn index(clip: Clip, dir: &Path, db: &Path) -> anyhow::Result<()> {
         report.skipped + report.unchanged,
         report.failed.len()
     );
+    if report.embedded > 0 {
+        println!(
+            "embedded {} images in {secs:.1} s ({:.1} images/s, reading and decoding included)",
+            report.embedded,
+            report.embedded as f64 / secs.max(1e-9)
+        );
+    }
     println!("library {}: {} images", db.display(), lib.len());
     for f in &report.failed {
         // The reason names the file already when the model read it.
