@@ -177,6 +177,24 @@ fn bf16_value(h: u16) -> f32 {
 /// last odd value zero).
 fn bf16_pairs(x: &[f32], k: usize) -> Vec<u32> {
     let k2 = k.div_ceil(2);
+    #[cfg(target_arch = "x86_64")]
+    if k.is_multiple_of(32) && bf16_supported() {
+        let mut out = vec![0u32; x.len() / 2];
+        // Rows in parallel for large inputs (this runs before the product's own threads).
+        let chunk = (1 << 16) / k * k;
+        let convert = |(src, dst): (&[f32], &mut [u32])| {
+            // SAFETY: AVX-512F + AVX-512-BF16 checked above; `src` has 2 × `dst.len()` values.
+            unsafe { x86::bf16_pairs_avx512(src, dst) }
+        };
+        if x.len() > chunk && chunk > 0 {
+            x.par_chunks(chunk)
+                .zip(out.par_chunks_mut(chunk / 2))
+                .for_each(convert);
+        } else {
+            convert((x, &mut out));
+        }
+        return out;
+    }
     let mut out = Vec::with_capacity(x.len() / k.max(1) * k2);
     for row in x.chunks_exact(k) {
         let mut pairs = row.chunks_exact(2);
@@ -844,6 +862,8 @@ pub(crate) mod tests {
             (20, 64, 1701),
             (200, 130, 64),
             (7, 2304, 768),
+            // Inputs over 2¹⁶ values: converted to bf16 in parallel chunks.
+            (200, 48, 512),
         ] {
             let x = values(m * k, 1);
             let w = values(n * k, 2);

@@ -219,6 +219,25 @@ pub(super) unsafe fn tile_avx512_bf16(
     go!(1 2 3 4 5 6 7 8 9 10 11 12)
 }
 
+/// `dst[i] = bf16(src[2i]) | bf16(src[2i + 1]) << 16` (round to nearest even), 32 values at a
+/// time.
+///
+/// # Safety
+/// AVX-512F and AVX-512-BF16 available; `src.len() == 2 * dst.len()`, a multiple of 32.
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(super) unsafe fn bf16_pairs_avx512(src: &[f32], dst: &mut [u32]) {
+    debug_assert!(src.len() == 2 * dst.len() && src.len().is_multiple_of(32));
+    for (s, d) in src.chunks_exact(32).zip(dst.chunks_exact_mut(16)) {
+        // SAFETY: 32 values read, 16 written, inside the chunks.
+        unsafe {
+            let lo = _mm512_loadu_ps(s.as_ptr());
+            let hi = _mm512_loadu_ps(s.as_ptr().add(16));
+            let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+            _mm512_storeu_si512(d.as_mut_ptr().cast(), v);
+        }
+    }
+}
+
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel_avx512_bf16<const MR: usize>(
