@@ -496,9 +496,10 @@ impl Clip {
         self.inner.model.config().vision.image_size()
     }
 
-    /// The text context length in tokens (77 for CLIP, 64 for SigLIP, 52 for Chinese-CLIP).
+    /// The text context length in tokens: the model's (77 for OpenAI's CLIP, 64 for SigLIP, 52
+    /// for Chinese-CLIP).
     pub fn context_length(&self) -> usize {
-        self.inner.tokenizer.default_context_length()
+        self.inner.model.config().text.context_length
     }
 
     /// The model family (CLIP, SigLIP, Chinese-CLIP): it chose the tokenizer, the
