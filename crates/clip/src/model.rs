@@ -298,7 +298,10 @@ impl Builder {
         let tokenizer = tokenizer_for(&model, &files.weights)?;
         let vocab = model.config().text.vocab_size;
         let needed = tokenizer.vocab_size();
-        if vocab < needed {
+        // The embedded vocabularies must fit the tower. A `tokenizer.json` may list added tokens
+        // its model never produces, so there an id outside the table is caught when it occurs
+        // (a typed error naming the id) rather than refusing the model up front.
+        if vocab < needed && model.family() != ModelFamily::Siglip {
             return Err(Error::Model(clip_model::Error::InvalidInput(format!(
                 "{}: the text tower has {vocab} token embeddings, but the {} tokenizer needs {needed}",
                 files.weights.display(),
