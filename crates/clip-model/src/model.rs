@@ -235,22 +235,14 @@ impl ClipModel {
             config_file.as_deref(),
             PreprocessHints::openai(config.vision.image_size()),
         )?;
-        let vb = VarBuilder::from_backend(Box::new(weights), options.dtype, options.device.clone());
-        let mut model = Self::new(vb, &config).map_err(|e| match e {
-            Error::NonFiniteTensor {
-                path: None,
-                name,
-                value,
-            } => Error::NonFiniteTensor {
-                path: Some(path.to_path_buf()),
-                name,
-                value,
-            },
-            e => e,
-        })?;
-        model.preprocess = preprocess;
-        model.notes = notes;
-        Ok(model)
+        from_file(
+            path,
+            weights,
+            options,
+            |vb| Self::new(vb, &config),
+            preprocess,
+            notes,
+        )
     }
 
     fn load_siglip(
@@ -276,22 +268,14 @@ impl ClipModel {
             config_file,
             PreprocessHints::siglip(config.vision.image_size()),
         )?;
-        let vb = VarBuilder::from_backend(Box::new(weights), options.dtype, options.device.clone());
-        let mut model = Self::new(vb, &config).map_err(|e| match e {
-            Error::NonFiniteTensor {
-                path: None,
-                name,
-                value,
-            } => Error::NonFiniteTensor {
-                path: Some(path.to_path_buf()),
-                name,
-                value,
-            },
-            e => e,
-        })?;
-        model.preprocess = preprocess;
-        model.notes = notes;
-        Ok(model)
+        from_file(
+            path,
+            weights,
+            options,
+            |vb| Self::new(vb, &config),
+            preprocess,
+            notes,
+        )
     }
 
     /// Loads a Chinese-CLIP file (cn_clip or transformers naming) that `load_with` recognised.
@@ -332,10 +316,8 @@ impl ClipModel {
             None,
             PreprocessHints::chinese_clip(config.vision.image_size()),
         )?;
-        let vb = VarBuilder::from_backend(Box::new(weights), options.dtype, options.device.clone());
-        let mut model = Self::new_chinese_clip(vb, &config)?;
-        model.preprocess = preprocess;
-        Ok(model)
+        let build = |vb: VarBuilder| Self::new_chinese_clip(vb, &config);
+        from_file(path, weights, options, build, preprocess, Vec::new())
     }
 
     /// Builds a Chinese-CLIP model from any `VarBuilder` whose names are cn_clip's.
@@ -366,7 +348,7 @@ impl ClipModel {
                 device: vb.device().clone(),
             })
         };
-        build().map_err(lower)
+        build().map_err(lower)?.finite_scalars()
     }
 
     /// Builds a Chinese-CLIP model from tensors in memory, named as in cn_clip checkpoints (see
@@ -468,11 +450,15 @@ impl ClipModel {
                 device: vb.device().clone(),
             })
         };
-        let model = build().map_err(lower)?;
-        // A damaged scale or bias would make every probability NaN: refused here, by name.
+        build().map_err(lower)?.finite_scalars()
+    }
+
+    /// `self`, unless its logit scale or bias is not finite: a damaged scale or bias would make
+    /// every probability NaN, so it is refused here, by name (every family goes through this).
+    fn finite_scalars(self) -> Result<Self> {
         let scalars = [
-            ("logit_scale", Some(model.logit_scale)),
-            ("logit_bias", model.logit_bias),
+            ("logit_scale", Some(self.logit_scale)),
+            ("logit_bias", self.logit_bias),
         ];
         for (name, value) in scalars {
             if let Some(value) = value.filter(|v| !v.is_finite()) {
@@ -483,7 +469,7 @@ impl ClipModel {
                 });
             }
         }
-        Ok(model)
+        Ok(self)
     }
 
     /// The architecture. For a Chinese-CLIP model the text fields describe its BERT tower and
@@ -788,6 +774,34 @@ impl ClipModel {
         let t = Tensor::from_slice(ids, (rows, len), &self.device)?;
         Ok(text.forward(&t).map_err(lower)?.to_dtype(DType::F32)?)
     }
+}
+
+/// A model built by `build` from the tensors of the file at `path`, with what loading found
+/// (preprocessing, notes); a non-finite scalar is reported with the file's name.
+fn from_file(
+    path: &Path,
+    weights: Weights,
+    options: &LoadOptions,
+    build: impl FnOnce(VarBuilder) -> Result<ClipModel>,
+    preprocess: PreprocessHints,
+    notes: Vec<String>,
+) -> Result<ClipModel> {
+    let vb = VarBuilder::from_backend(Box::new(weights), options.dtype, options.device.clone());
+    let mut model = build(vb).map_err(|e| match e {
+        Error::NonFiniteTensor {
+            path: None,
+            name,
+            value,
+        } => Error::NonFiniteTensor {
+            path: Some(path.to_path_buf()),
+            name,
+            value,
+        },
+        e => e,
+    })?;
+    model.preprocess = preprocess;
+    model.notes = notes;
+    Ok(model)
 }
 
 /// The preprocessing of a model: `open_clip_config.json` (when that is the config file), then

@@ -321,3 +321,30 @@ fn built_in_memory_like_presets() {
             .any(|(n, _)| n == "bert.encoder.layer.2.output.LayerNorm.bias")
     );
 }
+
+/// A Chinese-CLIP file whose logit scale is NaN is refused at load, naming the tensor and the
+/// file, as for the other families (probabilities would all be NaN otherwise).
+#[test]
+fn non_finite_logit_scale_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixtures().join("vit/cn_clip/model.safetensors");
+    let mut tensors = read(&src);
+    tensors.insert(
+        "logit_scale".into(),
+        Tensor::new(f32::NAN, &Device::Cpu).unwrap(),
+    );
+    let out = dir.path().join("model.safetensors");
+    clip_model::candle_core::safetensors::save(&tensors, &out).unwrap();
+    std::fs::copy(
+        src.with_file_name("config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    match load_err(&out, &LoadOptions::default()) {
+        Error::NonFiniteTensor { name, path, .. } => {
+            assert_eq!(name, "logit_scale");
+            assert_eq!(path.as_deref(), Some(out.as_path()));
+        }
+        other => panic!("{other}"),
+    }
+}
