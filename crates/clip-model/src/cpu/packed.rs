@@ -450,10 +450,11 @@ impl PackedMatrix {
             // stored whole by its first `k` block (columns beyond `n` masked off) before any
             // value is read back, so all of `y` is initialised on return.
             unsafe {
-                match &xb {
-                    Some(xb) => self.block_bf16(xb, r, p, out, epilogue),
-                    None => self.block(x, r, p, out, epilogue),
-                }
+                let input = match &xb {
+                    Some(xb) => Input::Bf16(xb),
+                    None => Input::F32(x),
+                };
+                self.block(input, r, p, out, epilogue)
             };
         };
         if panel_groups * row_groups == 1 {
@@ -466,14 +467,17 @@ impl PackedMatrix {
         Ok(())
     }
 
-    /// Rows `rows` × panels `panels` of the product, written through `y`.
+    /// Rows `rows` × panels `panels` of the product, written through `y`. The depth is cut into
+    /// blocks of at most [`KC`] values (`KC / 2` pairs for bf16 weights).
     ///
     /// # Safety
-    /// `y` points to `m × n` floats of which no other thread touches this tile; `x` has `m × k`
-    /// values and a residual `m × n`, with `rows.end <= m` and `panels.end <= ceil(n / NR)`.
+    /// `y` points to `m × n` floats of which no other thread touches this tile; the input has
+    /// `m` rows (`k` floats, or `ceil(k / 2)` bf16 pairs with bf16 weights, which need
+    /// AVX-512-BF16) and a residual `m × n`, with `rows.end <= m` and
+    /// `panels.end <= ceil(n / NR)`.
     unsafe fn block(
         &self,
-        x: &[f32],
+        x: Input,
         rows: std::ops::Range<usize>,
         panels: std::ops::Range<usize>,
         y: SendPtr,
@@ -484,12 +488,20 @@ impl PackedMatrix {
         let _ = (x, rows, panels, y, epilogue);
         #[cfg(target_arch = "x86_64")]
         {
-            let (n, k) = (self.n, self.k);
-            let packed = self.panels();
+            let n = self.n;
+            // Depth in the units the kernels step by: values, or bf16 pairs.
+            let (depth, kc_max) = match x {
+                Input::F32(_) => (self.k, KC),
+                Input::Bf16(_) => (self.k.div_ceil(2), KC / 2),
+            };
+            let f32_panels: &[f32] = match self.bf16 {
+                None => self.panels(),
+                Some(_) => &[],
+            };
             let max_rows = self.kernel.max_rows();
-            let k_blocks = k.div_ceil(KC);
+            let k_blocks = depth.div_ceil(kc_max);
             for kb in 0..k_blocks {
-                let kr = split(k, k_blocks, kb);
+                let kr = split(depth, k_blocks, kb);
                 let (k0, kc) = (kr.start, kr.len());
                 let first = kb == 0;
                 let last = kb + 1 == k_blocks;
@@ -499,95 +511,57 @@ impl PackedMatrix {
                     let tiles = (r1 - r0).div_ceil(max_rows);
                     for p in panels.clone() {
                         let cols = NR.min(n - p * NR);
-                        let b = &packed[p * k * NR + k0 * NR..][..kc * NR];
+                        let b0 = p * depth * NR + k0 * NR;
                         for t in 0..tiles {
                             let tr = split(r1 - r0, tiles, t);
                             let (i0, mr) = (r0 + tr.start, tr.len());
-                            let a = &x[i0 * k + k0..];
+                            let a0 = i0 * depth + k0;
+                            // Bias, residual and activation go into the AVX-512 kernels' last
+                            // store.
+                            let tail = last.then(|| Tail {
+                                bias: &self.bias[p * NR..],
+                                residual: epilogue.residual.map(|r| &r[i0 * n + p * NR..]),
+                                act: epilogue.act,
+                            });
                             // SAFETY: the tile (rows i0..i0 + mr, columns p·NR..p·NR + cols) lies
                             // inside y and inside this task's share, and the kernels address only
-                            // those `cols` columns of y, the bias and the residual; `a` holds rows
-                            // i0.. of x from column k0, each row `k` apart, `b` kc × NR packed values.
+                            // those `cols` columns of y, the bias and the residual; the input holds
+                            // rows i0.. from k0, each row `depth` apart, the panel kc × NR packed
+                            // values (or pairs).
                             unsafe {
                                 let c = y.0.add(i0 * n + p * NR);
-                                match self.kernel {
-                                    Kernel::Avx512 => {
-                                        // Bias, residual and activation go into the kernel's last
-                                        // store.
-                                        let tail = last.then(|| Tail {
-                                            bias: &self.bias[p * NR..],
-                                            residual: epilogue
-                                                .residual
-                                                .map(|r| &r[i0 * n + p * NR..]),
-                                            act: epilogue.act,
-                                        });
-                                        x86::tile_avx512(mr, kc, a, k, b, c, n, cols, !first, tail);
-                                    }
-                                    Kernel::Avx2 => {
-                                        x86::tile_avx2(mr, kc, a, k, b, c, n, cols, !first);
-                                        if last {
-                                            self.finish(c, i0, mr, p * NR, cols, epilogue);
+                                match (x, &self.bf16) {
+                                    (Input::Bf16(xb), Some(packed)) => x86::tile_avx512_bf16(
+                                        mr,
+                                        kc,
+                                        &xb[a0..],
+                                        depth,
+                                        &packed[b0..][..kc * NR],
+                                        c,
+                                        n,
+                                        cols,
+                                        !first,
+                                        tail,
+                                    ),
+                                    (Input::F32(xf), _) => {
+                                        let (a, b) = (&xf[a0..], &f32_panels[b0..][..kc * NR]);
+                                        match self.kernel {
+                                            Kernel::Avx512 => x86::tile_avx512(
+                                                mr, kc, a, depth, b, c, n, cols, !first, tail,
+                                            ),
+                                            Kernel::Avx2 => {
+                                                x86::tile_avx2(
+                                                    mr, kc, a, depth, b, c, n, cols, !first,
+                                                );
+                                                if last {
+                                                    self.finish(c, i0, mr, p * NR, cols, epilogue);
+                                                }
+                                            }
                                         }
                                     }
+                                    // `forward_into` pairs bf16 inputs with bf16 weights only.
+                                    (Input::Bf16(_), None) => {}
                                 }
-                            }
-                        }
-                    }
-                    r0 = r1;
-                }
-            }
-        }
-    }
-
-    /// [`Self::block`] for bf16 weights, `xb` the input rows as bf16 pairs.
-    ///
-    /// # Safety
-    /// As for [`Self::block`], with `xb` holding `m × ceil(k / 2)` pairs; AVX-512-BF16 available.
-    unsafe fn block_bf16(
-        &self,
-        xb: &[u32],
-        rows: std::ops::Range<usize>,
-        panels: std::ops::Range<usize>,
-        y: SendPtr,
-        epilogue: Epilogue,
-    ) {
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (xb, rows, panels, y, epilogue);
-        #[cfg(target_arch = "x86_64")]
-        {
-            let Some(packed) = &self.bf16 else {
-                return;
-            };
-            let n = self.n;
-            let k2 = self.k.div_ceil(2);
-            let max_rows = Kernel::Avx512.max_rows();
-            let k_blocks = k2.div_ceil(KC / 2);
-            for kb in 0..k_blocks {
-                let kr = split(k2, k_blocks, kb);
-                let (k0, kc) = (kr.start, kr.len());
-                let first = kb == 0;
-                let last = kb + 1 == k_blocks;
-                let mut r0 = rows.start;
-                while r0 < rows.end {
-                    let r1 = (r0 + MC).min(rows.end);
-                    let tiles = (r1 - r0).div_ceil(max_rows);
-                    for p in panels.clone() {
-                        let cols = NR.min(n - p * NR);
-                        let b = &packed[p * k2 * NR + k0 * NR..][..kc * NR];
-                        for t in 0..tiles {
-                            let tr = split(r1 - r0, tiles, t);
-                            let (i0, mr) = (r0 + tr.start, tr.len());
-                            let a = &xb[i0 * k2 + k0..];
-                            // SAFETY: as in `block`, in pairs: `a` holds rows i0.. of the pairs
-                            // from pair k0, each row `k2` apart, `b` kc × NR packed pairs.
-                            unsafe {
-                                let c = y.0.add(i0 * n + p * NR);
-                                let tail = last.then(|| Tail {
-                                    bias: &self.bias[p * NR..],
-                                    residual: epilogue.residual.map(|r| &r[i0 * n + p * NR..]),
-                                    act: epilogue.act,
-                                });
-                                x86::tile_avx512_bf16(mr, kc, a, k2, b, c, n, cols, !first, tail);
                             }
                         }
                     }
@@ -663,6 +637,13 @@ fn split(len: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
     let (base, extra) = (len / parts, len % parts);
     let start = i * base + i.min(extra);
     start..start + base + usize::from(i < extra)
+}
+
+/// The rows a product multiplies: f32 values, or bf16 pairs for bf16 weights.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [u32]),
 }
 
 #[derive(Clone, Copy)]
