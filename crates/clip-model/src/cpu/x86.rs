@@ -62,24 +62,14 @@ unsafe fn kernel_avx512<const MR: usize>(
     debug_assert!(a.len() >= (MR - 1) * lda + kc && b.len() >= kc * NR);
     // Columns 16..32 of `c`, the bias and the residual exist only when `cols > 16`: the upper
     // half is computed in registers regardless (the packed panel is zero-padded) but never
-    // addressed in memory otherwise.
-    let (m0, m1, hi_live) = masks(cols);
+    // addressed in memory otherwise (`masks`).
     let ap = a.as_ptr();
     let bp = b.as_ptr();
-    let mut lo = [_mm512_setzero_ps(); MR];
-    let mut hi = [_mm512_setzero_ps(); MR];
     // SAFETY (all pointer arithmetic below): `a` and `b` hold what is read (debug-asserted);
     // `c` (rows `ldc` apart), the bias and the residual are valid for `cols` values per row,
     // and only masked accesses within those are made.
     unsafe {
-        if accumulate {
-            for i in 0..MR {
-                lo[i] = _mm512_maskz_loadu_ps(m0, c.add(i * ldc));
-                if hi_live {
-                    hi[i] = _mm512_maskz_loadu_ps(m1, c.add(i * ldc + 16));
-                }
-            }
-        }
+        let (mut lo, mut hi) = start_tile::<MR>(c, ldc, cols, accumulate);
         for p in 0..kc {
             let b0 = _mm512_loadu_ps(bp.add(p * NR));
             let b1 = _mm512_loadu_ps(bp.add(p * NR + 16));
@@ -91,6 +81,35 @@ unsafe fn kernel_avx512<const MR: usize>(
         }
         finish_tile::<MR>(&mut lo, &mut hi, c, ldc, cols, tail);
     }
+}
+
+/// The accumulators of a tile: zero, or (`accumulate`) the `cols` columns already in `c`.
+///
+/// # Safety
+/// `c` (rows `ldc` apart) is valid for `cols` values per row when `accumulate`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn start_tile<const MR: usize>(
+    c: *const f32,
+    ldc: usize,
+    cols: usize,
+    accumulate: bool,
+) -> ([__m512; MR], [__m512; MR]) {
+    let (m0, m1, hi_live) = masks(cols);
+    let mut lo = [_mm512_setzero_ps(); MR];
+    let mut hi = [_mm512_setzero_ps(); MR];
+    if accumulate {
+        for i in 0..MR {
+            // SAFETY: masked loads within `cols` columns of row i, as stated.
+            unsafe {
+                lo[i] = _mm512_maskz_loadu_ps(m0, c.add(i * ldc));
+                if hi_live {
+                    hi[i] = _mm512_maskz_loadu_ps(m1, c.add(i * ldc + 16));
+                }
+            }
+        }
+    }
+    (lo, hi)
 }
 
 /// Bias, residual and activation of `tail` (if any) on the accumulators, then the masked store
@@ -252,22 +271,12 @@ unsafe fn kernel_avx512_bf16<const MR: usize>(
     tail: Option<Tail>,
 ) {
     debug_assert!(a.len() >= (MR - 1) * lda + kc2 && b.len() >= kc2 * NR);
-    let (m0, m1, hi_live) = masks(cols);
     let ap = a.as_ptr();
     let bp = b.as_ptr();
-    let mut lo = [_mm512_setzero_ps(); MR];
-    let mut hi = [_mm512_setzero_ps(); MR];
     // SAFETY: `a` and `b` hold what is read (debug-asserted); `c` is valid for `cols` values per
     // row and only masked accesses within those are made.
     unsafe {
-        if accumulate {
-            for i in 0..MR {
-                lo[i] = _mm512_maskz_loadu_ps(m0, c.add(i * ldc));
-                if hi_live {
-                    hi[i] = _mm512_maskz_loadu_ps(m1, c.add(i * ldc + 16));
-                }
-            }
-        }
+        let (mut lo, mut hi) = start_tile::<MR>(c, ldc, cols, accumulate);
         for p in 0..kc2 {
             let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp.add(p * NR).cast()));
             let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp.add(p * NR + 16).cast()));
