@@ -321,12 +321,7 @@ impl ChineseClipHints {
     /// Reads transformers' `ChineseCLIPConfig` `config.json`, or a cn_clip model config (a vision
     /// JSON of `model_configs` merged with a text one).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bad = |reason: String| Error::Config {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let text = safe_file::read_to_string(path, 16 << 20)?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let v = super::preprocess_hints::read_json(path)?;
         Self::from_json(&v, &path.display().to_string())
     }
 

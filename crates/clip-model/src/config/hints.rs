@@ -29,11 +29,7 @@ impl ConfigHints {
     /// Reads `open_clip_config.json` (with or without its `model_cfg` wrapper) or a Hugging Face
     /// CLIP `config.json`, told apart by their keys.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = safe_file::read_to_string(path, 16 << 20)?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let v = super::preprocess_hints::read_json(path)?;
         Self::from_json(&v, &path.display().to_string())
     }
 

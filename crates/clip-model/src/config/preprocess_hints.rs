@@ -249,7 +249,9 @@ impl PreprocessHints {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value> {
+/// A JSON config file (read through `safe-file`, at most 16 MiB); bad JSON is
+/// [`Error::Config`] naming the file.
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = safe_file::read_to_string(path, 16 << 20)?;
     serde_json::from_str(&text).map_err(|e| config_error(path, e.to_string()))
 }

@@ -81,8 +81,7 @@ impl SiglipHints {
             path: path.to_path_buf(),
             reason,
         };
-        let text = safe_file::read_to_string(path, 16 << 20)?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let v = super::preprocess_hints::read_json(path)?;
         Self::from_json(&v, &path.display().to_string()).map_err(bad)
     }
 
