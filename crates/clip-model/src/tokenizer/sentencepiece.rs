@@ -142,7 +142,12 @@ impl SentencePieceTokenizer {
     pub fn from_file(path: impl AsRef<Path>, options: SentencePieceOptions) -> Result<Self> {
         let path = path.as_ref();
         let bytes = safe_file::read(path, 256 << 20)?;
-        Self::from_bytes(&bytes, options).map_err(|e| match e {
+        Self::from_file_bytes(path, &bytes, options)
+    }
+
+    /// [`Self::from_bytes`] for the contents of the file at `path`, named in its errors.
+    fn from_file_bytes(path: &Path, bytes: &[u8], options: SentencePieceOptions) -> Result<Self> {
+        Self::from_bytes(bytes, options).map_err(|e| match e {
             Error::Tokenizer(reason) => Error::Config {
                 path: path.to_path_buf(),
                 reason: format!("not a usable tokenizer.json: {reason}"),
@@ -174,7 +179,7 @@ impl SentencePieceTokenizer {
                 });
             }
         };
-        Self::from_file(path, options)
+        Self::from_file_bytes(path, &bytes, options)
     }
 
     /// Reads the contents of a `tokenizer.json`.
