@@ -152,6 +152,28 @@ async fn count(c: &Client, css: &str) -> usize {
     c.find_all(Locator::Css(css)).await.unwrap().len()
 }
 
+/// `(label, percent)` of the classification list, in the order shown.
+async fn classify_results(c: &Client) -> Vec<(String, f32)> {
+    let mut shown = Vec::new();
+    for r in c
+        .find_all(Locator::Css("#classify-results li"))
+        .await
+        .unwrap()
+    {
+        let label = r.find(Locator::Css(".label")).await.unwrap();
+        let pct = r.find(Locator::Css(".prob")).await.unwrap();
+        let pct: f32 = pct
+            .text()
+            .await
+            .unwrap()
+            .trim_end_matches(" %")
+            .parse()
+            .unwrap();
+        shown.push((label.text().await.unwrap(), pct));
+    }
+    shown
+}
+
 /// `(id, name, score)` of the cards of a grid.
 async fn cards(c: &Client, grid: &str) -> Vec<(i64, String, Option<f32>)> {
     let mut out = Vec::new();
@@ -278,31 +300,7 @@ async fn drive(c: &Client, base: &str, model: &dyn Embedder, lib_dir: &Path, n: 
         .trim_end_matches('.')
         .parse()
         .unwrap();
-    let rows = c
-        .find_all(Locator::Css("#classify-results li"))
-        .await
-        .unwrap();
-    let mut shown = Vec::new();
-    for r in &rows {
-        let label = r
-            .find(Locator::Css(".label"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let pct: f32 = r
-            .find(Locator::Css(".prob"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .trim_end_matches(" %")
-            .parse()
-            .unwrap();
-        shown.push((label, pct));
-    }
+    let shown = classify_results(c).await;
     let mut names: Vec<&str> = shown.iter().map(|(l, _)| l.as_str()).collect();
     names.sort();
     assert_eq!(names, ["cat", "dog", "rocket"]);
@@ -536,31 +534,7 @@ async fn drive_chinese(c: &Client, base: &str, model: &dyn Embedder, lib_dir: &P
             .then_some(())
     })
     .await;
-    let mut shown = Vec::new();
-    for r in c
-        .find_all(Locator::Css("#classify-results li"))
-        .await
-        .unwrap()
-    {
-        let label = r
-            .find(Locator::Css(".label"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let pct: f32 = r
-            .find(Locator::Css(".prob"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .trim_end_matches(" %")
-            .parse()
-            .unwrap();
-        shown.push((label, pct));
-    }
+    let shown = classify_results(c).await;
     let img = model.embed_image(&bytes).unwrap();
     let scale = model.logit_scale();
     let logits: Vec<f32> = shown
