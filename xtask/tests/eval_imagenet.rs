@@ -74,6 +74,20 @@ fn xtask(args: &[&std::ffi::OsStr]) -> std::process::Output {
     out
 }
 
+/// `dir/sample/` holding copies of the named ImageNet sample photos (wnid-named files).
+fn sample_folder(shared: &Path, photos: &[String], dir: &Path) -> PathBuf {
+    let images = dir.join("sample");
+    std::fs::create_dir(&images).unwrap();
+    for photo in photos {
+        std::fs::copy(
+            shared.join("imagenet-sample").join(photo),
+            images.join(photo),
+        )
+        .unwrap();
+    }
+    images
+}
+
 fn read_predictions(out: &Path) -> Vec<Prediction> {
     std::fs::read_to_string(out.join("predictions.jsonl"))
         .unwrap()
@@ -269,15 +283,7 @@ fn eval_imagenet_wnid_layout_with_limit() {
     };
     let case = case();
     let tmp = tempfile::tempdir().unwrap();
-    let images = tmp.path().join("sample");
-    std::fs::create_dir(&images).unwrap();
-    for photo in &case.photos[..4] {
-        std::fs::copy(
-            shared.join("imagenet-sample").join(photo),
-            images.join(photo),
-        )
-        .unwrap();
-    }
+    let images = sample_folder(&shared, &case.photos[..4], tmp.path());
     let out = tmp.path().join("out");
     let weights = root().join(&case.model);
     let meta = shared.join("imagenet-devkit/meta.mat");
@@ -325,15 +331,7 @@ fn eval_imagenet_chinese_clip_with_chinese_names_and_templates() {
     };
     let case = case();
     let tmp = tempfile::tempdir().unwrap();
-    let images = tmp.path().join("sample");
-    std::fs::create_dir(&images).unwrap();
-    for photo in &case.photos[..3] {
-        std::fs::copy(
-            shared.join("imagenet-sample").join(photo),
-            images.join(photo),
-        )
-        .unwrap();
-    }
+    let images = sample_folder(&shared, &case.photos[..3], tmp.path());
     let out = tmp.path().join("out");
     let weights = root().join("crates/clip/tests/fixtures/families/cn_clip/model.safetensors");
     let meta = shared.join("imagenet-devkit/meta.mat");
