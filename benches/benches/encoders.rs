@@ -20,7 +20,8 @@
 //!   Gemma's 256,000 (a lookup costs the same; 0.7 GB less memory).
 //!
 //! For profilers (perf, callgrind), `CLIP_BENCH_LOOP=<preset>:<batch>:<iterations>` (e.g.
-//! `ViT-B/32:32:3`, or `text:256:3` / `text77:256:3` for the text tower) runs exactly that many
+//! `ViT-B/32:32:3`, `ViT-B/32-bf16:32:3` for bf16 products, or `text:256:3` / `text77:256:3` for
+//! the text tower) runs exactly that many
 //! encodes, prints the CPU and wall seconds of each, and exits before criterion starts.
 //!
 //! Weights are plain random tensors handed to `ClipModel::from_tensors` (no trainable variables,
@@ -445,7 +446,10 @@ fn fixed_loop(spec: &str) {
             )
         }
         preset => {
-            let model = random_model(preset);
+            let (preset, bf16) = preset
+                .strip_suffix("-bf16")
+                .map_or((preset, false), |p| (p, true));
+            let model = random_model_with(preset, bf16);
             let x = pixels(&model, batch);
             (
                 model,

@@ -18,6 +18,7 @@
 //! `CLIP_MODEL_KERNEL=avx2` (the AVX2 kernels on an AVX-512 CPU).
 
 pub(crate) mod attention;
+pub(crate) mod blocking;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod epilogue;

@@ -11,10 +11,20 @@
 //! Bias, activation and residual are applied to each output tile in registers (AVX-512; erf-GELU
 //! and the AVX2 kernel: while the tile is still in L1).
 //!
-//! Blocking (per thread): `k` in blocks of at most [`KC`] (a `KC × NR` weight block, ≤ 96 KiB,
-//! stays in L2 while a block of [`MC`] rows streams past it), and a register tile of up to
-//! 12 rows × 32 columns (AVX-512) or 6 × 16 (AVX2 + FMA). Threads split the column panels (and,
-//! with few panels, the rows); each writes disjoint tiles of `y`.
+//! Blocking (per thread): `k` in blocks of at most `kc` (a `kc × NR` weight block stays in L2
+//! while a block of `mc` rows streams past it), and a register tile of up to 12 rows × 32
+//! columns (AVX-512) or 6 × 16 (AVX2 + FMA). `kc` and `mc` come from this CPU's L2 size
+//! ([`Blocking`]). Threads split the column panels (and, with few panels, the rows); each writes
+//! disjoint tiles of `y`.
+//!
+//! The sweep behind the rule (2-core AMD EPYC Zen 5, L2 1 MiB per core; ViT-B/32 image batch
+//! 32, `CLIP_MODEL_BLOCKING=KC,MC CLIP_BENCH_LOOP=ViT-B/32:32:4` and `ViT-B/32-bf16:32:4` of the
+//! `encoders` bench, median of the last three encodes, 2026-11-30): f32 19.3–21.6 img/s for
+//! every `kc` of 384, 768, 1024, 1536, 3072 and `mc` of 48, 96, 120, 192, the spread of repeated
+//! runs of one setting (20.4 and 20.8 for 768, 96); bf16 35.4–38.9 img/s for `kc` ≥ 768 (a
+//! repeat of 768, 96 at the end gave 33.3: the machine's own variance), but 31.1 at 384 (192
+//! pairs per block: the output tile is stored and reloaded twice as often per product). So this machine does not tell the settings above the floor apart; the rule keeps
+//! the measured machine inside that region and scales the working set with other CPUs' L2.
 //!
 //! Reduced precision, opt-in ([`with_bf16_weights`] around model loading): on a CPU with
 //! AVX-512-BF16 (Zen 4/5, Xeons since Cooper Lake) weights are packed as bf16 pairs and each
@@ -32,16 +42,13 @@
 use rayon::prelude::*;
 
 use super::NR;
+use super::blocking::Blocking;
 use super::epilogue::{Act, Epilogue, gelu_erf, gelu_tanh, quick_gelu};
 use super::tensor::fused;
 #[cfg(target_arch = "x86_64")]
 use super::x86::{self, Tail};
 use crate::error::{Error, Result};
 
-/// Largest depth of one `k` block (`k` is cut into near-equal blocks of at most this).
-const KC: usize = 768;
-/// Rows of one row block.
-const MC: usize = 96;
 /// Floats per cache line (panel storage is aligned to it).
 const LINE: usize = 16;
 
@@ -468,7 +475,8 @@ impl PackedMatrix {
     }
 
     /// Rows `rows` × panels `panels` of the product, written through `y`. The depth is cut into
-    /// blocks of at most [`KC`] values (`KC / 2` pairs for bf16 weights).
+    /// blocks of at most [`Blocking::kc`] values (half as many pairs for bf16 weights), the rows
+    /// into blocks of [`Blocking::mc`].
     ///
     /// # Safety
     /// `y` points to `m × n` floats of which no other thread touches this tile; the input has
@@ -490,9 +498,10 @@ impl PackedMatrix {
         {
             let n = self.n;
             // Depth in the units the kernels step by: values, or bf16 pairs.
+            let Blocking { kc, mc } = Blocking::get();
             let (depth, kc_max) = match x {
-                Input::F32(_) => (self.k, KC),
-                Input::Bf16(_) => (self.k.div_ceil(2), KC / 2),
+                Input::F32(_) => (self.k, kc),
+                Input::Bf16(_) => (self.k.div_ceil(2), kc / 2),
             };
             let f32_panels: &[f32] = match self.bf16 {
                 None => self.panels(),
@@ -507,7 +516,7 @@ impl PackedMatrix {
                 let last = kb + 1 == k_blocks;
                 let mut r0 = rows.start;
                 while r0 < rows.end {
-                    let r1 = (r0 + MC).min(rows.end);
+                    let r1 = (r0 + mc).min(rows.end);
                     let tiles = (r1 - r0).div_ceil(max_rows);
                     for p in panels.clone() {
                         let cols = NR.min(n - p * NR);
@@ -731,8 +740,9 @@ pub(crate) mod tests {
 
     #[test]
     fn products_match_the_definition() {
-        // Shapes cover partial panels (n % 32), one to three k blocks, one to many row
-        // tiles, and sizes that take the threaded path.
+        // Shapes cover partial panels (n % 32), one to three k blocks (k = 3100: more than one
+        // whatever the CPU's `kc`, up to 2048), one to many row tiles, and sizes that take the
+        // threaded path.
         let shapes = [
             (1, 1, 1),
             (3, 17, 5),
@@ -740,6 +750,7 @@ pub(crate) mod tests {
             (50, 96, 300),
             (97, 40, 513),
             (20, 64, 1700),
+            (5, 40, 3100),
             (200, 130, 64),
             (7, 2304, 768),
         ];
@@ -841,6 +852,7 @@ pub(crate) mod tests {
             (13, 32, 256),
             (97, 40, 513),
             (20, 64, 1701),
+            (5, 40, 3101),
             (200, 130, 64),
             (7, 2304, 768),
             // Inputs over 2¹⁶ values: converted to bf16 in parallel chunks.
