@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::exit;
 
 use clap::Parser;
-use clip::Clip;
+use clip::{Clip, Precision};
 
 #[derive(Parser)]
 #[command(about = "Index a folder of pictures and search it by text (incremental on every run)")]
@@ -30,6 +30,10 @@ struct Args {
     /// The index file.
     #[arg(long)]
     db: Option<PathBuf>,
+    /// `f32` (default), or `bf16`: on the CPU bf16 weights and products with f32 accumulation
+    /// where it has AVX-512-BF16 (faster, embeddings within cosine 0.999 of f32), else f32.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
 }
 
 fn main() {
@@ -41,7 +45,9 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    let clip = Clip::builder().load_or_default(args.model.as_deref())?;
+    let clip = Clip::builder()
+        .precision(args.precision)
+        .load_or_default(args.model.as_deref())?;
     let db = match args.db {
         Some(db) => db,
         None => default_db(clip.name())?,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use clip::Clip;
+use clip::{Clip, Precision};
 
 use super::library::{Entry, Library};
 use super::options::ServeOptions;
@@ -30,6 +30,11 @@ pub struct Cli {
     /// Default: $CLIP_MODEL, else ViT-B-32 (downloaded on first use).
     #[arg(long, global = true, alias = "weights")]
     pub model: Option<String>,
+    /// `f32` (default), or `bf16`: on the CPU bf16 weights and products with f32 accumulation
+    /// where it has AVX-512-BF16 (faster, embeddings within cosine 0.999 of f32), else f32.
+    /// A library indexed in one precision can be searched in the other.
+    #[arg(long, global = true, default_value = "f32")]
+    pub precision: Precision,
     /// The sub-command.
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -93,7 +98,9 @@ fn search_text(s: &str) -> Result<String, String> {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let clip = Clip::builder().load_or_default(cli.model.as_deref())?;
+    let clip = Clip::builder()
+        .precision(cli.precision)
+        .load_or_default(cli.model.as_deref())?;
     match cli.cmd {
         Cmd::Index { dir, db } => index(clip, &dir, &db),
         Cmd::Search { text, db, k } => {
