@@ -24,6 +24,10 @@
 //! the text tower) runs exactly that many
 //! encodes, prints the CPU and wall seconds of each, and exits before criterion starts.
 //!
+//! `CLIP_BENCH_BF16_COSINE=1` checks the bf16 guard on the full-size random models instead (see
+//! `bf16_cosines`): the smallest per-embedding cosine of bf16 products to f32 for every tower of
+//! ViT-B/32, RN50 (image), SigLIP 2 B/16 and Chinese-CLIP ViT-B/16.
+//!
 //! Weights are plain random tensors handed to `ClipModel::from_tensors` (no trainable variables,
 //! so candle keeps no gradient graph). Threads: candle's default (all cores, or
 //! `RAYON_NUM_THREADS`). `cargo bench -p clip-benches --bench encoders`.
@@ -56,16 +60,35 @@ fn heavy() -> bool {
     std::env::var_os("CLIP_BENCH_HEAVY").is_some_and(|v| v != "0")
 }
 
-/// A model of the named preset with random weights (running variances kept positive).
-fn random_model(preset: &str) -> ClipModel {
-    random_model_with(preset, false)
+/// Random f32 tensors of the given shapes: ones where `one(name, shape)` (norm gains, running
+/// variances), N(0, 0.02) elsewhere.
+fn random_tensors(
+    shapes: Vec<(String, Vec<usize>)>,
+    one: impl Fn(&str, &[usize]) -> bool,
+) -> HashMap<String, Tensor> {
+    shapes
+        .into_iter()
+        .map(|(name, shape)| {
+            let t = match one(&name, &shape) {
+                true => Tensor::ones(shape, DType::F32, &Device::Cpu),
+                false => Tensor::randn(0f32, 0.02, shape, &Device::Cpu),
+            };
+            (name, t.expect("random tensor"))
+        })
+        .collect()
 }
 
-/// [`random_model`], with bf16 weights and products (`LoadOptions::bf16_products`) when `bf16`.
-fn random_model_with(preset: &str, bf16: bool) -> ClipModel {
+/// f32 on the CPU, with bf16 weights and products (`LoadOptions::bf16_products`) when `bf16`.
+fn options(bf16: bool) -> LoadOptions {
+    LoadOptions {
+        bf16_products: bf16,
+        ..LoadOptions::default()
+    }
+}
+
+/// A preset's config and random tensors (running variances kept positive).
+fn clip_tensors(preset: &str) -> (ClipConfig, HashMap<String, Tensor>) {
     let config = ClipConfig::preset(preset).unwrap_or_else(|| panic!("unknown preset {preset}"));
-    let device = Device::Cpu;
-    let mut tensors = HashMap::new();
     let mut shapes = config.tensor_shapes();
     if let VisionConfig::ModifiedResNet(r) = &config.vision {
         shapes.extend(resnet_shapes(
@@ -75,19 +98,21 @@ fn random_model_with(preset: &str, bf16: bool) -> ClipModel {
             r.output_dim,
         ));
     }
-    for (name, shape) in shapes {
-        let t = if name.ends_with("running_var") || name.ends_with("weight") && shape.len() == 1 {
-            Tensor::ones(shape, DType::F32, &device)
-        } else {
-            Tensor::randn(0f32, 0.02, shape, &device)
-        };
-        tensors.insert(name, t.expect("random tensor"));
-    }
-    let options = LoadOptions {
-        bf16_products: bf16,
-        ..LoadOptions::default()
-    };
-    ClipModel::from_tensors_with(tensors, &config, &options).expect("model from tensors")
+    let tensors = random_tensors(shapes, |name, shape| {
+        name.ends_with("running_var") || name.ends_with("weight") && shape.len() == 1
+    });
+    (config, tensors)
+}
+
+/// A model of the named preset with random weights.
+fn random_model(preset: &str) -> ClipModel {
+    random_model_with(preset, false)
+}
+
+/// [`random_model`], with bf16 weights and products when `bf16`.
+fn random_model_with(preset: &str, bf16: bool) -> ClipModel {
+    let (config, tensors) = clip_tensors(preset);
+    ClipModel::from_tensors_with(tensors, &config, &options(bf16)).expect("model from tensors")
 }
 
 /// The image-tower tensors of OpenAI's ModifiedResNet (`visual.…`, open_clip naming).
@@ -267,20 +292,19 @@ fn text(c: &mut Criterion) {
     group.finish();
 }
 
+/// Chinese-CLIP ViT-B/16's config and random tensors.
+fn cn_tensors() -> (ChineseClipConfig, HashMap<String, Tensor>) {
+    let config = ChineseClipConfig::preset("CN-CLIP ViT-B/16").expect("preset");
+    let tensors = random_tensors(config.tensor_shapes(), |name, shape| {
+        name.ends_with("weight") && shape.len() == 1
+    });
+    (config, tensors)
+}
+
 /// Chinese-CLIP ViT-B/16 (RoBERTa-wwm-ext-base text tower) with random weights.
 fn random_cn_model() -> ClipModel {
-    let config = ChineseClipConfig::preset("CN-CLIP ViT-B/16").expect("preset");
-    let device = Device::Cpu;
-    let mut tensors = HashMap::new();
-    for (name, shape) in config.tensor_shapes() {
-        let t = if name.ends_with("LayerNorm.weight") || name.ends_with("ln_1.weight") {
-            Tensor::ones(shape, DType::F32, &device)
-        } else {
-            Tensor::randn(0f32, 0.02, shape, &device)
-        };
-        tensors.insert(name, t.expect("random tensor"));
-    }
-    ClipModel::chinese_clip_from_tensors(tensors, &config, DType::F32, &device)
+    let (config, tensors) = cn_tensors();
+    ClipModel::chinese_clip_from_tensors_with(tensors, &config, &options(false))
         .expect("model from tensors")
 }
 
@@ -325,8 +349,8 @@ fn text_cn(c: &mut Criterion) {
     group.finish();
 }
 
-/// SigLIP 2 B/16 @224 with random weights (see the module docs for the vocabulary).
-fn random_siglip2_b16() -> ClipModel {
+/// SigLIP 2 B/16 @224's config and random tensors (see the module docs for the vocabulary).
+fn siglip2_tensors() -> (ClipConfig, HashMap<String, Tensor>) {
     let config = ClipConfig {
         embed_dim: 768,
         vision: VisionConfig::Siglip(SiglipVisionConfig {
@@ -348,17 +372,22 @@ fn random_siglip2_b16() -> ClipModel {
         },
         activation: Activation::GeluTanh,
     };
-    let device = Device::Cpu;
-    let mut tensors = HashMap::new();
-    for (name, shape) in config.tensor_shapes() {
-        let t = if name.ends_with("weight") && shape.len() == 1 {
-            Tensor::ones(shape, DType::F32, &device)
-        } else {
-            Tensor::randn(0f32, 0.02, shape, &device)
-        };
-        tensors.insert(name, t.expect("random tensor"));
-    }
-    ClipModel::from_tensors(tensors, &config, DType::F32, &device).expect("model from tensors")
+    let tensors = random_tensors(config.tensor_shapes(), |name, shape| {
+        name.ends_with("weight") && shape.len() == 1
+    });
+    (config, tensors)
+}
+
+/// SigLIP 2 B/16 @224 with random weights.
+fn random_siglip2_b16() -> ClipModel {
+    let (config, tensors) = siglip2_tensors();
+    ClipModel::from_tensors_with(tensors, &config, &options(false)).expect("model from tensors")
+}
+
+/// `n` rows of 64 token ids spread over SigLIP 2's (shortened) vocabulary.
+fn siglip2_ids(n: usize) -> Tensor {
+    let ids: Vec<u32> = (0..n * 64).map(|i| (i as u32 * 7919) % 32_000).collect();
+    Tensor::from_vec(ids, (n, 64), &Device::Cpu).expect("ids")
 }
 
 fn siglip2(c: &mut Criterion) {
@@ -377,10 +406,7 @@ fn siglip2(c: &mut Criterion) {
         });
     }
     for batch in [1usize, 256] {
-        let ids: Vec<u32> = (0..batch * 64)
-            .map(|i| (i as u32 * 7919) % 32_000)
-            .collect();
-        let ids = Tensor::from_vec(ids, (batch, 64), &Device::Cpu).expect("ids");
+        let ids = siglip2_ids(batch);
         group.throughput(Throughput::Elements(batch as u64));
         let id = BenchmarkId::new("B-16@224/text64", format!("batch{batch}"));
         group.bench_function(id, |b| {
@@ -468,9 +494,107 @@ fn fixed_loop(spec: &str) {
     }
 }
 
+/// Smallest cosine between matching rows of `a` and `b` (`[rows, dim]`).
+fn min_cosine(a: &Tensor, b: &Tensor) -> f64 {
+    let (a, b) = (
+        a.to_vec2::<f32>().expect("rows"),
+        b.to_vec2::<f32>().expect("rows"),
+    );
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| {
+            let dot = |u: &[f32], v: &[f32]| -> f64 {
+                u.iter()
+                    .zip(v)
+                    .map(|(p, q)| f64::from(*p) * f64::from(*q))
+                    .sum()
+            };
+            dot(x, y) / (dot(x, x) * dot(y, y)).sqrt()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// `CLIP_BENCH_BF16_COSINE=1`: the bf16 guard on full-size random models. Each model is built
+/// twice from the same tensors, in f32 and with bf16 products; prints the smallest cosine
+/// between their embeddings per tower (8 random images, 64 prompts) and exits with status 1
+/// if one is below 0.999.
+fn bf16_cosines() {
+    let clip = |preset: &str| {
+        let (config, tensors) = clip_tensors(preset);
+        let build = move |bf16| {
+            ClipModel::from_tensors_with(tensors.clone(), &config, &options(bf16)).expect("model")
+        };
+        (build(false), build(true))
+    };
+    let cn = || {
+        let (config, tensors) = cn_tensors();
+        let build = move |bf16| {
+            ClipModel::chinese_clip_from_tensors_with(tensors.clone(), &config, &options(bf16))
+                .expect("model")
+        };
+        (build(false), build(true))
+    };
+    let siglip = || {
+        let (config, tensors) = siglip2_tensors();
+        let build = move |bf16| {
+            ClipModel::from_tensors_with(tensors.clone(), &config, &options(bf16)).expect("model")
+        };
+        (build(false), build(true))
+    };
+    type Case = (
+        &'static str,
+        Box<dyn Fn() -> (ClipModel, ClipModel)>,
+        Option<Tensor>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "ViT-B/32",
+            Box::new(move || clip("ViT-B/32")),
+            Some(prompt_ids(64)),
+        ),
+        ("RN50", Box::new(move || clip("RN50")), None),
+        ("SigLIP 2 B/16", Box::new(siglip), Some(siglip2_ids(64))),
+        (
+            "Chinese-CLIP ViT-B/16",
+            Box::new(cn),
+            Some(cn_prompt_ids(64)),
+        ),
+    ];
+    let mut worst = f64::INFINITY;
+    for (name, build, ids) in cases {
+        let (f32_model, bf16_model) = build();
+        let x = pixels(&f32_model, 8);
+        let mut towers = vec![(
+            "image",
+            f32_model.encode_image(&x).expect("encode"),
+            bf16_model.encode_image(&x).expect("encode"),
+        )];
+        if let Some(ids) = ids {
+            towers.push((
+                "text",
+                f32_model.encode_text(&ids).expect("encode"),
+                bf16_model.encode_text(&ids).expect("encode"),
+            ));
+        }
+        for (tower, a, b) in towers {
+            let c = min_cosine(&a, &b);
+            worst = worst.min(c);
+            println!("{name} {tower}: min cosine bf16 products to f32 {c:.6}");
+        }
+    }
+    if worst < 0.999 {
+        eprintln!("below the 0.999 guard");
+        std::process::exit(1);
+    }
+}
+
 fn main() {
     if let Ok(spec) = std::env::var("CLIP_BENCH_LOOP") {
         fixed_loop(&spec);
+        return;
+    }
+    if std::env::var_os("CLIP_BENCH_BF16_COSINE").is_some_and(|v| v != "0") {
+        bf16_cosines();
         return;
     }
     benches();

@@ -130,6 +130,11 @@ impl Default for LoadOptions {
     }
 }
 
+/// Whether `options` ask for bf16 products where they apply (f32 weights on the CPU).
+fn bf16_products_on(options: &LoadOptions) -> bool {
+    options.bf16_products && options.dtype == DType::F32 && options.device.is_cpu()
+}
+
 /// Names of config files looked for beside the weights, in order.
 pub const SIDECAR_CONFIGS: [&str; 2] = ["open_clip_config.json", "config.json"];
 
@@ -172,7 +177,7 @@ impl ClipModel {
     pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
         let path = path.as_ref();
         if options.bf16_products {
-            let on = options.dtype == DType::F32 && options.device.is_cpu();
+            let on = bf16_products_on(options);
             let plain = LoadOptions {
                 bf16_products: false,
                 ..options.clone()
@@ -364,6 +369,18 @@ impl ClipModel {
         Self::new_chinese_clip(vb, config)
     }
 
+    /// [`ClipModel::chinese_clip_from_tensors`] with `options`' dtype, device and
+    /// [`LoadOptions::bf16_products`] (the file-related options do not apply).
+    pub fn chinese_clip_from_tensors_with(
+        tensors: HashMap<String, Tensor>,
+        config: &ChineseClipConfig,
+        options: &LoadOptions,
+    ) -> Result<Self> {
+        crate::cpu::with_bf16_weights(bf16_products_on(options), || {
+            Self::chinese_clip_from_tensors(tensors, config, options.dtype, &options.device)
+        })
+    }
+
     /// Builds a model from tensors in memory, named as in open_clip checkpoints (the doc
     /// example and the tests build tiny models this way). The tensors are converted to `dtype`.
     pub fn from_tensors(
@@ -384,8 +401,7 @@ impl ClipModel {
         config: &ClipConfig,
         options: &LoadOptions,
     ) -> Result<Self> {
-        let on = options.bf16_products && options.dtype == DType::F32 && options.device.is_cpu();
-        crate::cpu::with_bf16_weights(on, || {
+        crate::cpu::with_bf16_weights(bf16_products_on(options), || {
             Self::from_tensors(tensors, config, options.dtype, &options.device)
         })
     }
