@@ -87,6 +87,14 @@ pub use clip_model::{ModelFamily, Truncation};
 pub mod preprocess {
     pub use clip_preprocess::{Interpolation, PreprocessConfig, ResizeMode};
 }
+/// The picture library's options and progress types, for [`Clip::open_library_with`] and
+/// [`Library::sync_with`] (`store::Precision` is the stored vectors' precision, not the model's).
+pub mod store {
+    pub use feature_store::{
+        Durability, FailedImage, HnswParams, NoProgress, OpenOptions, Precision, ProgressSink,
+        SearchMethod, SyncProgress,
+    };
+}
 pub use error::{Error, Result};
 pub use feature_store::{ImageId, SearchHit, SyncOptions, SyncReport};
 pub use hub::Hub;

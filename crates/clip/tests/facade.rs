@@ -352,6 +352,50 @@ fn errors_show_their_cause_once() {
 }
 
 #[test]
+fn library_options_and_progress_from_the_facade_alone() {
+    use clip::store::{OpenOptions, Precision, SyncProgress};
+    let dir = tempfile::tempdir().unwrap();
+    let (_, clip) = tiny(dir.path());
+    let db = dir.path().join("f16.sqlite");
+    let options = OpenOptions::new().precision(Precision::F16);
+    let mut lib = clip.open_library_with(&db, &options).unwrap();
+    let mut calls = Vec::new();
+    let mut sink = |p: &SyncProgress<'_>| calls.push((p.done, p.total));
+    let report = lib
+        .sync_with(photos(), &clip::SyncOptions::new(), &mut sink)
+        .unwrap();
+    let n = lib.len().unwrap();
+    assert!(n > 0 && report.added == n, "{report:?}");
+    // Called after the scan and after every committed batch, ending with all of them done.
+    assert_eq!(calls.last(), Some(&(n, n)), "{calls:?}");
+    // Stored in f16: each value within 2⁻¹¹ relative of the f32 embedding, so a dot product of
+    // two unit vectors moves by at most about 2⁻¹¹ (tolerance 1e-3).
+    let q = clip.embed_text("a photo of a horse").unwrap();
+    for h in lib.search_text("a photo of a horse", n).unwrap() {
+        let v = clip.embed_image(&h.path).unwrap();
+        let s: f32 = q.iter().zip(&v).map(|(a, b)| a * b).sum();
+        assert!(
+            (s - h.score).abs() < 1e-3,
+            "{}: {s} vs {}",
+            h.path.display(),
+            h.score
+        );
+    }
+    drop(lib);
+    // Read-only: searching works; a folder with a new picture is refused, and nothing changes.
+    let mut ro = clip
+        .open_library_with(&db, &OpenOptions::new().read_only(true))
+        .unwrap();
+    assert_eq!(ro.search_text("a horse", 1).unwrap().len(), 1);
+    let more = dir.path().join("more");
+    std::fs::create_dir(&more).unwrap();
+    std::fs::copy(photos().join("rocket.jpg"), more.join("rocket.jpg")).unwrap();
+    let err = ro.sync(&more).unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert_eq!(ro.len().unwrap(), n);
+}
+
+#[test]
 fn library_sync_search_similar_remove_and_model_identity() {
     let dir = tempfile::tempdir().unwrap();
     let (_, clip) = tiny(dir.path());
