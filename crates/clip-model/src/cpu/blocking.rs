@@ -87,8 +87,8 @@ impl Blocking {
     /// `KC,MC`, both positive (`kc` even, for bf16 pairs); `None` otherwise.
     fn parse(v: &str) -> Option<Blocking> {
         let (kc, mc) = v.split_once(',')?;
-        let (kc, mc) = (kc.trim().parse().ok()?, mc.trim().parse().ok()?);
-        (kc >= 2 && kc % 2 == 0 && mc >= 1).then_some(Blocking { kc, mc })
+        let (kc, mc): (usize, usize) = (kc.trim().parse().ok()?, mc.trim().parse().ok()?);
+        (kc >= 2 && kc.is_multiple_of(2) && mc >= 1).then_some(Blocking { kc, mc })
     }
 }
 
@@ -146,7 +146,10 @@ mod tests {
         );
         for l2 in [256 << 10, 512 << 10, 1 << 20, 1280 << 10, 2 << 20, 4 << 20] {
             let b = Blocking::for_caches(Caches { l1d: 48 << 10, l2 });
-            assert!(b.kc >= MIN_KC && b.kc % 64 == 0 && b.mc % 12 == 0, "{b:?}");
+            assert!(
+                b.kc >= MIN_KC && b.kc.is_multiple_of(64) && b.mc.is_multiple_of(12),
+                "{b:?}"
+            );
             // Above the floor the input block and one weight panel fit in 5/8 of L2.
             if b.kc > MIN_KC {
                 assert!(
