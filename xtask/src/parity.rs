@@ -98,7 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         model.name(),
         t0.elapsed().as_secs_f64()
     );
-    let pixels = f32_tensor(&dir.join("pixels.npy"))?;
+    let pixels = dev_support::read_tensor(dir.join("pixels.npy"))?;
     let ids = Npy::read(dir.join("token_ids.npy"))?;
     let ids = Tensor::from_vec(ids.clone().into_i64()?, ids.shape, &Device::Cpu)?;
 
@@ -191,12 +191,6 @@ fn end_to_end(weights: &Path, preset: &str, reference: &Path) -> anyhow::Result<
         );
     }
     Ok(ok)
-}
-
-fn f32_tensor(path: &Path) -> anyhow::Result<Tensor> {
-    let a = Npy::read(path)?;
-    let shape = a.shape.clone();
-    Ok(Tensor::from_vec(a.into_f32()?, shape, &Device::Cpu)?)
 }
 
 /// (min cosine over rows, max |diff| over elements), in f64.

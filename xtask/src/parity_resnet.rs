@@ -7,14 +7,13 @@
 //! for both, and this process's peak resident memory. Needs the reference venv
 //! (`tools/reference/setup-venv.sh`); the generated files are cached under `target/parity/<model>/`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use clip_model::candle_core::{DType, Device, Tensor};
+use clip_model::candle_core::{DType, Device};
 use clip_model::resnet::{ModifiedResNet, ResNetConfig};
-use dev_support::Npy;
 
 /// Options of the ResNet parity run.
 #[derive(Debug, Clone)]
@@ -100,8 +99,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     }
 
     let device = Device::Cpu;
-    let input = read_npy(&dir.join("input.npy"), &device)?;
-    let expected = read_npy(&dir.join("expected.npy"), &device)?;
+    let input = dev_support::read_tensor(dir.join("input.npy"))?.to_device(&device)?;
+    let expected = dev_support::read_tensor(dir.join("expected.npy"))?.to_device(&device)?;
     let torch: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("torch.json"))?)?;
 
@@ -214,12 +213,6 @@ fn seconds(v: &serde_json::Value) -> Vec<f64> {
         .as_array()
         .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
         .unwrap_or_default()
-}
-
-fn read_npy(path: &Path, device: &Device) -> anyhow::Result<Tensor> {
-    let a = Npy::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let shape = a.shape.clone();
-    Ok(Tensor::from_vec(a.into_f32()?, shape, device)?)
 }
 
 fn compare(got: &[Vec<f32>], want: &[Vec<f32>]) -> (f32, f64) {
