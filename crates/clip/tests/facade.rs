@@ -351,6 +351,17 @@ fn errors_show_their_cause_once() {
     dev_support::assert_cause_once(&err);
 }
 
+/// Each hit's score is the cosine of `text`'s and the picture's embeddings, within `tol`.
+fn assert_scores_are_cosines(clip: &Clip, text: &str, hits: &[clip::SearchHit], tol: f32) {
+    let q = clip.embed_text(text).unwrap();
+    for h in hits {
+        let v = clip.embed_image(&h.path).unwrap();
+        let s: f32 = q.iter().zip(&v).map(|(a, b)| a * b).sum();
+        let path = h.path.display();
+        assert!((s - h.score).abs() < tol, "{path}: {s} vs {}", h.score);
+    }
+}
+
 #[test]
 fn library_options_and_progress_from_the_facade_alone() {
     use clip::store::{OpenOptions, Precision, SyncProgress};
@@ -370,17 +381,8 @@ fn library_options_and_progress_from_the_facade_alone() {
     assert_eq!(calls.last(), Some(&(n, n)), "{calls:?}");
     // Stored in f16: each value within 2⁻¹¹ relative of the f32 embedding, so a dot product of
     // two unit vectors moves by at most about 2⁻¹¹ (tolerance 1e-3).
-    let q = clip.embed_text("a photo of a horse").unwrap();
-    for h in lib.search_text("a photo of a horse", n).unwrap() {
-        let v = clip.embed_image(&h.path).unwrap();
-        let s: f32 = q.iter().zip(&v).map(|(a, b)| a * b).sum();
-        assert!(
-            (s - h.score).abs() < 1e-3,
-            "{}: {s} vs {}",
-            h.path.display(),
-            h.score
-        );
-    }
+    let hits = lib.search_text("a photo of a horse", n).unwrap();
+    assert_scores_are_cosines(&clip, "a photo of a horse", &hits, 1e-3);
     drop(lib);
     // Read-only: searching works; a folder with a new picture is refused, and nothing changes.
     let mut ro = clip
@@ -422,17 +424,7 @@ fn library_sync_search_similar_remove_and_model_identity() {
 
     let hits = lib.search_text("a photo of a horse", 3).unwrap();
     assert_eq!(hits.len(), 3);
-    let q = clip.embed_text("a photo of a horse").unwrap();
-    for h in &hits {
-        let v = clip.embed_image(&h.path).unwrap();
-        let s: f32 = q.iter().zip(&v).map(|(a, b)| a * b).sum();
-        assert!(
-            (s - h.score).abs() < 1e-5,
-            "{}: {s} vs {}",
-            h.path.display(),
-            h.score
-        );
-    }
+    assert_scores_are_cosines(&clip, "a photo of a horse", &hits, 1e-5);
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
     let by_image = lib.search_image(&hits[0].path, 1).unwrap();
     assert_eq!(by_image[0].id, hits[0].id);
