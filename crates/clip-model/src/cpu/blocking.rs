@@ -3,8 +3,8 @@
 //! The depth block (`kc`) and the row block (`mc`) of [`super::packed`] come from this CPU's
 //! per-core data caches, read with CPUID (leaf 4 on Intel, `0x8000_001D` on AMD), by the rule in
 //! [`Blocking::for_caches`]; where CPUID gives no cache sizes, from the sizes of the machine the
-//! rule was measured on. `CLIP_MODEL_BLOCKING=KC,MC` (depth in f32 values, rows) overrides both,
-//! for sweeps.
+//! rule was measured on. `CLIP_MODEL_BLOCKING=KC,MC` (depth in f32 values, even; rows)
+//! overrides both, for sweeps; a value not of that form is ignored.
 
 use std::sync::OnceLock;
 

@@ -23,8 +23,9 @@
 //! every `kc` of 384, 768, 1024, 1536, 3072 and `mc` of 48, 96, 120, 192, the spread of repeated
 //! runs of one setting (20.4 and 20.8 for 768, 96); bf16 35.4–38.9 img/s for `kc` ≥ 768 (a
 //! repeat of 768, 96 at the end gave 33.3: the machine's own variance), but 31.1 at 384 (192
-//! pairs per block: the output tile is stored and reloaded twice as often per product). So this machine does not tell the settings above the floor apart; the rule keeps
-//! the measured machine inside that region and scales the working set with other CPUs' L2.
+//! pairs per block: the output tile is stored and reloaded twice as often per product). So this
+//! machine does not tell the settings above the floor apart; the rule keeps the measured machine
+//! inside that region and scales the working set with other CPUs' L2.
 //!
 //! Reduced precision, opt-in ([`with_bf16_weights`] around model loading): on a CPU with
 //! AVX-512-BF16 (Zen 4/5, Xeons since Cooper Lake) weights are packed as bf16 pairs and each
@@ -740,8 +741,8 @@ pub(crate) mod tests {
 
     #[test]
     fn products_match_the_definition() {
-        // Shapes cover partial panels (n % 32), one to three k blocks (k = 3100: more than one
-        // whatever the CPU's `kc`, up to 2048), one to many row tiles, and sizes that take the
+        // Shapes cover partial panels (n % 32), one to three k blocks (k = 3100 is more than one
+        // block for any `kc` up to 2048), one to many row tiles, and sizes that take the
         // threaded path.
         let shapes = [
             (1, 1, 1),
