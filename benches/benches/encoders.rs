@@ -21,14 +21,14 @@
 //!
 //! For profilers (perf, callgrind), `CLIP_BENCH_LOOP=<preset>:<batch>:<iterations>` (e.g.
 //! `ViT-B/32:32:3`, `ViT-B/32-bf16:32:3` for bf16 products, or `text:256:3` / `text77:256:3` for
-//! the text tower) runs exactly that many
-//! encodes, prints the CPU and wall seconds of each, and exits before criterion starts.
+//! the text tower) runs exactly that many encodes, prints the CPU and wall seconds of each, and
+//! exits before criterion starts.
 //!
 //! `CLIP_BENCH_BF16_COSINE=1` checks the bf16 guard on the full-size random models instead (see
 //! `bf16_cosines`): the smallest per-embedding cosine of bf16 products to f32 for every tower of
 //! ViT-B/32, RN50 (image), SigLIP 2 B/16 and Chinese-CLIP ViT-B/16.
 //!
-//! Weights are plain random tensors handed to `ClipModel::from_tensors` (no trainable variables,
+//! Weights are plain random tensors handed to `ClipModel::from_tensors_with` (no trainable variables,
 //! so candle keeps no gradient graph). Threads: candle's default (all cores, or
 //! `RAYON_NUM_THREADS`). `cargo bench -p clip-benches --bench encoders`.
 
