@@ -28,8 +28,8 @@
 //! `bf16_cosines`): the smallest per-embedding cosine of bf16 products to f32 for every tower of
 //! ViT-B/32, RN50 (image), SigLIP 2 B/16 and Chinese-CLIP ViT-B/16.
 //!
-//! Weights are plain random tensors handed to `ClipModel::from_tensors_with` (no trainable variables,
-//! so candle keeps no gradient graph). Threads: candle's default (all cores, or
+//! Weights are plain random tensors handed to `ClipModel::from_tensors_with` (no trainable
+//! variables, so candle keeps no gradient graph). Threads: candle's default (all cores, or
 //! `RAYON_NUM_THREADS`). `cargo bench -p clip-benches --bench encoders`.
 
 use std::collections::HashMap;
