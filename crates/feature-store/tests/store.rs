@@ -25,6 +25,7 @@ on_both_backends!(
     f16_store_refuses_values_it_cannot_hold,
     remove_missing_forgets_only_files_that_are_gone,
     refresh_picks_up_changes_committed_by_another_handle,
+    read_only_searches_and_refuses_every_write,
 );
 
 fn lib(kind: Kind, test: &str) -> TestLib {
@@ -596,4 +597,56 @@ fn refresh_picks_up_changes_committed_by_another_handle(kind: Kind) {
     assert_eq!(reader.len().unwrap(), 1);
     assert_eq!(reader.refresh().unwrap(), (0, 0));
     assert!(reader.integrity_check().unwrap().is_empty());
+}
+
+/// Opened read-only, a library answers searches and refuses every change with
+/// [`Error::ReadOnly`] naming it; nothing it holds changes, and read-only never creates one.
+fn read_only_searches_and_refuses_every_write(kind: Kind) {
+    let lib = lib(kind, "read_only");
+    {
+        let mut store = lib.open(&model(), &OpenOptions::new()).unwrap();
+        for (i, name) in ["/a.png", "/b.png", "/c.png"].into_iter().enumerate() {
+            store.add(&image(name, name.as_bytes(), unit(i))).unwrap();
+        }
+    }
+    let photos = lib.dir().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::write(photos.join("new.png"), b"a new picture").unwrap();
+
+    let read_only = OpenOptions::new().read_only(true);
+    let mut store = lib.open(&model(), &read_only).unwrap();
+    assert!(store.is_read_only());
+    assert_eq!(store.len().unwrap(), 3);
+    let hit = store.search(&unit(1), 1).unwrap().remove(0);
+    assert_eq!(hit.path, Path::new("/b.png"));
+    assert_eq!(store.similar(hit.id, 5).unwrap().len(), 2);
+    let refused = |r: Result<(), Error>, what: &str| match r {
+        Err(Error::ReadOnly { file }) => assert_eq!(file, lib.shown(), "{what}"),
+        other => panic!("{what}: expected a read-only error, got {other:?}"),
+    };
+    refused(store.add(&image("/d.png", b"d", unit(3))).map(drop), "add");
+    refused(store.remove(hit.id).map(drop), "remove");
+    refused(
+        store.remove_path(Path::new("/a.png")).map(drop),
+        "remove_path",
+    );
+    let mut embedder = HashEmbedder::new(MODEL, DIM);
+    refused(
+        store
+            .sync(&photos, &mut embedder, &SyncOptions::new())
+            .map(drop),
+        "sync",
+    );
+    drop(store);
+    let store = lib.open(&model(), &OpenOptions::new()).unwrap();
+    assert_eq!(store.len().unwrap(), 3, "nothing changed");
+    drop(store);
+
+    // A location holding no library stays empty.
+    let empty = self::lib(kind, "read_only_empty");
+    assert!(matches!(
+        empty.open(&model(), &read_only),
+        Err(Error::Missing { .. })
+    ));
+    assert!(!empty.exists(), "read-only created a library");
 }
