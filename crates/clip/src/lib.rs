@@ -7,7 +7,8 @@
 //!   offline) are on [`Builder`].
 //! - [`Library`] is a feature library (SQLite file, `feature-store`) bound to that model:
 //!   incremental [`Library::sync`] of a folder, [`Library::search_text`],
-//!   [`Library::search_image`], [`Library::similar`], [`Library::remove`].
+//!   [`Library::search_image`], [`Library::similar`], [`Library::remove`]. Its open options
+//!   (f16 storage, read-only, durability) and progress types are in [`store`].
 //! - [`Error`] is the one error type; every failure names the file, URL, label or text.
 //!
 //! Models: `Clip::load` takes a safetensors file or folder, a hub id (`owner/name[@revision]`)
