@@ -321,7 +321,7 @@ impl ChineseClipHints {
     /// Reads transformers' `ChineseCLIPConfig` `config.json`, or a cn_clip model config (a vision
     /// JSON of `model_configs` merged with a text one).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let v = super::preprocess_hints::read_json(path)?;
+        let v = super::json::read_json(path)?;
         Self::from_json(&v, &path.display().to_string())
     }
 
@@ -332,15 +332,9 @@ impl ChineseClipHints {
             path: source.into(),
             reason,
         };
-        let uint = |v: &Value, key: &str| -> Result<Option<usize>> {
-            match v.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(x) => x
-                    .as_u64()
-                    .and_then(|n| usize::try_from(n).ok())
-                    .map(Some)
-                    .ok_or_else(|| bad(format!("`{key}` is {x}, expected a non-negative integer"))),
-            }
+        let uint = |v: &Value, key: &str| super::json::uint(v, key).map_err(bad);
+        let checks = |h: &mut Self, rows: &[(&'static str, &Value, &str)]| {
+            super::json::push_checks(&mut h.checks, rows).map_err(bad)
         };
         let mut h = Self {
             source: source.to_string(),
@@ -377,28 +371,27 @@ impl ChineseClipHints {
             eps_ok(text)?;
             h.vision_heads = uint(vision, "num_attention_heads")?;
             h.text_heads = uint(text, "num_attention_heads")?;
-            for (field, c, key) in [
-                ("embed_dim", v, "projection_dim"),
-                ("vision.width", vision, "hidden_size"),
-                ("vision.layers", vision, "num_hidden_layers"),
-                ("vision.image_size", vision, "image_size"),
-                ("vision.patch_size", vision, "patch_size"),
-                ("vision.mlp_width", vision, "intermediate_size"),
-                ("text.width", text, "hidden_size"),
-                ("text.layers", text, "num_hidden_layers"),
-                ("text.mlp_width", text, "intermediate_size"),
-                ("text.vocab_size", text, "vocab_size"),
-                (
-                    "text.max_position_embeddings",
-                    text,
-                    "max_position_embeddings",
-                ),
-                ("text.type_vocab_size", text, "type_vocab_size"),
-            ] {
-                if let Some(n) = uint(c, key)? {
-                    h.checks.push((field.to_string(), n));
-                }
-            }
+            checks(
+                &mut h,
+                &[
+                    ("embed_dim", v, "projection_dim"),
+                    ("vision.width", vision, "hidden_size"),
+                    ("vision.layers", vision, "num_hidden_layers"),
+                    ("vision.image_size", vision, "image_size"),
+                    ("vision.patch_size", vision, "patch_size"),
+                    ("vision.mlp_width", vision, "intermediate_size"),
+                    ("text.width", text, "hidden_size"),
+                    ("text.layers", text, "num_hidden_layers"),
+                    ("text.mlp_width", text, "intermediate_size"),
+                    ("text.vocab_size", text, "vocab_size"),
+                    (
+                        "text.max_position_embeddings",
+                        text,
+                        "max_position_embeddings",
+                    ),
+                    ("text.type_vocab_size", text, "type_vocab_size"),
+                ],
+            )?;
             return Ok(h);
         }
         if v.get("text_hidden_size").is_some() || v.get("vision_width").is_some() {
@@ -428,23 +421,23 @@ impl ChineseClipHints {
                 }
             }
             h.text_heads = uint(v, "text_num_attention_heads")?;
-            for (field, key) in [
-                ("embed_dim", "embed_dim"),
-                ("vision.image_size", "image_resolution"),
-                ("text.width", "text_hidden_size"),
-                ("text.layers", "text_num_hidden_layers"),
-                ("text.mlp_width", "text_intermediate_size"),
-                ("text.vocab_size", "vocab_size"),
-                (
-                    "text.max_position_embeddings",
-                    "text_max_position_embeddings",
-                ),
-                ("text.type_vocab_size", "text_type_vocab_size"),
-            ] {
-                if let Some(n) = uint(v, key)? {
-                    h.checks.push((field.to_string(), n));
-                }
-            }
+            checks(
+                &mut h,
+                &[
+                    ("embed_dim", v, "embed_dim"),
+                    ("vision.image_size", v, "image_resolution"),
+                    ("text.width", v, "text_hidden_size"),
+                    ("text.layers", v, "text_num_hidden_layers"),
+                    ("text.mlp_width", v, "text_intermediate_size"),
+                    ("text.vocab_size", v, "vocab_size"),
+                    (
+                        "text.max_position_embeddings",
+                        v,
+                        "text_max_position_embeddings",
+                    ),
+                    ("text.type_vocab_size", v, "text_type_vocab_size"),
+                ],
+            )?;
             h.context_length = uint(v, "context_length")?;
             return Ok(h);
         }

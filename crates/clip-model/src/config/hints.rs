@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{ClipConfig, HEAD_WIDTH, VisionConfig, mismatch};
+use super::{ClipConfig, HEAD_WIDTH, VisionConfig, json, mismatch};
 use crate::error::{Error, Result};
 
 /// Values read from a config file beside the weights; every field is optional.
@@ -29,7 +29,7 @@ impl ConfigHints {
     /// Reads `open_clip_config.json` (with or without its `model_cfg` wrapper) or a Hugging Face
     /// CLIP `config.json`, told apart by their keys.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let v = super::preprocess_hints::read_json(path)?;
+        let v = super::json::read_json(path)?;
         Self::from_json(&v, &path.display().to_string())
     }
 
@@ -44,15 +44,9 @@ impl ConfigHints {
             source: source.to_string(),
             ..Self::default()
         };
-        let uint = |v: &Value, key: &str| -> Result<Option<usize>> {
-            match v.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(x) => x
-                    .as_u64()
-                    .and_then(|n| usize::try_from(n).ok())
-                    .map(Some)
-                    .ok_or_else(|| bad(format!("`{key}` is {x}, expected a non-negative integer"))),
-            }
+        let uint = |v: &Value, key: &str| json::uint(v, key).map_err(bad);
+        let checks = |h: &mut ConfigHints, rows: &[(&'static str, &Value, &str)]| {
+            json::push_checks(&mut h.checks, rows).map_err(bad)
         };
         if let Some(vision) = v.get("vision_config") {
             // Hugging Face transformers CLIPConfig.
@@ -70,23 +64,22 @@ impl ConfigHints {
             };
             h.vision_heads = uint(vision, "num_attention_heads")?;
             h.text_heads = uint(text, "num_attention_heads")?;
-            for (field, c, key) in [
-                ("embed_dim", v, "projection_dim"),
-                ("vision.width", vision, "hidden_size"),
-                ("vision.layers", vision, "num_hidden_layers"),
-                ("vision.image_size", vision, "image_size"),
-                ("vision.patch_size", vision, "patch_size"),
-                ("vision.mlp_width", vision, "intermediate_size"),
-                ("text.width", text, "hidden_size"),
-                ("text.layers", text, "num_hidden_layers"),
-                ("text.context_length", text, "max_position_embeddings"),
-                ("text.vocab_size", text, "vocab_size"),
-                ("text.mlp_width", text, "intermediate_size"),
-            ] {
-                if let Some(n) = uint(c, key)? {
-                    h.checks.push((field.to_string(), n));
-                }
-            }
+            checks(
+                &mut h,
+                &[
+                    ("embed_dim", v, "projection_dim"),
+                    ("vision.width", vision, "hidden_size"),
+                    ("vision.layers", vision, "num_hidden_layers"),
+                    ("vision.image_size", vision, "image_size"),
+                    ("vision.patch_size", vision, "patch_size"),
+                    ("vision.mlp_width", vision, "intermediate_size"),
+                    ("text.width", text, "hidden_size"),
+                    ("text.layers", text, "num_hidden_layers"),
+                    ("text.context_length", text, "max_position_embeddings"),
+                    ("text.vocab_size", text, "vocab_size"),
+                    ("text.mlp_width", text, "intermediate_size"),
+                ],
+            )?;
             return Ok(h);
         }
         // open_clip: the hub's open_clip_config.json wraps the model config in `model_cfg`.
@@ -131,18 +124,17 @@ impl ConfigHints {
         } else {
             h.text_heads = uint(text, "heads")?;
         }
-        for (field, c, key) in [
-            ("embed_dim", m, "embed_dim"),
-            ("vision.image_size", vision, "image_size"),
-            ("vision.patch_size", vision, "patch_size"),
-            ("text.layers", text, "layers"),
-            ("text.context_length", text, "context_length"),
-            ("text.vocab_size", text, "vocab_size"),
-        ] {
-            if let Some(n) = uint(c, key)? {
-                h.checks.push((field.to_string(), n));
-            }
-        }
+        checks(
+            &mut h,
+            &[
+                ("embed_dim", m, "embed_dim"),
+                ("vision.image_size", vision, "image_size"),
+                ("vision.patch_size", vision, "patch_size"),
+                ("text.layers", text, "layers"),
+                ("text.context_length", text, "context_length"),
+                ("text.vocab_size", text, "vocab_size"),
+            ],
+        )?;
         if !resnet && let Some(n) = uint(vision, "layers")? {
             h.checks.push(("vision.layers".into(), n));
         }

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 pub mod chinese_clip;
 mod hints;
 mod infer;
+mod json;
 pub mod preprocess_hints;
 pub(crate) mod resnet;
 pub mod siglip;

@@ -19,6 +19,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::json::read_json;
 use crate::error::{Error, Result};
 
 /// OpenAI CLIP's normalisation mean (RGB).
@@ -247,13 +248,6 @@ impl PreprocessHints {
         h.source = source.to_string();
         Ok(h)
     }
-}
-
-/// A JSON config file (read through `safe-file`, at most 16 MiB); bad JSON is
-/// [`Error::Config`] naming the file.
-pub(crate) fn read_json(path: &Path) -> Result<Value> {
-    let text = safe_file::read_to_string(path, 16 << 20)?;
-    serde_json::from_str(&text).map_err(|e| config_error(path, e.to_string()))
 }
 
 fn config_error(path: &Path, reason: String) -> Error {

@@ -81,7 +81,7 @@ impl SiglipHints {
             path: path.to_path_buf(),
             reason,
         };
-        let v = super::preprocess_hints::read_json(path)?;
+        let v = super::json::read_json(path)?;
         Self::from_json(&v, &path.display().to_string()).map_err(bad)
     }
 
@@ -90,16 +90,7 @@ impl SiglipHints {
             source: source.to_string(),
             ..Self::default()
         };
-        let uint = |v: &Value, key: &str| -> std::result::Result<Option<usize>, String> {
-            match v.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(x) => x
-                    .as_u64()
-                    .and_then(|n| usize::try_from(n).ok())
-                    .map(Some)
-                    .ok_or_else(|| format!("`{key}` is {x}, expected a non-negative integer")),
-            }
-        };
+        let uint = super::json::uint;
         if let Some(vision) = v.get("vision_config") {
             // transformers SiglipConfig; absent values take transformers' defaults.
             let text = v.get("text_config").unwrap_or(&Value::Null);
@@ -120,23 +111,22 @@ impl SiglipHints {
             h.text_act = Some(act(text)?);
             h.vision_heads = Some(uint(vision, "num_attention_heads")?.unwrap_or(12));
             h.text_heads = Some(uint(text, "num_attention_heads")?.unwrap_or(12));
-            for (field, c, key) in [
-                ("vision.width", vision, "hidden_size"),
-                ("vision.layers", vision, "num_hidden_layers"),
-                ("vision.image_size", vision, "image_size"),
-                ("vision.patch_size", vision, "patch_size"),
-                ("vision.mlp_width", vision, "intermediate_size"),
-                ("text.width", text, "hidden_size"),
-                ("text.layers", text, "num_hidden_layers"),
-                ("text.context_length", text, "max_position_embeddings"),
-                ("text.vocab_size", text, "vocab_size"),
-                ("text.mlp_width", text, "intermediate_size"),
-                ("embed_dim", text, "projection_size"),
-            ] {
-                if let Some(n) = uint(c, key)? {
-                    h.checks.push((field, n));
-                }
-            }
+            super::json::push_checks(
+                &mut h.checks,
+                &[
+                    ("vision.width", vision, "hidden_size"),
+                    ("vision.layers", vision, "num_hidden_layers"),
+                    ("vision.image_size", vision, "image_size"),
+                    ("vision.patch_size", vision, "patch_size"),
+                    ("vision.mlp_width", vision, "intermediate_size"),
+                    ("text.width", text, "hidden_size"),
+                    ("text.layers", text, "num_hidden_layers"),
+                    ("text.context_length", text, "max_position_embeddings"),
+                    ("text.vocab_size", text, "vocab_size"),
+                    ("text.mlp_width", text, "intermediate_size"),
+                    ("embed_dim", text, "projection_size"),
+                ],
+            )?;
             for (c, key) in [(vision, "layer_norm_eps"), (text, "layer_norm_eps")] {
                 if let Some(eps) = c.get(key).and_then(Value::as_f64)
                     && (eps - SIGLIP_LN_EPS).abs() > 1e-12
@@ -191,18 +181,17 @@ impl SiglipHints {
                 "text norm_kwargs.eps {eps} (only 1e-6 is supported)"
             ));
         }
-        for (field, c, key) in [
-            ("embed_dim", m, "embed_dim"),
-            ("vision.image_size", vision, "image_size"),
-            ("text.width", text, "width"),
-            ("text.layers", text, "layers"),
-            ("text.context_length", text, "context_length"),
-            ("text.vocab_size", text, "vocab_size"),
-        ] {
-            if let Some(n) = uint(c, key)? {
-                h.checks.push((field, n));
-            }
-        }
+        super::json::push_checks(
+            &mut h.checks,
+            &[
+                ("embed_dim", m, "embed_dim"),
+                ("vision.image_size", vision, "image_size"),
+                ("text.width", text, "width"),
+                ("text.layers", text, "layers"),
+                ("text.context_length", text, "context_length"),
+                ("text.vocab_size", text, "vocab_size"),
+            ],
+        )?;
         Ok(h)
     }
 
