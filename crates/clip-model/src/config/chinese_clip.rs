@@ -120,23 +120,12 @@ impl ChineseClipConfig {
     /// A preset by name; case, `/`, `-`, `@`, `_` and spaces are ignored, and the `CN-CLIP` prefix
     /// may be written `cn-clip-` (`"cn-clip-vit-b-16"`).
     pub fn preset(name: &str) -> Option<Self> {
-        let key = |s: &str| {
-            s.to_ascii_lowercase()
-                .replace(['/', '-', '@', '_', ' '], "")
-        };
-        let want = key(name);
-        Self::presets()
-            .into_iter()
-            .find(|(n, _)| key(n) == want)
-            .map(|(_, c)| c)
+        super::preset_named(Self::presets(), name)
     }
 
     /// The name of the preset this config equals, if any.
     pub fn preset_name(&self) -> Option<&'static str> {
-        Self::presets()
-            .into_iter()
-            .find(|(_, c)| c == self)
-            .map(|(n, _)| n)
+        super::name_of_preset(Self::presets(), self)
     }
 
     /// The preset name, or `"custom"`.
@@ -185,16 +174,7 @@ impl ChineseClipConfig {
     pub fn infer(weights: &Weights, hints: Option<&ChineseClipHints>) -> Result<Self> {
         let empty = ChineseClipHints::default();
         let h = hints.unwrap_or(&empty);
-        let dims = |name: &str, rank: usize| -> Result<Vec<usize>> {
-            let s = weights.require_shape(name)?;
-            if s.len() != rank {
-                return Err(Error::Architecture(format!(
-                    "`{}` has shape {s:?}, expected a tensor of rank {rank}",
-                    weights.file_name(name)
-                )));
-            }
-            Ok(s)
-        };
+        let dims = |name: &str, rank: usize| weights.require_rank(name, rank);
         let (vision, embed_dim) = if weights.contains("visual.layer1.0.conv1.weight")
             || weights.contains("visual.attnpool.c_proj.weight")
         {

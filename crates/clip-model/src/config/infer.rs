@@ -13,16 +13,7 @@ impl ClipConfig {
     ///
     /// Without hints: `heads = width / 64` and QuickGELU (OpenAI weights).
     pub fn infer(weights: &Weights, hints: Option<&ConfigHints>) -> Result<Self> {
-        let dims = |name: &str, rank: usize| -> Result<Vec<usize>> {
-            let s = weights.require_shape(name)?;
-            if s.len() != rank {
-                return Err(Error::Architecture(format!(
-                    "`{}` has shape {s:?}, expected a tensor of rank {rank}",
-                    weights.file_name(name)
-                )));
-            }
-            Ok(s)
-        };
+        let dims = |name: &str, rank: usize| weights.require_rank(name, rank);
         let empty = ConfigHints::default();
         let h = hints.unwrap_or(&empty);
 

@@ -260,20 +260,12 @@ impl ClipConfig {
 
     /// A preset by name (`"ViT-B/32"`, also accepted: `"vit-b-32"`, `"ViT-B-32"`).
     pub fn preset(name: &str) -> Option<Self> {
-        let key = |s: &str| s.to_ascii_lowercase().replace(['/', '-', '@', '_'], "");
-        let want = key(name);
-        Self::presets()
-            .into_iter()
-            .find(|(n, _)| key(n) == want)
-            .map(|(_, c)| c)
+        preset_named(Self::presets(), name)
     }
 
     /// The name of the preset this config equals (activation included), or `None` for a custom model.
     pub fn preset_name(&self) -> Option<&'static str> {
-        Self::presets()
-            .into_iter()
-            .find(|(_, c)| c == self)
-            .map(|(n, _)| n)
+        name_of_preset(Self::presets(), self)
     }
 
     /// The preset name, or `"custom"`.
@@ -428,6 +420,30 @@ pub(crate) fn mismatch(
         config: config.to_string(),
         weights: weights.to_string(),
     }
+}
+
+/// The preset called `name` among `presets`; case, `/`, `-`, `@`, `_` and spaces are ignored.
+pub(crate) fn preset_named<C>(presets: Vec<(&'static str, C)>, name: &str) -> Option<C> {
+    let key = |s: &str| {
+        s.to_ascii_lowercase()
+            .replace(['/', '-', '@', '_', ' '], "")
+    };
+    let want = key(name);
+    presets
+        .into_iter()
+        .find(|(n, _)| key(n) == want)
+        .map(|(_, c)| c)
+}
+
+/// The name of the preset among `presets` equal to `config`.
+pub(crate) fn name_of_preset<C: PartialEq>(
+    presets: Vec<(&'static str, C)>,
+    config: &C,
+) -> Option<&'static str> {
+    presets
+        .into_iter()
+        .find(|(_, c)| c == config)
+        .map(|(n, _)| n)
 }
 
 #[cfg(test)]

@@ -233,16 +233,7 @@ pub(crate) fn infer(
     let hints = config_file.map(SiglipHints::from_file).transpose()?;
     let h = hints.unwrap_or_default();
     let mut notes = Vec::new();
-    let dims = |name: &str, rank: usize| -> ClipResult<Vec<usize>> {
-        let s = weights.require_shape(name)?;
-        if s.len() != rank {
-            return Err(Error::Architecture(format!(
-                "`{}` has shape {s:?}, expected a tensor of rank {rank}",
-                weights.file_name(name)
-            )));
-        }
-        Ok(s)
-    };
+    let dims = |name: &str, rank: usize| weights.require_rank(name, rank);
     let conv = dims("visual.conv1.weight", 4)?;
     let (width, patch) = (conv[0], conv[2]);
     if conv[1] != 3 || conv[3] != patch {

@@ -527,6 +527,19 @@ impl Weights {
         self.shape(name).ok_or_else(|| self.missing(name))
     }
 
+    /// [`Weights::require_shape`] of a tensor that must have `rank` dimensions; another rank is
+    /// [`Error::Architecture`] naming the tensor as the file would.
+    pub fn require_rank(&self, name: &str, rank: usize) -> Result<Vec<usize>> {
+        let s = self.require_shape(name)?;
+        if s.len() != rank {
+            return Err(Error::Architecture(format!(
+                "`{}` has shape {s:?}, expected a tensor of rank {rank}",
+                self.file_name(name)
+            )));
+        }
+        Ok(s)
+    }
+
     fn missing(&self, name: &str) -> Error {
         let parts = match self.source(name) {
             Some(Source::Concat(parts)) => Some(parts),
