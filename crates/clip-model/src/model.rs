@@ -130,6 +130,20 @@ impl Default for LoadOptions {
     }
 }
 
+/// A `VarBuilder` over tensors in memory, converted to `dtype` (which must be a float type).
+fn tensor_builder(
+    tensors: HashMap<String, Tensor>,
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>> {
+    check_dtype(dtype)?;
+    Ok(VarBuilder::from_backend(
+        Box::new(TensorMap(tensors)),
+        dtype,
+        device.clone(),
+    ))
+}
+
 /// Whether `options` ask for bf16 products where they apply (f32 weights on the CPU).
 fn bf16_products_on(options: &LoadOptions) -> bool {
     options.bf16_products && options.dtype == DType::F32 && options.device.is_cpu()
@@ -364,8 +378,7 @@ impl ClipModel {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        check_dtype(dtype)?;
-        let vb = VarBuilder::from_backend(Box::new(TensorMap(tensors)), dtype, device.clone());
+        let vb = tensor_builder(tensors, dtype, device)?;
         Self::new_chinese_clip(vb, config)
     }
 
@@ -389,8 +402,7 @@ impl ClipModel {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        check_dtype(dtype)?;
-        let vb = VarBuilder::from_backend(Box::new(TensorMap(tensors)), dtype, device.clone());
+        let vb = tensor_builder(tensors, dtype, device)?;
         Self::new(vb, config)
     }
 
