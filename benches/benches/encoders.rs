@@ -252,6 +252,18 @@ fn image(c: &mut Criterion) {
 fn prompt_ids(n: usize) -> Tensor {
     let names = ClassNames::openai().expect("class names");
     let templates = Templates::openai80().expect("templates");
+    let tokenizer = Tokenizer::openai().expect("tokenizer");
+    imagenet_prompt_ids(&names, &templates, &tokenizer, 77, n)
+}
+
+/// `n` prompts spread over `names` and `templates`, as token ids `[n, context]`.
+fn imagenet_prompt_ids(
+    names: &ClassNames,
+    templates: &Templates,
+    tokenizer: &Tokenizer,
+    context: usize,
+    n: usize,
+) -> Tensor {
     let texts: Vec<String> = (0..n)
         .map(|i| {
             let class = (i * 997 + 13) % names.len();
@@ -259,28 +271,48 @@ fn prompt_ids(n: usize) -> Tensor {
             templates.templates[t].replace("{}", &names.names[class])
         })
         .collect();
-    let batch = Tokenizer::openai()
-        .expect("tokenizer")
-        .encode_batch(&texts, 77, Truncation::Error)
+    let batch = tokenizer
+        .encode_batch(&texts, context, Truncation::Error)
         .expect("tokenize");
-    Tensor::from_vec(batch.into_ids(), (n, 77), &Device::Cpu).expect("ids")
+    Tensor::from_vec(batch.into_ids(), (n, context), &Device::Cpu).expect("ids")
 }
 
 fn text(c: &mut Criterion) {
-    let model = random_model("ViT-B/32");
-    let mut group = c.benchmark_group("text");
+    let labels = ["to_eot", "full77"];
+    // The full-length batch of 256 only with CLIP_BENCH_HEAVY.
+    text_group(
+        c,
+        "text",
+        &random_model("ViT-B/32"),
+        prompt_ids,
+        labels,
+        heavy(),
+    );
+}
+
+/// Text-tower benches at batch 1 and 256, each row to its own end (`labels[0]`) and over the
+/// whole context (`labels[1]`, at batch 256 only when `full_batch`).
+fn text_group(
+    c: &mut Criterion,
+    name: &str,
+    model: &ClipModel,
+    ids: fn(usize) -> Tensor,
+    labels: [&str; 2],
+    full_batch: bool,
+) {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
     for batch in [1usize, 256] {
-        let ids = prompt_ids(batch);
+        let ids = ids(batch);
         group.throughput(Throughput::Elements(batch as u64));
-        for (label, length) in [
-            ("to_eot", TextLength::UpToLongestEot),
-            ("full77", TextLength::Full),
-        ] {
-            if batch > 1 && length == TextLength::Full && !heavy() {
+        for (label, length) in labels
+            .into_iter()
+            .zip([TextLength::UpToLongestEot, TextLength::Full])
+        {
+            if batch > 1 && length == TextLength::Full && !full_batch {
                 continue;
             }
             let id = BenchmarkId::new(label, format!("batch{batch}"));
@@ -312,41 +344,20 @@ fn random_cn_model() -> ClipModel {
 fn cn_prompt_ids(n: usize) -> Tensor {
     let names = ClassNames::cn_clip().expect("class names");
     let templates = Templates::cn_clip80().expect("templates");
-    let texts: Vec<String> = (0..n)
-        .map(|i| {
-            let class = (i * 997 + 13) % names.len();
-            let t = (i * 31 + 7) % templates.len();
-            templates.templates[t].replace("{}", &names.names[class])
-        })
-        .collect();
-    let batch = Tokenizer::cn_clip()
-        .expect("tokenizer")
-        .encode_batch(&texts, 52, Truncation::Error)
-        .expect("tokenize");
-    Tensor::from_vec(batch.into_ids(), (n, 52), &Device::Cpu).expect("ids")
+    let tokenizer = Tokenizer::cn_clip().expect("tokenizer");
+    imagenet_prompt_ids(&names, &templates, &tokenizer, 52, n)
 }
 
 fn text_cn(c: &mut Criterion) {
-    let model = random_cn_model();
-    let mut group = c.benchmark_group("text_cn");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
-    for batch in [1usize, 256] {
-        let ids = cn_prompt_ids(batch);
-        group.throughput(Throughput::Elements(batch as u64));
-        for (label, length) in [
-            ("packed", TextLength::UpToLongestEot),
-            ("padded52", TextLength::Full),
-        ] {
-            let id = BenchmarkId::new(label, format!("batch{batch}"));
-            group.bench_function(id, |b| {
-                b.iter(|| black_box(model.encode_text_with(&ids, length).expect("encode")))
-            });
-        }
-    }
-    group.finish();
+    let labels = ["packed", "padded52"];
+    text_group(
+        c,
+        "text_cn",
+        &random_cn_model(),
+        cn_prompt_ids,
+        labels,
+        true,
+    );
 }
 
 /// SigLIP 2 B/16 @224's config and random tensors (see the module docs for the vocabulary).
