@@ -2,108 +2,24 @@
 //! `tools/reference/cn_clip_parity.py tokenizer`: all 80,000 Chinese ImageNet prompts and tricky strings.
 //! Ids must be identical (tolerance 0): tokenizing is exact integer work.
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::time::Instant;
+mod common;
+
+use common::fixture;
 
 use clip_model::tokenizer::{CN_CONTEXT_LENGTH, CN_SEP, Tokenizer, Truncation};
 use clip_model::{Error, ModelFamily};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-#[derive(Deserialize)]
-struct Prompts {
-    rows: usize,
-    ids_sha256: String,
-    classes: Vec<String>,
-    templates: Vec<String>,
-}
-
-/// Rows of `cn_tokenizer_imagenet_ids.bin.gz`: a length byte, then that many little-endian u16 ids.
-fn read_id_rows(sha256: &str) -> Vec<Vec<u32>> {
-    let file = std::fs::File::open(fixture("cn_tokenizer_imagenet_ids.bin.gz")).unwrap();
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_end(&mut bytes)
-        .unwrap();
-    let digest: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(
-        digest, sha256,
-        "cn_tokenizer_imagenet_ids.bin.gz does not match its SHA-256"
-    );
-    let mut rows = Vec::new();
-    let mut rest = bytes.as_slice();
-    while let Some((&n, tail)) = rest.split_first() {
-        let (ids, tail) = tail.split_at(2 * usize::from(n));
-        rows.push(
-            ids.chunks_exact(2)
-                .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])))
-                .collect(),
-        );
-        rest = tail;
-    }
-    rows
-}
 
 #[test]
 fn chinese_imagenet_prompts_match_cn_clip() {
-    let meta: Prompts = serde_json::from_str(
-        &std::fs::read_to_string(fixture("cn_tokenizer_imagenet.json")).unwrap(),
-    )
-    .unwrap();
-    let expected = read_id_rows(&meta.ids_sha256);
-    assert_eq!(expected.len(), meta.rows);
-    assert_eq!((meta.classes.len(), meta.templates.len()), (1000, 80));
-    let prompts: Vec<String> = meta
-        .classes
-        .iter()
-        .flat_map(|name| meta.templates.iter().map(move |t| t.replace("{}", name)))
-        .collect();
-    assert_eq!(prompts.len(), 80_000);
-
     let tokenizer = Tokenizer::cn_clip().unwrap();
-    let start = Instant::now();
-    let batch = tokenizer
-        .encode_batch(&prompts, CN_CONTEXT_LENGTH, Truncation::Error)
-        .unwrap();
-    let elapsed = start.elapsed();
-    assert_eq!(batch.shape(), [80_000, 52]);
-    let mut mismatches = Vec::new();
-    for (i, ((row, want), sep)) in batch
-        .rows()
-        .zip(&expected)
-        .zip(batch.eot_positions())
-        .enumerate()
-    {
-        let (ids, padding) = row.split_at(want.len());
-        if ids != want.as_slice() || padding.iter().any(|&id| id != 0) || *sep != want.len() - 1 {
-            mismatches.push(i);
-        }
-    }
-    for &i in mismatches.iter().take(5) {
-        eprintln!(
-            "prompt {i} {:?}: ours {:?}, cn_clip {:?}",
-            prompts[i],
-            batch.row(i).unwrap(),
-            expected[i]
-        );
-    }
-    println!(
-        "80,000 Chinese ImageNet prompts: {} identical, {} different; encode_batch took {:.2} s",
-        80_000 - mismatches.len(),
-        mismatches.len(),
-        elapsed.as_secs_f64()
+    common::imagenet_prompts_match(
+        "cn_tokenizer_imagenet.json",
+        "cn_tokenizer_imagenet_ids.bin.gz",
+        &tokenizer,
+        CN_CONTEXT_LENGTH,
+        "cn_clip",
     );
-    assert!(mismatches.is_empty(), "{} prompts differ", mismatches.len());
 }
 
 #[derive(Deserialize)]

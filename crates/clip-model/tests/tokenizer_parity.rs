@@ -1,109 +1,24 @@
 //! Parity with OpenAI's tokenizer (`clip/simple_tokenizer.py`), on fixtures made by
 //! `tools/reference/tokenizer.py`: all 80,000 ImageNet prompts and a set of tricky strings.
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::time::Instant;
+mod common;
+
+use common::fixture;
 
 use clip_model::Error;
 use clip_model::tokenizer::{DEFAULT_CONTEXT_LENGTH, EOT, Tokenizer, Truncation};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-#[derive(Deserialize)]
-struct Prompts {
-    rows: usize,
-    ids_sha256: String,
-    classes: Vec<String>,
-    templates: Vec<String>,
-}
-
-/// The rows of `tokenizer_imagenet_ids.bin.gz`: a length byte, then that many little-endian u16 ids.
-fn read_id_rows(sha256: &str) -> Vec<Vec<u32>> {
-    let file = std::fs::File::open(fixture("tokenizer_imagenet_ids.bin.gz")).unwrap();
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_end(&mut bytes)
-        .unwrap();
-    let digest: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(
-        digest, sha256,
-        "tokenizer_imagenet_ids.bin.gz does not match its SHA-256"
-    );
-    let mut rows = Vec::new();
-    let mut rest = bytes.as_slice();
-    while let Some((&n, tail)) = rest.split_first() {
-        let n = usize::from(n);
-        let (ids, tail) = tail.split_at(2 * n);
-        rows.push(
-            ids.chunks_exact(2)
-                .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])))
-                .collect(),
-        );
-        rest = tail;
-    }
-    rows
-}
 
 #[test]
 fn imagenet_prompts_match_openai() {
-    let meta: Prompts = serde_json::from_str(
-        &std::fs::read_to_string(fixture("tokenizer_imagenet_prompts.json")).unwrap(),
-    )
-    .unwrap();
-    let expected = read_id_rows(&meta.ids_sha256);
-    assert_eq!(expected.len(), meta.rows);
-    let prompts: Vec<String> = meta
-        .classes
-        .iter()
-        .flat_map(|name| meta.templates.iter().map(move |t| t.replace("{}", name)))
-        .collect();
-    assert_eq!(prompts.len(), 80_000);
-
     let tokenizer = Tokenizer::openai().unwrap();
-    let start = Instant::now();
-    let batch = tokenizer
-        .encode_batch(&prompts, DEFAULT_CONTEXT_LENGTH, Truncation::Error)
-        .unwrap();
-    let elapsed = start.elapsed();
-    assert_eq!(batch.shape(), [80_000, 77]);
-
-    let mut mismatches = Vec::new();
-    for (i, ((row, want), eot)) in batch
-        .rows()
-        .zip(&expected)
-        .zip(batch.eot_positions())
-        .enumerate()
-    {
-        let (ids, padding) = row.split_at(want.len());
-        if ids != want.as_slice() || padding.iter().any(|&id| id != 0) || *eot != want.len() - 1 {
-            mismatches.push(i);
-        }
-    }
-    for &i in mismatches.iter().take(5) {
-        eprintln!(
-            "prompt {i} {:?}: ours {:?}, OpenAI {:?}",
-            prompts[i],
-            batch.row(i).unwrap(),
-            expected[i]
-        );
-    }
-    println!(
-        "80,000 ImageNet prompts: {} identical, {} different; encode_batch took {:.2} s",
-        80_000 - mismatches.len(),
-        mismatches.len(),
-        elapsed.as_secs_f64()
+    common::imagenet_prompts_match(
+        "tokenizer_imagenet_prompts.json",
+        "tokenizer_imagenet_ids.bin.gz",
+        &tokenizer,
+        DEFAULT_CONTEXT_LENGTH,
+        "OpenAI",
     );
-    assert!(mismatches.is_empty(), "{} prompts differ", mismatches.len());
 }
 
 #[derive(Deserialize)]
