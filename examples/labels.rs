@@ -129,23 +129,13 @@ mod tests {
     fn special_files_are_refused_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("labels.txt");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
+        dev_support::mkfifo(&fifo);
         for p in [fifo, std::path::PathBuf::from("/dev/zero")] {
-            let (tx, rx) = std::sync::mpsc::channel();
             let q = p.clone();
-            std::thread::spawn(move || {
-                let _ = tx.send(read_file(&q).map_err(|e| e.to_string()));
-            });
-            let e = rx
-                .recv_timeout(std::time::Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("reading {} hung", p.display()))
-                .unwrap_err();
+            let e = dev_support::within_10s(&format!("reading {}", p.display()), move || {
+                read_file(&q).map_err(|e| e.to_string())
+            })
+            .unwrap_err();
             assert!(
                 e.contains(&p.display().to_string()) && e.contains("not a regular file"),
                 "{e}"

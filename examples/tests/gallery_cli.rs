@@ -473,13 +473,7 @@ fn a_fifo_given_as_the_picture_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = indexed_library(dir.path(), &model);
     let fifo = dir.path().join("photo.png");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    dev_support::mkfifo(&fifo);
     let (tx, rx) = std::sync::mpsc::channel();
     let args = [
         "similar".to_owned(),

@@ -10,7 +10,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -872,11 +871,6 @@ async fn upload_quota_limits_library_growth() {
 // ---------------------------------------------------------------------------------------------
 // 5. Image files
 
-fn mkfifo(path: &Path) {
-    let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
-    assert!(ok, "mkfifo {}", path.display());
-}
-
 /// The library id of the demo photo `name`.
 async fn id_of(app: &axum::Router, name: &str) -> i64 {
     let page: LibraryPage = call(app, get("/api/library?per_page=100", "127.0.0.1"))
@@ -898,7 +892,7 @@ async fn image_files_are_checked_before_serving() {
     let fifo = photos.join("horse.png");
     let id = id_of(&app, "horse.png").await;
     std::fs::remove_file(&fifo).unwrap();
-    mkfifo(&fifo);
+    dev_support::mkfifo(&fifo);
     let r = tokio::time::timeout(
         Duration::from_secs(5),
         call(&app, get(&format!("/image/{id}"), "127.0.0.1")),

@@ -95,16 +95,11 @@ fn absurd_numbers_are_argument_errors_before_any_work() {
 }
 
 #[cfg(unix)]
-fn mkfifo(path: &Path) {
-    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
-}
-
-#[cfg(unix)]
 #[test]
 fn special_files_fail_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("photo.png");
-    mkfifo(&fifo);
+    dev_support::mkfifo(&fifo);
     let weights = dev_support::tiny_clip::write(dir.path()).unwrap();
     let out = dir.path().join("out");
     let (fifo_s, weights_s, out_s) = (
@@ -181,7 +176,7 @@ fn eval_imagenet_skips_a_fifo_among_the_images() {
     let images = dir.path().join("sample");
     std::fs::create_dir(&images).unwrap();
     std::fs::copy(photo("horse.png"), images.join("n02389026_horse.png")).unwrap();
-    mkfifo(&images.join("n01440764_fifo.JPEG"));
+    dev_support::mkfifo(&images.join("n01440764_fifo.JPEG"));
     let weights = dev_support::tiny_clip::write(dir.path()).unwrap();
     let out = dir.path().join("out");
     let meta = shared.join("imagenet-devkit/meta.mat");

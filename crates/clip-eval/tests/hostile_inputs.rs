@@ -61,21 +61,11 @@ fn non_finite_embeddings_and_scales_are_errors_naming_them() {
 fn a_fifo_as_templates_file_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("templates.txt");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let (tx, rx) = std::sync::mpsc::channel();
+    dev_support::mkfifo(&fifo);
     let f = fifo.clone();
-    std::thread::spawn(move || {
-        let _ = tx.send(Templates::from_file(&f));
+    let r = dev_support::within_10s("reading a FIFO as templates", move || {
+        Templates::from_file(&f)
     });
-    let r = rx
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .expect("reading a FIFO as templates hung");
     match r {
         Err(Error::File(safe_file::Error::NotRegular { path, .. })) => assert_eq!(path, fifo),
         other => panic!("{other:?}"),

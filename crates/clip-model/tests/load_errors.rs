@@ -411,23 +411,13 @@ fn non_finite_logit_scale_is_refused_by_name() {
 fn special_files_as_weights_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("model.safetensors");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    dev_support::mkfifo(&fifo);
     for p in [fifo, PathBuf::from("/dev/zero")] {
-        let (tx, rx) = std::sync::mpsc::channel();
         let q = p.clone();
-        std::thread::spawn(move || {
-            let _ = tx.send(ClipModel::load(&q).err().map(|e| e.to_string()));
-        });
-        let e = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("loading {} hung", p.display()))
-            .expect("loaded");
+        let e = dev_support::within_10s(&format!("loading {}", p.display()), move || {
+            ClipModel::load(&q).err().map(|e| e.to_string())
+        })
+        .expect("loaded");
         assert!(
             e.contains(&p.display().to_string()) && e.contains("not a regular file"),
             "{e}"

@@ -262,23 +262,13 @@ fn special_files_are_refused_without_waiting() {
     let d = tmp_dir("special");
     let fifo = d.join("photo.jpg");
     let _ = std::fs::remove_file(&fifo);
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    dev_support::mkfifo(&fifo);
     for path in [fifo.clone(), PathBuf::from("/dev/zero"), d.clone()] {
-        let (tx, rx) = std::sync::mpsc::channel();
         let p = path.clone();
-        std::thread::spawn(move || {
-            let _ = tx.send(pre().preprocess_path(&p));
-        });
-        let e = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("{} hung the reader", path.display()))
-            .unwrap_err();
+        let e = dev_support::within_10s(&format!("reading {}", path.display()), move || {
+            pre().preprocess_path(&p)
+        })
+        .unwrap_err();
         assert!(
             matches!(&e, Error::File(safe_file::Error::NotRegular { .. })),
             "{e:?}"

@@ -287,33 +287,21 @@ fn special_files_are_refused_without_waiting() {
     let dir = tempfile::tempdir().unwrap();
     let (_, clip) = tiny(dir.path());
     let fifo = dir.path().join("photo.jpg");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let within_10s = |f: Box<dyn FnOnce() -> String + Send>| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(f());
-        });
-        rx.recv_timeout(std::time::Duration::from_secs(10))
-            .expect("the call hung")
-    };
+    dev_support::mkfifo(&fifo);
     for p in [fifo.clone(), PathBuf::from("/dev/zero")] {
         let c = clip.clone();
         let q = p.clone();
-        let text = within_10s(Box::new(move || c.embed_image(&q).unwrap_err().to_string()));
+        let text = dev_support::within_10s("embedding a special file", move || {
+            c.embed_image(&q).unwrap_err().to_string()
+        });
         assert!(
             text.contains(p.to_str().unwrap()) && text.contains("not a regular file"),
             "{text}"
         );
         let q = p.clone();
-        let err = within_10s(Box::new(move || {
+        let err = dev_support::within_10s("loading a special file", move || {
             Clip::load(q.to_str().unwrap()).unwrap_err().to_string()
-        }));
+        });
         assert!(
             err.contains(p.to_str().unwrap()) && err.contains("not a regular file"),
             "{err}"
@@ -322,11 +310,11 @@ fn special_files_are_refused_without_waiting() {
     // A batch: the FIFO fails alone.
     let c = clip.clone();
     let f = fifo.clone();
-    let results = within_10s(Box::new(move || {
+    let results = dev_support::within_10s("a batch with a FIFO", move || {
         let r = c.embed_images([&photos().join("horse.png"), &f]);
-        format!("{}{}", r[0].is_ok(), r[1].is_err())
-    }));
-    assert_eq!(results, "truetrue");
+        (r[0].is_ok(), r[1].is_err())
+    });
+    assert_eq!(results, (true, true));
 }
 
 /// "No such file or directory (os error 2): No such file or directory (os error 2)": the cause

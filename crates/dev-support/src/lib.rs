@@ -281,6 +281,27 @@ pub fn assert_cause_once(e: &dyn std::error::Error) {
     }
 }
 
+/// Runs `f` on a thread and fails the test, naming `what`, if it has not returned within 10 s:
+/// a call that waits on a FIFO or device instead of refusing it hangs.
+pub fn within_10s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("{what} hung (no answer within 10 s)"))
+}
+
+/// Makes a FIFO at `path` (with `mkfifo`), for tests that hand one where a file is expected.
+#[cfg(unix)]
+pub fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
 /// The workspace root (the folder holding the root `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -135,22 +135,12 @@ fn files_that_are_not_libraries_are_refused_untouched() {
 fn a_fifo_or_device_as_library_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("lib.sqlite");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    dev_support::mkfifo(&fifo);
     for file in [fifo, PathBuf::from("/dev/zero")] {
-        let (tx, rx) = std::sync::mpsc::channel();
         let f = file.clone();
-        std::thread::spawn(move || {
-            let _ = tx.send(open_all_ways(&f));
+        let errors = dev_support::within_10s(&format!("opening {}", file.display()), move || {
+            open_all_ways(&f)
         });
-        let errors = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("opening {} hung", file.display()));
         for (how, e) in errors {
             assert!(
                 matches!(&e, Error::File(safe_file::Error::NotRegular { path, .. }) if *path == file),

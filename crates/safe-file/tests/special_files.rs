@@ -2,29 +2,9 @@
 //! temporary file behind when they fail.
 
 use std::path::Path;
-use std::sync::mpsc;
-use std::time::Duration;
 
+use dev_support::{mkfifo, within_10s};
 use safe_file::Error;
-
-/// Runs `f` on a thread and fails the test if it has not returned within 10 s (a hang).
-fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("the call hung (no answer within 10 s)")
-}
-
-#[cfg(unix)]
-fn mkfifo(path: &Path) {
-    let status = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .expect("mkfifo runs");
-    assert!(status.success());
-}
 
 #[cfg(unix)]
 #[test]
@@ -33,7 +13,7 @@ fn a_fifo_is_refused_without_waiting_for_a_writer() {
     let fifo = dir.path().join("photo.jpg");
     mkfifo(&fifo);
     let f = fifo.clone();
-    let e = within_10s(move || safe_file::read(&f, 1 << 20)).unwrap_err();
+    let e = within_10s("reading a FIFO", move || safe_file::read(&f, 1 << 20)).unwrap_err();
     assert!(
         matches!(&e, Error::NotRegular { kind: "a FIFO", path } if path == &fifo),
         "{e:?}"
@@ -45,7 +25,10 @@ fn a_fifo_is_refused_without_waiting_for_a_writer() {
     // Through a symbolic link too (links are followed, the target is checked).
     let link = dir.path().join("link.jpg");
     std::os::unix::fs::symlink(&fifo, &link).unwrap();
-    let e = within_10s(move || safe_file::open(&link, 1 << 20).map(|_| ())).unwrap_err();
+    let e = within_10s("opening a link to a FIFO", move || {
+        safe_file::open(&link, 1 << 20).map(|_| ())
+    })
+    .unwrap_err();
     assert!(
         matches!(e, Error::NotRegular { kind: "a FIFO", .. }),
         "{e:?}"
@@ -55,7 +38,10 @@ fn a_fifo_is_refused_without_waiting_for_a_writer() {
 #[cfg(unix)]
 #[test]
 fn dev_zero_is_refused_not_read_forever() {
-    let e = within_10s(|| safe_file::read("/dev/zero", 1 << 20)).unwrap_err();
+    let e = within_10s("reading /dev/zero", || {
+        safe_file::read("/dev/zero", 1 << 20)
+    })
+    .unwrap_err();
     assert!(
         matches!(
             e,
@@ -66,7 +52,10 @@ fn dev_zero_is_refused_not_read_forever() {
         ),
         "{e:?}"
     );
-    let e = within_10s(|| safe_file::read_to_string("/dev/zero", u64::MAX)).unwrap_err();
+    let e = within_10s("reading /dev/zero as text", || {
+        safe_file::read_to_string("/dev/zero", u64::MAX)
+    })
+    .unwrap_err();
     assert!(matches!(e, Error::NotRegular { .. }), "{e:?}");
 }
 
