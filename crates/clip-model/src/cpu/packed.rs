@@ -780,11 +780,7 @@ pub(crate) mod tests {
                     // √k · 2⁻²⁴ · |terms|; 1e-5 · √k (≈ 3e-4 at k = 768) is a loose bound
                     // that still catches any wrong or missing term (each is ~0.3 on average).
                     let tol = 1e-5 * (k as f32).sqrt().max(1.0);
-                    let worst = got
-                        .iter()
-                        .zip(&want)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0f32, f32::max);
+                    let worst = dev_support::max_abs_diff(&got, &want).unwrap();
                     assert!(
                         worst <= tol && got.iter().all(|v| v.is_finite()),
                         "{kernel:?} {m}×{n}×{k} {epilogue:?}: max abs diff {worst} > {tol}"
