@@ -426,20 +426,14 @@ impl Tokenizer {
             .zip(&encodings)
             .zip(texts)
         {
-            let tokens = encoding.get_ids();
-            let n = tokens.len() + 2;
-            if n > context_length && truncation == Truncation::Error {
-                return Err(Error::TextTooLong {
-                    start: quote_start(text.as_ref()),
-                    tokens: n,
-                    context_length,
-                });
-            }
-            let kept = tokens.len().min(context_length - 2);
-            row[0] = SOT;
-            row[1..=kept].copy_from_slice(&tokens[..kept]);
-            row[kept + 1] = EOT;
-            let eot = row.iter().position(|&id| id == EOT).unwrap_or(kept + 1);
+            let end = frame_row(
+                row,
+                encoding.get_ids(),
+                (SOT, EOT),
+                text.as_ref(),
+                truncation,
+            )?;
+            let eot = row.iter().position(|&id| id == EOT).unwrap_or(end);
             eot_positions.push(eot);
         }
         Ok(TokenBatch {
@@ -486,6 +480,31 @@ impl Tokenizer {
 }
 
 /// The first characters of `text`, for error messages.
+/// Writes `first, tokens…, last` at the start of `row` (the tokens cut to fit when `truncation`
+/// allows it, else [`Error::TextTooLong`] quoting `text`); returns the position of `last`.
+pub(crate) fn frame_row(
+    row: &mut [u32],
+    tokens: &[u32],
+    (first, last): (u32, u32),
+    text: &str,
+    truncation: Truncation,
+) -> Result<usize> {
+    let context_length = row.len();
+    let n = tokens.len() + 2;
+    if n > context_length && truncation == Truncation::Error {
+        return Err(Error::TextTooLong {
+            start: quote_start(text),
+            tokens: n,
+            context_length,
+        });
+    }
+    let kept = tokens.len().min(context_length - 2);
+    row[0] = first;
+    row[1..=kept].copy_from_slice(&tokens[..kept]);
+    row[kept + 1] = last;
+    Ok(kept + 1)
+}
+
 fn quote_start(text: &str) -> String {
     match text.char_indices().nth(QUOTED_CHARS) {
         Some((end, _)) => format!("{}…", &text[..end]),

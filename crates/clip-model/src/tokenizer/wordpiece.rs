@@ -35,7 +35,7 @@ use std::io::Read;
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, GeneralCategoryGroup, UnicodeGeneralCategory};
 
-use super::{TokenBatch, Truncation, quote_start};
+use super::{TokenBatch, Truncation, frame_row};
 use crate::{Error, Result};
 
 /// Id of `[PAD]` (also the padding value of a batch).
@@ -216,19 +216,8 @@ impl WordPiece {
             .zip(&encoded)
             .zip(texts)
         {
-            let n = tokens.len() + 2;
-            if n > context_length && truncation == Truncation::Error {
-                return Err(Error::TextTooLong {
-                    start: quote_start(text.as_ref()),
-                    tokens: n,
-                    context_length,
-                });
-            }
-            let kept = tokens.len().min(context_length - 2);
-            row[0] = cls;
-            row[1..=kept].copy_from_slice(&tokens[..kept]);
-            row[kept + 1] = sep;
-            eot_positions.push(kept + 1);
+            let end = frame_row(row, tokens, (cls, sep), text.as_ref(), truncation)?;
+            eot_positions.push(end);
         }
         Ok(TokenBatch {
             ids,
