@@ -670,8 +670,19 @@ async fn upload_burst_memory_returns_to_baseline() {
     for t in tasks {
         statuses.push(t.await.unwrap());
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (after, peak) = memory_of(pid);
+    // Back near the baseline once the burst is over. On a loaded machine (the whole test suite
+    // on two cores) the last admitted requests take a while to drop their buffers: poll for up
+    // to 10 s before judging.
+    let upload = BURST_UPLOAD as u64;
+    let settle = BURST_IN_FLIGHT as u64 * upload + (32 << 20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (after, peak) = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (after, peak) = memory_of(pid);
+        if after.saturating_sub(base) <= settle || std::time::Instant::now() >= deadline {
+            break (after, peak);
+        }
+    };
     let ok = statuses.iter().filter(|s| *s == "200").count();
     let busy = statuses.iter().filter(|s| *s == "503").count();
     let mb = |b: u64| b as f64 / (1 << 20) as f64;
@@ -694,7 +705,6 @@ async fn upload_burst_memory_returns_to_baseline() {
     );
     // Each admitted upload holds its body about twice (the collected body and the model's copy);
     // hyper's buffers and the allocator's slack add some tens of MB.
-    let upload = BURST_UPLOAD as u64;
     let bound = BURST_IN_FLIGHT as u64 * 3 * upload + (48 << 20);
     assert!(
         peak.saturating_sub(base) <= bound,
@@ -703,7 +713,6 @@ async fn upload_burst_memory_returns_to_baseline() {
         mb(base),
         mb(bound)
     );
-    let settle = BURST_IN_FLIGHT as u64 * upload + (32 << 20);
     assert!(
         after.saturating_sub(base) <= settle,
         "{:.0} MB after the burst over a {:.0} MB baseline (bound {:.0} MB)",
